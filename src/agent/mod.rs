@@ -1,0 +1,224 @@
+//! The agent: a tokio runtime inside otel-run, alive for the child's lifetime.
+//!
+//! It owns one export pipeline per signal whose exporter is not `none`, and the
+//! local receiver the child's SDK exports to. Everything (the child's telemetry,
+//! otel-run's own process span) leaves through those pipelines, and is flushed
+//! when the child has exited, bounded by the export timeouts.
+
+pub mod export;
+pub mod pipeline;
+pub mod process_span;
+pub mod receiver;
+pub mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use tokio::time::Instant;
+
+use crate::settings::otlp::{Signal, Target};
+use crate::settings::{Settings, vars};
+use export::{Exporter, Payload};
+use pipeline::{BatchConfig, Pipeline, Totals, Worker};
+use receiver::Sinks;
+use report::Reporter;
+
+pub struct Agent {
+    runtime: tokio::runtime::Runtime,
+    sinks: Arc<Sinks>,
+    workers: Workers,
+    endpoint: Option<String>,
+    reporter: Arc<Reporter>,
+}
+
+#[derive(Default)]
+struct Workers {
+    traces: Option<(Worker, Duration)>,
+    metrics: Option<(Worker, Duration)>,
+    logs: Option<(Worker, Duration)>,
+}
+
+impl Agent {
+    /// Starts the pipelines, and the receiver when `receive` is set. Returns `None`
+    /// when every exporter is `none`: there is nothing to do.
+    pub fn start(settings: &Settings, receive: bool) -> std::io::Result<Option<Agent>> {
+        let exports = |signal: Signal| {
+            !settings.disabled()
+                && !settings
+                    .list(signal.exporter_var())
+                    .iter()
+                    .all(|e| e == "none")
+        };
+        if !Signal::ALL.into_iter().any(exports) {
+            return Ok(None);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("otel-run-agent")
+            .enable_all()
+            .build()?;
+        // Clients spawn their connection tasks on this runtime.
+        let _guard = runtime.enter();
+        let reporter = Arc::new(Reporter::default());
+        let exporters = |signal: Signal| exporters(settings, signal);
+        let (traces, metrics, logs) = (
+            exporters(Signal::Traces),
+            exporters(Signal::Metrics),
+            exporters(Signal::Logs),
+        );
+        let mut workers = Workers::default();
+        let sinks = Sinks {
+            traces: start_pipeline(settings, traces, &reporter, &mut workers.traces),
+            metrics: start_pipeline(settings, metrics, &reporter, &mut workers.metrics),
+            logs: start_pipeline(settings, logs, &reporter, &mut workers.logs),
+        };
+        let sinks = Arc::new(sinks);
+        let endpoint = if receive {
+            let listener = runtime.block_on(receiver::bind())?;
+            let endpoint = format!("http://{}", listener.local_addr()?);
+            receiver::serve(listener, sinks.clone());
+            tracing::debug!("receiving OTLP on {endpoint}");
+            Some(endpoint)
+        } else {
+            None
+        };
+        drop(_guard);
+        Ok(Some(Agent {
+            runtime,
+            sinks,
+            workers,
+            endpoint,
+            reporter,
+        }))
+    }
+
+    /// The receiver's base URL, for the child's OTEL_EXPORTER_OTLP_ENDPOINT.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// Whether a signal is exported at all.
+    pub fn exports(&self, signal: Signal) -> bool {
+        match signal {
+            Signal::Traces => self.sinks.traces.is_some(),
+            Signal::Metrics => self.sinks.metrics.is_some(),
+            Signal::Logs => self.sinks.logs.is_some(),
+        }
+    }
+
+    /// Queues one of otel-run's own spans.
+    pub fn record(&self, spans: ResourceSpans) {
+        if let Some(pipeline) = &self.sinks.traces {
+            pipeline.push(spans);
+        }
+    }
+
+    /// Flushes every pipeline, each bounded by its export timeout, and reports
+    /// what was exported and dropped.
+    pub fn finish(self) -> Vec<(Signal, Totals)> {
+        let Agent {
+            runtime,
+            sinks,
+            workers,
+            reporter,
+            ..
+        } = self;
+        let totals = runtime.block_on(async {
+            let (t, m, l) = tokio::join!(
+                flush(sinks.traces.as_ref(), workers.traces),
+                flush(sinks.metrics.as_ref(), workers.metrics),
+                flush(sinks.logs.as_ref(), workers.logs),
+            );
+            [(Signal::Traces, t), (Signal::Metrics, m), (Signal::Logs, l)]
+                .into_iter()
+                .filter_map(|(s, t)| t.map(|t| (s, t)))
+                .collect::<Vec<_>>()
+        });
+        // Connections still open are not worth waiting for.
+        runtime.shutdown_background();
+        reporter.summary(&totals);
+        totals
+    }
+}
+
+async fn flush<T: Payload>(
+    pipeline: Option<&Pipeline<T>>,
+    worker: Option<(Worker, Duration)>,
+) -> Option<Totals> {
+    let (pipeline, (worker, timeout)) = (pipeline?, worker?);
+    Some(pipeline.shutdown(worker, Instant::now() + timeout).await)
+}
+
+fn start_pipeline<T: Payload>(
+    settings: &Settings,
+    exporters: Vec<Exporter>,
+    reporter: &Arc<Reporter>,
+    worker_slot: &mut Option<(Worker, Duration)>,
+) -> Option<Pipeline<T>> {
+    if exporters.is_empty() {
+        return None;
+    }
+    let config = batch_config(settings, T::SIGNAL);
+    let timeout = config.export_timeout;
+    let (pipeline, worker) = Pipeline::start(config, exporters, reporter.clone());
+    *worker_slot = Some((worker, timeout));
+    Some(pipeline)
+}
+
+/// Batching per signal: spans follow OTEL_BSP_*, logs OTEL_BLRP_*. Metrics arrive
+/// already aggregated by the child's reader, so they are forwarded within a second.
+fn batch_config(settings: &Settings, signal: Signal) -> BatchConfig {
+    let ms = |var, default| {
+        settings
+            .millis(var)
+            .unwrap_or(Duration::from_millis(default))
+    };
+    let n = |var, default| settings.count(var).unwrap_or(default).max(1) as usize;
+    match signal {
+        Signal::Traces => BatchConfig {
+            schedule_delay: ms(&vars::BSP_SCHEDULE_DELAY, 5000),
+            max_queue: n(&vars::BSP_MAX_QUEUE_SIZE, 2048),
+            max_batch: n(&vars::BSP_MAX_EXPORT_BATCH_SIZE, 512),
+            export_timeout: ms(&vars::BSP_EXPORT_TIMEOUT, 30000),
+        },
+        Signal::Logs => BatchConfig {
+            schedule_delay: ms(&vars::BLRP_SCHEDULE_DELAY, 1000),
+            max_queue: n(&vars::BLRP_MAX_QUEUE_SIZE, 2048),
+            max_batch: n(&vars::BLRP_MAX_EXPORT_BATCH_SIZE, 512),
+            export_timeout: ms(&vars::BLRP_EXPORT_TIMEOUT, 30000),
+        },
+        Signal::Metrics => BatchConfig {
+            schedule_delay: Duration::from_secs(1),
+            max_queue: 65536,
+            max_batch: 8192,
+            export_timeout: ms(&vars::METRIC_EXPORT_TIMEOUT, 30000),
+        },
+    }
+}
+
+/// The exporters of a signal. One that cannot be built is left out with a warning:
+/// the child still runs.
+fn exporters(settings: &Settings, signal: Signal) -> Vec<Exporter> {
+    settings
+        .list(signal.exporter_var())
+        .iter()
+        .filter_map(|name| {
+            let built = match name.as_str() {
+                "otlp" => export::otlp::Client::new(Target::of(settings, signal))
+                    .map(|c| Exporter::Otlp(Box::new(c)))
+                    .map_err(|e| e.to_string()),
+                "console" => {
+                    let output = settings.text(&vars::CONSOLE_OUTPUT).unwrap_or("stderr");
+                    export::console::Console::open(output)
+                        .map(Exporter::Console)
+                        .map_err(|e| format!("cannot open console output `{output}`: {e}"))
+                }
+                _ => return None,
+            };
+            built
+                .map_err(|e| tracing::warn!("{} are not exported: {e}", signal.name()))
+                .ok()
+        })
+        .collect()
+}

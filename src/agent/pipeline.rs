@@ -1,0 +1,266 @@
+//! One signal's export pipeline: a bounded queue, a batching worker, retries with
+//! backoff, and counters of what was exported and dropped.
+//!
+//! Items are OTLP `Resource*` messages exactly as received (or as otel-run built
+//! them), so each keeps its own resource and scope when forwarded.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+use super::export::{ExportError, Exporter, Payload};
+use super::report::Reporter;
+
+/// Batching settings of one pipeline.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub schedule_delay: Duration,
+    pub max_queue: usize,
+    pub max_batch: usize,
+    /// Budget of one batch's export, retries included.
+    pub export_timeout: Duration,
+}
+
+/// What happened to the items of a pipeline, counted in spans, data points or
+/// log records.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub exported: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_export_failed: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub exported: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_export_failed: u64,
+}
+
+impl Totals {
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_export_failed
+    }
+}
+
+struct Queue<T> {
+    items: VecDeque<T>,
+    count: usize,
+    closed: bool,
+}
+
+struct Shared<T> {
+    queue: Mutex<Queue<T>>,
+    wake: Notify,
+    config: BatchConfig,
+    exporters: Vec<Exporter>,
+    counters: Counters,
+    shutting_down: AtomicBool,
+    /// Wakes a retry's backoff when shutdown starts.
+    stop: watch::Sender<bool>,
+    reporter: Arc<Reporter>,
+}
+
+/// A handle to a running pipeline; clones feed the same queue.
+pub struct Pipeline<T: Payload> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Payload> Clone for Pipeline<T> {
+    fn clone(&self) -> Self {
+        Pipeline {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The worker of a pipeline; awaited at shutdown.
+pub struct Worker(tokio::task::JoinHandle<()>);
+
+impl<T: Payload> Pipeline<T> {
+    /// Starts the batching worker on the current tokio runtime.
+    pub fn start(
+        config: BatchConfig,
+        exporters: Vec<Exporter>,
+        reporter: Arc<Reporter>,
+    ) -> (Self, Worker) {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                count: 0,
+                closed: false,
+            }),
+            wake: Notify::new(),
+            config,
+            exporters,
+            counters: Counters::default(),
+            shutting_down: AtomicBool::new(false),
+            stop: watch::channel(false).0,
+            reporter,
+        });
+        let worker = tokio::spawn(run(shared.clone()));
+        (Pipeline { shared }, Worker(worker))
+    }
+
+    /// Queues an item. Returns how many of its records were rejected because the
+    /// queue is full (0 when accepted); those are counted as dropped.
+    pub fn push(&self, item: T) -> u64 {
+        let n = item.count();
+        let mut queue = self.shared.queue.lock().expect("queue lock");
+        if queue.closed || queue.count + n > self.shared.config.max_queue {
+            drop(queue);
+            self.shared
+                .counters
+                .dropped_queue_full
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.shared.reporter.queue_full(T::SIGNAL);
+            return n as u64;
+        }
+        queue.count += n;
+        queue.items.push_back(item);
+        let full = queue.count >= self.shared.config.max_batch;
+        drop(queue);
+        if full {
+            self.shared.wake.notify_one();
+        }
+        0
+    }
+
+    /// Stops accepting items and exports what is queued; returns the totals once
+    /// the queue is empty or `deadline` passed (what is left then counts as dropped).
+    pub async fn shutdown(&self, worker: Worker, deadline: Instant) -> Totals {
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        self.shared.stop.send_replace(true);
+        self.shared.queue.lock().expect("queue lock").closed = true;
+        self.shared.wake.notify_one();
+        let mut handle = worker.0;
+        if timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            &mut handle,
+        )
+        .await
+        .is_err()
+        {
+            handle.abort();
+            let counters = &self.shared.counters;
+            let left = self.shared.queue.lock().expect("queue lock").count as u64
+                + counters.in_flight.swap(0, Ordering::Relaxed);
+            counters
+                .dropped_export_failed
+                .fetch_add(left, Ordering::Relaxed);
+            self.shared.reporter.flush_timed_out(T::SIGNAL, left);
+        }
+        self.totals()
+    }
+
+    pub fn totals(&self) -> Totals {
+        let c = &self.shared.counters;
+        Totals {
+            exported: c.exported.load(Ordering::Relaxed),
+            dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
+            dropped_export_failed: c.dropped_export_failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn run<T: Payload>(shared: Arc<Shared<T>>) {
+    loop {
+        let batch_due = Instant::now() + shared.config.schedule_delay;
+        // Wait until a batch is full, the schedule delay passed, or shutdown.
+        loop {
+            {
+                let queue = shared.queue.lock().expect("queue lock");
+                if queue.closed || queue.count >= shared.config.max_batch {
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = sleep_until(batch_due) => break,
+            }
+        }
+        let (batch, n, closed) = take_batch(&shared);
+        if !batch.is_empty() {
+            shared.counters.in_flight.store(n as u64, Ordering::Relaxed);
+            let ok = export_with_retry(&shared, batch).await;
+            let counter = if ok {
+                &shared.counters.exported
+            } else {
+                &shared.counters.dropped_export_failed
+            };
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+            shared.counters.in_flight.store(0, Ordering::Relaxed);
+        }
+        if closed && shared.queue.lock().expect("queue lock").count == 0 {
+            return;
+        }
+    }
+}
+
+/// Takes whole items until the batch size is reached (an item larger than a batch
+/// goes alone).
+fn take_batch<T: Payload>(shared: &Shared<T>) -> (Vec<T>, usize, bool) {
+    let mut queue = shared.queue.lock().expect("queue lock");
+    let mut batch = Vec::new();
+    let mut n = 0;
+    while let Some(front) = queue.items.front() {
+        let size = front.count();
+        if !batch.is_empty() && n + size > shared.config.max_batch {
+            break;
+        }
+        n += size;
+        batch.push(queue.items.pop_front().expect("front exists"));
+    }
+    queue.count -= n;
+    (batch, n, queue.closed)
+}
+
+/// Sends a batch to every exporter, retrying transient failures with exponential
+/// backoff within the batch's budget. True when every exporter took it.
+async fn export_with_retry<T: Payload>(shared: &Shared<T>, batch: Vec<T>) -> bool {
+    let budget_end = Instant::now() + shared.config.export_timeout;
+    let mut all_ok = true;
+    for exporter in &shared.exporters {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let err = match exporter.export(&batch).await {
+                Ok(()) => break,
+                Err(err) => err,
+            };
+            let retry_after = match &err {
+                ExportError::Retryable { retry_after, .. } => Some(retry_after.unwrap_or(backoff)),
+                // Nothing listens: retry while running (a collector may be starting),
+                // not while flushing at exit, where it would only delay the user.
+                ExportError::Unreachable(_) if !shared.shutting_down.load(Ordering::Relaxed) => {
+                    Some(backoff)
+                }
+                _ => None,
+            };
+            match retry_after {
+                Some(wait) if Instant::now() + wait < budget_end => {
+                    tracing::debug!(
+                        "{} export failed, retrying in {wait:?}: {err}",
+                        T::SIGNAL.name()
+                    );
+                    let mut stop = shared.stop.subscribe();
+                    tokio::select! {
+                        _ = sleep(wait) => {}
+                        _ = stop.wait_for(|stopping| *stopping) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                _ => {
+                    shared.reporter.export_failed(T::SIGNAL, exporter, &err);
+                    all_ok = false;
+                    break;
+                }
+            }
+        }
+    }
+    all_ok
+}

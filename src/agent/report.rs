@@ -1,0 +1,93 @@
+//! The agent's messages to the user: each kind of trouble is said once, not per
+//! batch, and the exit summary is one line.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use super::export::{ExportError, Exporter};
+use super::pipeline::Totals;
+use crate::settings::otlp::Signal;
+
+#[derive(Default)]
+pub struct Reporter {
+    said: Mutex<HashSet<String>>,
+}
+
+impl Reporter {
+    /// True the first time `key` is seen.
+    fn first(&self, key: String) -> bool {
+        self.said.lock().expect("reporter lock").insert(key)
+    }
+
+    pub fn export_failed(&self, signal: Signal, exporter: &Exporter, err: &ExportError) {
+        let destination = exporter.describe();
+        match err {
+            // One message for an endpoint nothing listens on, whatever the signal.
+            ExportError::Unreachable(_) => {
+                if self.first(format!("unreachable {destination}")) {
+                    tracing::warn!(
+                        "no OTLP collector at {destination} ({err}); {} are dropped\nhint: start a collector there, set `--exporter-otlp-endpoint`, or print spans with `--traces-exporter console`",
+                        signal.name()
+                    );
+                }
+            }
+            _ => {
+                if self.first(format!("failed {} {destination}", signal.name())) {
+                    tracing::warn!("exporting {} to {destination} failed: {err}", signal.name());
+                } else {
+                    tracing::debug!("exporting {} to {destination} failed: {err}", signal.name());
+                }
+            }
+        }
+    }
+
+    pub fn queue_full(&self, signal: Signal) {
+        if self.first(format!("full {}", signal.name())) {
+            tracing::warn!(
+                "the {} queue is full; dropping until the exporter catches up\nhint: raise `--bsp-max-queue-size` or lower `--bsp-schedule-delay`",
+                signal.name()
+            );
+        }
+    }
+
+    pub fn flush_timed_out(&self, signal: Signal, left: u64) {
+        tracing::warn!(
+            "gave up flushing {} at exit after the export timeout; {left} dropped\nhint: `--bsp-export-timeout` sets how long otel-run waits",
+            signal.name()
+        );
+    }
+
+    /// The exit line: always at `-v`, and as a warning when anything was dropped.
+    pub fn summary(&self, totals: &[(Signal, Totals)]) {
+        let dropped: u64 = totals.iter().map(|(_, t)| t.dropped()).sum();
+        let parts: Vec<String> = totals
+            .iter()
+            .filter(|(_, t)| t.exported > 0 || t.dropped() > 0)
+            .map(|(signal, t)| {
+                let unit = match signal {
+                    Signal::Traces => "spans",
+                    Signal::Metrics => "data points",
+                    Signal::Logs => "log records",
+                };
+                let mut text = format!("{} {unit} exported", t.exported);
+                if t.dropped() > 0 {
+                    text += &format!(
+                        ", {} dropped ({} queue full, {} export failed)",
+                        t.dropped(),
+                        t.dropped_queue_full,
+                        t.dropped_export_failed
+                    );
+                }
+                text
+            })
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        if dropped > 0 {
+            tracing::warn!("{}", parts.join("; "));
+        } else {
+            tracing::info!("{}", parts.join("; "));
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The command line, parsed without I/O.
+//!
+//! The fixed part is a clap derive; one flag per entry of the settings list is
+//! added from [`crate::settings::vars::ALL`], with the `opentelemetry-instrument`
+//! underscore spelling as an alias, so the seeds' commands work after renaming
+//! `opentelemetry-instrument` to `otel-run`.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::settings::report::Format;
+use crate::settings::vars::{self, Kind, Var};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "otel-run",
+    version,
+    about = "Run a command observed with OpenTelemetry, without code changes",
+    after_help = "Every flag also reads its OTEL_* variable and its `otel-run.toml` key.\nPrecedence: defaults < otel-run.toml < environment < flags.",
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "COMMAND",
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub subcommand: Option<Sub>,
+
+    /// Read settings from this file instead of `./otel-run.toml`
+    #[arg(long, global = true, value_name = "PATH", help_heading = "otel-run")]
+    pub config: Option<PathBuf>,
+
+    /// Don't run the local agent: the child exports directly (same as `--agent false`)
+    #[arg(long, global = true, help_heading = "otel-run")]
+    pub no_agent: bool,
+
+    /// More diagnostics on stderr (-v info, -vv debug)
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "otel-run")]
+    pub verbose: u8,
+
+    /// The command to run and its arguments (`--` first if it looks like a subcommand)
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Show the resolved settings and where each value came from (secrets redacted)
+    Config {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Print the environment otel-run would give a command (not available yet)
+    Env,
+    /// Install the instrumentations the target environment is missing (not available yet)
+    Bootstrap,
+    /// Show what otel-run detects and would inject for a command (not available yet)
+    Doctor,
+}
+
+/// The parsed command line: the fixed options and the settings given as flags.
+pub struct Parsed {
+    pub cli: Cli,
+    pub flags: HashMap<&'static str, String>,
+}
+
+/// Parses argv; clap prints help, version and usage errors itself.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::Error> {
+    let matches = command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let mut flags = HashMap::new();
+    for var in vars::ALL.iter().copied() {
+        if let Some(value) = flag_value(&matches, var) {
+            flags.insert(var.name, value);
+        }
+    }
+    if cli.no_agent {
+        flags.insert(vars::AGENT.name, "false".into());
+    }
+    Ok(Parsed { cli, flags })
+}
+
+/// A global flag's value, wherever on the command line (or subcommand) it was given.
+fn flag_value(matches: &ArgMatches, var: &Var) -> Option<String> {
+    matches.get_one::<String>(var.name).cloned().or_else(|| {
+        matches
+            .subcommand()
+            .and_then(|(_, sub)| sub.get_one::<String>(var.name).cloned())
+    })
+}
+
+/// The full clap command: the derive plus one flag per setting.
+pub fn command() -> clap::Command {
+    vars::ALL
+        .iter()
+        .fold(Cli::command(), |cmd, var| cmd.arg(setting_arg(var)))
+}
+
+fn setting_arg(var: &'static Var) -> Arg {
+    let mut help = var.doc.to_string();
+    if let Some(default) = var.default {
+        help += &format!(" [default: {default}]");
+    }
+    help += &format!(" [env: {}]", var.name);
+    let mut arg = Arg::new(var.name)
+        .long(var.flag())
+        .value_name(value_name(var))
+        .help(help)
+        .help_heading(var.group.heading())
+        .num_args(1)
+        .global(true);
+    if let Some(alias) = var.alias() {
+        arg = arg.alias(alias);
+    }
+    arg
+}
+
+fn value_name(var: &Var) -> &'static str {
+    match var.kind {
+        Kind::Text => "TEXT",
+        Kind::Bool => "BOOL",
+        Kind::Count => "N",
+        Kind::Millis => "MS",
+        Kind::Choice(_) => "NAME",
+        Kind::ChoiceList(_) | Kind::OpenList(_) => "NAMES",
+        Kind::KeyValues => "K=V,...",
+        Kind::Url => "URL",
+        Kind::Path => "PATH",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str]) -> Parsed {
+        parse(
+            std::iter::once("otel-run")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn command_and_its_flags_are_the_childs() {
+        let p = parse_str(&["--service-name", "a", "python", "-v", "--service-name", "b"]);
+        assert_eq!(p.flags["OTEL_SERVICE_NAME"], "a");
+        assert_eq!(p.cli.command, ["python", "-v", "--service-name", "b"]);
+        assert_eq!(p.cli.verbose, 0);
+    }
+
+    #[test]
+    fn upstream_underscore_spellings_are_aliases() {
+        let p = parse_str(&[
+            "--traces_exporter",
+            "console",
+            "--metrics_exporter",
+            "none",
+            "--service_name",
+            "todo",
+            "--exporter_otlp_endpoint",
+            "http://localhost:4317",
+            "flask",
+            "run",
+        ]);
+        assert_eq!(p.flags["OTEL_TRACES_EXPORTER"], "console");
+        assert_eq!(p.flags["OTEL_METRICS_EXPORTER"], "none");
+        assert_eq!(p.flags["OTEL_SERVICE_NAME"], "todo");
+        assert_eq!(
+            p.flags["OTEL_EXPORTER_OTLP_ENDPOINT"],
+            "http://localhost:4317"
+        );
+        assert_eq!(p.cli.command, ["flask", "run"]);
+    }
+
+    #[test]
+    fn subcommand_names_run_as_commands_after_double_dash() {
+        let p = parse_str(&["config", "--format", "json"]);
+        assert!(matches!(
+            p.cli.subcommand,
+            Some(Sub::Config {
+                format: Format::Json
+            })
+        ));
+        let p = parse_str(&["--", "config", "--format", "json"]);
+        assert!(p.cli.subcommand.is_none());
+        assert_eq!(p.cli.command, ["config", "--format", "json"]);
+    }
+
+    #[test]
+    fn settings_flags_work_after_a_subcommand() {
+        let p = parse_str(&["config", "--service-name", "x"]);
+        assert_eq!(p.flags["OTEL_SERVICE_NAME"], "x");
+    }
+
+    #[test]
+    fn no_agent_is_the_agent_setting() {
+        let p = parse_str(&["--no-agent", "true"]);
+        assert_eq!(p.flags["OTEL_RUN_AGENT"], "false");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        command().debug_assert();
+    }
+}

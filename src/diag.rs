@@ -1,0 +1,89 @@
+//! otel-run's own diagnostics: stderr only, each line behind `otel-run:`, quiet
+//! (warnings and errors) unless `-v` or OTEL_LOG_LEVEL asks for more.
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The level from `-v` (which wins) or OTEL_LOG_LEVEL.
+pub fn level(verbose: u8, otel_log_level: Option<&str>) -> Option<Level> {
+    match verbose {
+        0 => {}
+        1 => return Some(Level::INFO),
+        2 => return Some(Level::DEBUG),
+        _ => return Some(Level::TRACE),
+    }
+    match otel_log_level.unwrap_or("warn") {
+        "trace" => Some(Level::TRACE),
+        "debug" => Some(Level::DEBUG),
+        "info" => Some(Level::INFO),
+        "error" => Some(Level::ERROR),
+        "off" | "none" => None,
+        _ => Some(Level::WARN),
+    }
+}
+
+/// Installs the stderr logger; only otel-run's own modules log through it.
+pub fn init(level: Option<Level>) {
+    let filter = match level {
+        Some(level) => format!("otel_run={level}"),
+        None => "off".to_string(),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .event_format(Prefixed)
+        .try_init();
+}
+
+/// Prints an error the way every otel-run error looks.
+pub fn error(message: &str, hint: Option<&str>) {
+    let mut text = format!("otel-run: error: {message}\n");
+    if let Some(hint) = hint {
+        text += &format!("hint: {hint}\n");
+    }
+    eprint!("{text}");
+}
+
+struct Prefixed;
+
+impl<S, N> FormatEvent<S, N> for Prefixed
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let label = match *event.metadata().level() {
+            Level::ERROR => "error: ",
+            Level::WARN => "warning: ",
+            Level::INFO => "",
+            Level::DEBUG => "debug: ",
+            Level::TRACE => "trace: ",
+        };
+        write!(writer, "otel-run: {label}")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_wins_over_otel_log_level() {
+        assert_eq!(level(0, None), Some(Level::WARN));
+        assert_eq!(level(0, Some("debug")), Some(Level::DEBUG));
+        assert_eq!(level(0, Some("none")), None);
+        assert_eq!(level(1, Some("error")), Some(Level::INFO));
+        assert_eq!(level(2, None), Some(Level::DEBUG));
+    }
+}

@@ -1,0 +1,243 @@
+//! Launching the command: resolve it on PATH, spawn it with the planned
+//! environment, forward signals, wait, and turn its end into an exit code.
+//!
+//! otel-run spawns rather than execs: it must outlive the child to flush what the
+//! child sent. stdin, stdout, stderr and the terminal are inherited untouched.
+
+mod signals;
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+
+use crate::runtime::Plan;
+
+/// A command resolved to an executable.
+#[derive(Debug)]
+pub struct Command {
+    /// The executable that will run.
+    pub program: PathBuf,
+    /// argv as the user gave it (argv[0] is kept as typed).
+    pub argv: Vec<OsString>,
+}
+
+impl Command {
+    /// argv as text, for span attributes.
+    pub fn argv_lossy(&self) -> Vec<String> {
+        self.argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+/// How the child ended, as otel-run's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The child's exit status, or 128+N after death by signal N.
+    pub code: i32,
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("command `{command}` not found")]
+    NotFound {
+        command: String,
+        hint: Option<String>,
+    },
+    #[error("permission denied: `{}` is not executable", path.display())]
+    PermissionDenied { path: PathBuf },
+    #[error("cannot run `{}`: {source}", path.display())]
+    Spawn { path: PathBuf, source: io::Error },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(io::Error),
+    #[error("lost track of the child process: {0}")]
+    Wait(io::Error),
+}
+
+impl LaunchError {
+    /// The shell's exit codes: 127 for not found, 126 for not executable.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LaunchError::NotFound { .. } => 127,
+            LaunchError::PermissionDenied { .. } => 126,
+            _ => 1,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            LaunchError::NotFound { hint, .. } => hint.clone(),
+            LaunchError::PermissionDenied { path } => Some(format!(
+                "make it executable with `chmod +x {}`",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves `argv[0]` as a shell would: a name with a slash is a path, a bare name
+/// is looked up on PATH.
+pub fn resolve(argv: Vec<OsString>, cwd: &Path) -> Result<Command, LaunchError> {
+    let name = argv[0].to_string_lossy().into_owned();
+    let program = if name.contains('/') {
+        let path = cwd.join(&name);
+        if !path.exists() {
+            return Err(LaunchError::NotFound {
+                command: name.clone(),
+                hint: file_hint(&name),
+            });
+        }
+        path
+    } else {
+        which::which_in(&name, std::env::var_os("PATH"), cwd).map_err(|_| {
+            LaunchError::NotFound {
+                command: name.clone(),
+                hint: file_hint(&name).or_else(|| {
+                    cwd.join(&name)
+                        .is_file()
+                        .then(|| format!("to run the file in this directory, use `./{name}`"))
+                }),
+            }
+        })?
+    };
+    let meta = std::fs::metadata(&program).map_err(|source| LaunchError::Spawn {
+        path: program.clone(),
+        source,
+    })?;
+    if meta.is_dir() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(LaunchError::PermissionDenied { path: program });
+    }
+    Ok(Command { program, argv })
+}
+
+/// Scripts are usually run through their interpreter.
+fn file_hint(name: &str) -> Option<String> {
+    let interpreter = match Path::new(name).extension()?.to_str()? {
+        "py" => "python",
+        "js" | "mjs" | "cjs" => "node",
+        "sh" => "sh",
+        "jar" => return Some(format!("run a jar with `otel-run java -jar {name}`")),
+        _ => return None,
+    };
+    Some(format!(
+        "run a script through its interpreter: `otel-run {interpreter} {name}`"
+    ))
+}
+
+/// Spawns the command with the planned environment, forwards signals while it
+/// runs, and waits for it. `spawned` is told the child's pid.
+pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<Exit, LaunchError> {
+    let signals = signals::Signals::install().map_err(LaunchError::Signals)?;
+    let mut child_command = std::process::Command::new(&command.program);
+    child_command
+        .arg0(&command.argv[0])
+        .args(&command.argv[1..]);
+    for name in &plan.remove {
+        child_command.env_remove(name);
+    }
+    child_command.envs(plan.set.iter().map(|(k, v)| (k, v)));
+    let mut child = child_command
+        .spawn()
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::PermissionDenied => LaunchError::PermissionDenied {
+                path: command.program.clone(),
+            },
+            _ => LaunchError::Spawn {
+                path: command.program.clone(),
+                source,
+            },
+        })?;
+    let pid = child.id();
+    spawned(pid);
+    let forwarder = signals.forward_to(pid);
+    // Wait without reaping, so the pid cannot be reused while signals may still be
+    // forwarded to it; stop forwarding, then reap.
+    let waited = wait_exited(pid);
+    forwarder.stop();
+    waited.map_err(LaunchError::Wait)?;
+    let status = child.wait().map_err(LaunchError::Wait)?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => Exit { code, signal: None },
+        (None, Some(signal)) => Exit {
+            code: 128 + signal,
+            signal: Some(signal),
+        },
+        (None, None) => Exit {
+            code: 1,
+            signal: None,
+        },
+    })
+}
+
+fn wait_exited(pid: u32) -> io::Result<()> {
+    loop {
+        // SAFETY: waitid writes only into the zeroed siginfo we own.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(items: &[&str]) -> Vec<OsString> {
+        items.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn resolves_on_path_and_keeps_argv0() {
+        let cmd = resolve(argv(&["sh", "-c", "true"]), Path::new("/")).unwrap();
+        assert!(cmd.program.is_absolute());
+        assert_eq!(cmd.argv[0], "sh");
+    }
+
+    #[test]
+    fn missing_script_hints_at_its_interpreter() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve(argv(&["app.py"]), dir.path()).unwrap_err();
+        assert_eq!(err.exit_code(), 127);
+        assert_eq!(
+            err.hint().unwrap(),
+            "run a script through its interpreter: `otel-run python app.py`"
+        );
+    }
+
+    #[test]
+    fn file_in_cwd_hints_at_dot_slash() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tool");
+        std::fs::write(&file, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = resolve(argv(&["tool"]), dir.path()).unwrap_err();
+        assert!(err.hint().unwrap().contains("`./tool`"));
+    }
+
+    #[test]
+    fn not_executable_is_permission_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data"), "x").unwrap();
+        let err = resolve(argv(&["./data"]), dir.path()).unwrap_err();
+        assert!(matches!(err, LaunchError::PermissionDenied { .. }));
+        assert_eq!(err.exit_code(), 126);
+    }
+}

@@ -1,0 +1,236 @@
+//! Validation of raw setting values, and the typed readers for validated ones.
+//!
+//! A value is checked once, when settings are resolved, and kept in a normal form
+//! (choices lower-cased, lists trimmed); the readers here then cannot fail on it.
+
+use super::vars::{Kind, Var};
+use percent_encoding::percent_decode_str;
+
+/// Why a raw value is not valid for its setting: the text finishes the sentence
+/// "expected ...".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub expected: String,
+}
+
+fn invalid(expected: impl Into<String>) -> Invalid {
+    Invalid {
+        expected: expected.into(),
+    }
+}
+
+/// Checks `raw` against the setting's kind and returns its normal form.
+pub fn normalize(var: &Var, raw: &str) -> Result<String, Invalid> {
+    let raw = raw.trim();
+    match var.kind {
+        Kind::Text | Kind::Path => Ok(raw.to_string()),
+        Kind::Bool => match raw.to_ascii_lowercase().as_str() {
+            v @ ("true" | "false") => Ok(v.to_string()),
+            _ => Err(invalid("`true` or `false`")),
+        },
+        Kind::Count | Kind::Millis => raw.parse::<u64>().map(|n| n.to_string()).map_err(|_| {
+            invalid(if var.kind == Kind::Millis {
+                "a whole number of milliseconds, e.g. `5000`"
+            } else {
+                "a whole number, e.g. `512`"
+            })
+        }),
+        Kind::Choice(choices) => {
+            let lower = raw.to_ascii_lowercase();
+            if choices.contains(&lower.as_str()) {
+                Ok(lower)
+            } else {
+                Err(invalid(format!("one of {}", quoted(choices))))
+            }
+        }
+        Kind::ChoiceList(choices) => {
+            let items = list(raw);
+            if items.is_empty() {
+                return Err(invalid(format!("one or more of {}", quoted(choices))));
+            }
+            for item in &items {
+                if !choices.contains(&item.as_str()) {
+                    return Err(invalid(format!(
+                        "one or more of {} (not `{item}`)",
+                        quoted(choices)
+                    )));
+                }
+            }
+            if items.len() > 1 && items.iter().any(|i| i == "none") {
+                return Err(invalid("`none` alone, or a list without `none`"));
+            }
+            Ok(items.join(","))
+        }
+        // Open lists keep unknown names: they may be provided by the child's own packages.
+        Kind::OpenList(_) => Ok(list(raw).join(",")),
+        Kind::KeyValues => {
+            key_values(raw)?;
+            Ok(raw.to_string())
+        }
+        Kind::Url => {
+            url_of(raw, false)?;
+            Ok(raw.to_string())
+        }
+    }
+}
+
+/// A comma-separated list: trimmed, lower-cased, empty items dropped.
+pub fn list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Parses `k=v,k2=v2` with percent-decoded keys and values, as the specification
+/// gives for OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS.
+pub fn key_values(raw: &str) -> Result<Vec<(String, String)>, Invalid> {
+    let mut pairs = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(invalid(format!(
+                "`key=value` pairs separated by commas (`{}` has no `=`)",
+                redact_item(item)
+            )));
+        };
+        let key = decode(key.trim())?;
+        if key.is_empty() {
+            return Err(invalid("`key=value` pairs with non-empty keys"));
+        }
+        pairs.push((key, decode(value.trim())?));
+    }
+    Ok(pairs)
+}
+
+/// Shows at most the start of an item that failed to parse: it may hold a secret.
+fn redact_item(item: &str) -> String {
+    let shown: String = item.chars().take(3).collect();
+    if shown.len() < item.len() {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}
+
+fn decode(s: &str) -> Result<String, Invalid> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| invalid("percent-encoded UTF-8 keys and values"))
+}
+
+/// Parses an endpoint. `host:port` without a scheme (as some guides write for
+/// gRPC) gets `http://` when `insecure`, else `https://`, as the Python SDK does.
+pub fn url_of(raw: &str, insecure: bool) -> Result<url::Url, Invalid> {
+    let expected = "an `http://` or `https://` URL, e.g. `http://localhost:4317`";
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        let scheme = if insecure { "http" } else { "https" };
+        format!("{scheme}://{raw}")
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|_| invalid(expected))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err(invalid(expected)),
+    }
+}
+
+fn quoted(choices: &[&str]) -> String {
+    choices
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::vars;
+
+    #[test]
+    fn choices_are_case_insensitive_and_normalized() {
+        assert_eq!(
+            normalize(&vars::TRACES_SAMPLER, " AlWays_On ").unwrap(),
+            "always_on"
+        );
+        assert_eq!(
+            normalize(&vars::OTLP_PROTOCOL, "HTTP/Protobuf").unwrap(),
+            "http/protobuf"
+        );
+    }
+
+    #[test]
+    fn unknown_choice_lists_the_valid_ones() {
+        let err = normalize(&vars::TRACES_EXPORTER, "jaeger").unwrap_err();
+        assert_eq!(
+            err.expected,
+            "one or more of `otlp`, `console`, `none` (not `jaeger`)"
+        );
+    }
+
+    #[test]
+    fn exporter_lists() {
+        assert_eq!(
+            normalize(&vars::TRACES_EXPORTER, "otlp, Console").unwrap(),
+            "otlp,console"
+        );
+        assert!(normalize(&vars::TRACES_EXPORTER, "otlp,none").is_err());
+        assert!(normalize(&vars::TRACES_EXPORTER, " , ").is_err());
+    }
+
+    #[test]
+    fn propagators_are_an_open_set() {
+        assert_eq!(
+            normalize(&vars::PROPAGATORS, "tracecontext,kontur,vostok").unwrap(),
+            "tracecontext,kontur,vostok"
+        );
+    }
+
+    #[test]
+    fn numbers_and_durations() {
+        assert_eq!(normalize(&vars::BSP_SCHEDULE_DELAY, "250").unwrap(), "250");
+        assert!(
+            normalize(&vars::BSP_SCHEDULE_DELAY, "5s")
+                .unwrap_err()
+                .expected
+                .contains("milliseconds")
+        );
+        assert!(normalize(&vars::BSP_MAX_QUEUE_SIZE, "-1").is_err());
+    }
+
+    #[test]
+    fn booleans() {
+        assert_eq!(normalize(&vars::SDK_DISABLED, "TRUE").unwrap(), "true");
+        assert!(normalize(&vars::SDK_DISABLED, "yes").is_err());
+    }
+
+    #[test]
+    fn key_values_are_percent_decoded() {
+        let pairs = key_values("api-key=a%20b%3Dc , x=1,,").unwrap();
+        assert_eq!(
+            pairs,
+            vec![("api-key".into(), "a b=c".into()), ("x".into(), "1".into())]
+        );
+    }
+
+    #[test]
+    fn malformed_key_values_do_not_echo_the_secret() {
+        let err = key_values("authorization").unwrap_err();
+        assert!(err.expected.contains("`aut…`"), "{}", err.expected);
+        assert!(key_values("=v").is_err());
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            url_of("http://localhost:4317", false).unwrap().as_str(),
+            "http://localhost:4317/"
+        );
+        assert_eq!(url_of("0.0.0.0:4317", true).unwrap().scheme(), "http");
+        assert_eq!(url_of("collector:4317", false).unwrap().scheme(), "https");
+        assert!(url_of("ftp://x", false).is_err());
+        assert!(normalize(&vars::OTLP_ENDPOINT, "http://").is_err());
+    }
+}

@@ -1,0 +1,789 @@
+//! The one list of every setting otel-run reads.
+//!
+//! Each entry is named by its environment variable; the command-line flag, the
+//! `opentelemetry-instrument` alias and the `otel-run.toml` key are derived from
+//! that name (see [`Var::flag`], [`Var::alias`], [`Var::key`]), so the four
+//! spellings never drift apart. The reference documentation in
+//! `docs/reference/configuration.md` is generated from this list.
+
+/// What values a setting takes, and so how it is validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Free text.
+    Text,
+    /// `true` or `false`, case-insensitive.
+    Bool,
+    /// A non-negative integer.
+    Count,
+    /// A non-negative integer of milliseconds.
+    Millis,
+    /// One of a closed set of names, case-insensitive.
+    Choice(&'static [&'static str]),
+    /// A comma-separated list of names from a closed set.
+    ChoiceList(&'static [&'static str]),
+    /// A comma-separated list of names; unknown names are passed on to the child.
+    OpenList(&'static [&'static str]),
+    /// `key=value,key2=value2`, values percent-decoded.
+    KeyValues,
+    /// An absolute `http://` or `https://` URL (`host:port` alone is accepted too).
+    Url,
+    /// A file path.
+    Path,
+}
+
+/// Where a setting belongs in help output and docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Group {
+    General,
+    Exporters,
+    Otlp,
+    Sampling,
+    Batching,
+    Limits,
+    Launcher,
+}
+
+impl Group {
+    pub fn heading(self) -> &'static str {
+        match self {
+            Group::General => "Service and resource",
+            Group::Exporters => "Exporters",
+            Group::Otlp => "OTLP exporter",
+            Group::Sampling => "Sampling and propagation",
+            Group::Batching => "Batching",
+            Group::Limits => "Limits",
+            Group::Launcher => "otel-run",
+        }
+    }
+}
+
+/// One setting.
+#[derive(Debug)]
+pub struct Var {
+    /// The environment variable, e.g. `OTEL_SERVICE_NAME`.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The built-in default, as its text form; `None` when unset by default.
+    pub default: Option<&'static str>,
+    pub group: Group,
+    /// One sentence for `--help` and the docs.
+    pub doc: &'static str,
+    /// Shown redacted in otel-run's own output.
+    pub secret: bool,
+}
+
+impl Var {
+    /// The name without its prefix, lower-case: `service_name`. The config-file key
+    /// and, for OTEL_* variables, the `opentelemetry-instrument` flag spelling.
+    pub fn key(&self) -> String {
+        self.name
+            .strip_prefix("OTEL_RUN_")
+            .or_else(|| self.name.strip_prefix("OTEL_"))
+            .unwrap_or(self.name)
+            .to_ascii_lowercase()
+    }
+
+    /// The long flag without dashes: `service-name`.
+    pub fn flag(&self) -> String {
+        self.key().replace('_', "-")
+    }
+
+    /// The `opentelemetry-instrument` spelling of the flag (`service_name`), for
+    /// the specification's variables only.
+    pub fn alias(&self) -> Option<String> {
+        let key = self.key();
+        (self.is_otel_standard() && key.contains('_')).then_some(key)
+    }
+
+    /// True for the OpenTelemetry specification's variables, false for otel-run's own.
+    pub fn is_otel_standard(&self) -> bool {
+        !self.name.starts_with("OTEL_RUN_")
+    }
+
+    /// The valid names of a choice, for error messages.
+    pub fn choices(&self) -> Option<&'static [&'static str]> {
+        match self.kind {
+            Kind::Choice(c) | Kind::ChoiceList(c) | Kind::OpenList(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+const TRACES_EXPORTERS: &[&str] = &["otlp", "console", "none"];
+const SIGNAL_EXPORTERS: &[&str] = &["otlp", "console", "none"];
+pub const PROTOCOLS: &[&str] = &["grpc", "http/protobuf", "http/json"];
+const COMPRESSIONS: &[&str] = &["gzip", "none"];
+pub const SAMPLERS: &[&str] = &[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+    "parentbased_jaeger_remote",
+    "jaeger_remote",
+    "xray",
+];
+/// Propagators otel-run itself understands; others are the child's business.
+pub const KNOWN_PROPAGATORS: &[&str] = &[
+    "tracecontext",
+    "baggage",
+    "b3",
+    "b3multi",
+    "jaeger",
+    "xray",
+    "ottrace",
+    "none",
+];
+const LOG_LEVELS: &[&str] = &[
+    "trace", "debug", "info", "warn", "warning", "error", "off", "none",
+];
+const EXEMPLAR_FILTERS: &[&str] = &["trace_based", "always_on", "always_off"];
+const TEMPORALITIES: &[&str] = &["cumulative", "delta", "lowmemory"];
+const HISTOGRAM_AGGREGATIONS: &[&str] = &[
+    "explicit_bucket_histogram",
+    "base2_exponential_bucket_histogram",
+];
+
+macro_rules! var {
+    ($ident:ident, $name:expr, $kind:expr, $default:expr, $group:ident, $doc:expr) => {
+        var!($ident, $name, $kind, $default, $group, $doc, false);
+    };
+    ($ident:ident, $name:expr, $kind:expr, $default:expr, $group:ident, $doc:expr, $secret:expr) => {
+        pub static $ident: Var = Var {
+            name: $name,
+            kind: $kind,
+            default: $default,
+            group: Group::$group,
+            doc: $doc,
+            secret: $secret,
+        };
+    };
+}
+
+// Service and resource.
+var!(
+    SDK_DISABLED,
+    "OTEL_SDK_DISABLED",
+    Kind::Bool,
+    Some("false"),
+    General,
+    "Disable OpenTelemetry: the command runs untouched and nothing is exported."
+);
+var!(
+    SERVICE_NAME,
+    "OTEL_SERVICE_NAME",
+    Kind::Text,
+    None,
+    General,
+    "The `service.name` resource attribute; wins over one in OTEL_RESOURCE_ATTRIBUTES."
+);
+var!(
+    RESOURCE_ATTRIBUTES,
+    "OTEL_RESOURCE_ATTRIBUTES",
+    Kind::KeyValues,
+    None,
+    General,
+    "Resource attributes as `key=value,...`, values percent-decoded."
+);
+var!(
+    LOG_LEVEL,
+    "OTEL_LOG_LEVEL",
+    Kind::Choice(LOG_LEVELS),
+    Some("warn"),
+    General,
+    "Log level of otel-run's own diagnostics (and of the child's SDK)."
+);
+
+// Exporters.
+var!(
+    TRACES_EXPORTER,
+    "OTEL_TRACES_EXPORTER",
+    Kind::ChoiceList(TRACES_EXPORTERS),
+    Some("otlp"),
+    Exporters,
+    "Where spans go: `otlp`, `console` (JSON on stderr), `none`; a comma-separated list for several."
+);
+var!(
+    METRICS_EXPORTER,
+    "OTEL_METRICS_EXPORTER",
+    Kind::ChoiceList(SIGNAL_EXPORTERS),
+    Some("otlp"),
+    Exporters,
+    "Where the child's metrics go: `otlp`, `console`, `none`."
+);
+var!(
+    LOGS_EXPORTER,
+    "OTEL_LOGS_EXPORTER",
+    Kind::ChoiceList(SIGNAL_EXPORTERS),
+    Some("otlp"),
+    Exporters,
+    "Where the child's logs go: `otlp`, `console`, `none`."
+);
+var!(
+    METRIC_EXPORT_INTERVAL,
+    "OTEL_METRIC_EXPORT_INTERVAL",
+    Kind::Millis,
+    Some("60000"),
+    Exporters,
+    "Milliseconds between two metric exports of the child's SDK."
+);
+var!(
+    METRIC_EXPORT_TIMEOUT,
+    "OTEL_METRIC_EXPORT_TIMEOUT",
+    Kind::Millis,
+    Some("30000"),
+    Exporters,
+    "Milliseconds the child's SDK may spend on one metric export."
+);
+var!(
+    METRICS_EXEMPLAR_FILTER,
+    "OTEL_METRICS_EXEMPLAR_FILTER",
+    Kind::Choice(EXEMPLAR_FILTERS),
+    Some("trace_based"),
+    Exporters,
+    "Which measurements the child's SDK keeps as exemplars."
+);
+
+// OTLP exporter: the general settings, then one set per signal.
+macro_rules! otlp_vars {
+    ($endpoint:ident, $headers:ident, $protocol:ident, $compression:ident, $timeout:ident,
+     $insecure:ident, $certificate:ident, $client_key:ident, $client_certificate:ident,
+     $prefix:literal, $what:literal) => {
+        var!(
+            $endpoint,
+            concat!($prefix, "ENDPOINT"),
+            Kind::Url,
+            None,
+            Otlp,
+            concat!("OTLP endpoint for ", $what, ".")
+        );
+        var!(
+            $headers,
+            concat!($prefix, "HEADERS"),
+            Kind::KeyValues,
+            None,
+            Otlp,
+            concat!(
+                "Headers sent with every OTLP export of ",
+                $what,
+                ", `key=value,...` (shown redacted)."
+            ),
+            true
+        );
+        var!(
+            $protocol,
+            concat!($prefix, "PROTOCOL"),
+            Kind::Choice(PROTOCOLS),
+            None,
+            Otlp,
+            concat!(
+                "OTLP transport for ",
+                $what,
+                ": `grpc`, `http/protobuf` or `http/json`."
+            )
+        );
+        var!(
+            $compression,
+            concat!($prefix, "COMPRESSION"),
+            Kind::Choice(COMPRESSIONS),
+            None,
+            Otlp,
+            concat!(
+                "Compression of OTLP exports of ",
+                $what,
+                ": `gzip` or `none`."
+            )
+        );
+        var!(
+            $timeout,
+            concat!($prefix, "TIMEOUT"),
+            Kind::Millis,
+            None,
+            Otlp,
+            concat!(
+                "Milliseconds one OTLP export attempt of ",
+                $what,
+                " may take."
+            )
+        );
+        var!(
+            $insecure,
+            concat!($prefix, "INSECURE"),
+            Kind::Bool,
+            None,
+            Otlp,
+            concat!(
+                "Use plain text for a gRPC endpoint of ",
+                $what,
+                " given without a scheme."
+            )
+        );
+        var!(
+            $certificate,
+            concat!($prefix, "CERTIFICATE"),
+            Kind::Path,
+            None,
+            Otlp,
+            concat!(
+                "PEM file of the CA that signed the server certificate, for ",
+                $what,
+                "."
+            )
+        );
+        var!(
+            $client_key,
+            concat!($prefix, "CLIENT_KEY"),
+            Kind::Path,
+            None,
+            Otlp,
+            concat!(
+                "PEM file of the client's private key (mTLS), for ",
+                $what,
+                "."
+            )
+        );
+        var!(
+            $client_certificate,
+            concat!($prefix, "CLIENT_CERTIFICATE"),
+            Kind::Path,
+            None,
+            Otlp,
+            concat!(
+                "PEM file of the client's certificate chain (mTLS), for ",
+                $what,
+                "."
+            )
+        );
+    };
+}
+
+otlp_vars!(
+    OTLP_ENDPOINT,
+    OTLP_HEADERS,
+    OTLP_PROTOCOL,
+    OTLP_COMPRESSION,
+    OTLP_TIMEOUT,
+    OTLP_INSECURE,
+    OTLP_CERTIFICATE,
+    OTLP_CLIENT_KEY,
+    OTLP_CLIENT_CERTIFICATE,
+    "OTEL_EXPORTER_OTLP_",
+    "all signals (`/v1/traces` etc. are appended for HTTP)"
+);
+otlp_vars!(
+    OTLP_TRACES_ENDPOINT,
+    OTLP_TRACES_HEADERS,
+    OTLP_TRACES_PROTOCOL,
+    OTLP_TRACES_COMPRESSION,
+    OTLP_TRACES_TIMEOUT,
+    OTLP_TRACES_INSECURE,
+    OTLP_TRACES_CERTIFICATE,
+    OTLP_TRACES_CLIENT_KEY,
+    OTLP_TRACES_CLIENT_CERTIFICATE,
+    "OTEL_EXPORTER_OTLP_TRACES_",
+    "traces (used as given)"
+);
+otlp_vars!(
+    OTLP_METRICS_ENDPOINT,
+    OTLP_METRICS_HEADERS,
+    OTLP_METRICS_PROTOCOL,
+    OTLP_METRICS_COMPRESSION,
+    OTLP_METRICS_TIMEOUT,
+    OTLP_METRICS_INSECURE,
+    OTLP_METRICS_CERTIFICATE,
+    OTLP_METRICS_CLIENT_KEY,
+    OTLP_METRICS_CLIENT_CERTIFICATE,
+    "OTEL_EXPORTER_OTLP_METRICS_",
+    "metrics (used as given)"
+);
+otlp_vars!(
+    OTLP_LOGS_ENDPOINT,
+    OTLP_LOGS_HEADERS,
+    OTLP_LOGS_PROTOCOL,
+    OTLP_LOGS_COMPRESSION,
+    OTLP_LOGS_TIMEOUT,
+    OTLP_LOGS_INSECURE,
+    OTLP_LOGS_CERTIFICATE,
+    OTLP_LOGS_CLIENT_KEY,
+    OTLP_LOGS_CLIENT_CERTIFICATE,
+    "OTEL_EXPORTER_OTLP_LOGS_",
+    "logs (used as given)"
+);
+var!(
+    OTLP_METRICS_TEMPORALITY,
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+    Kind::Choice(TEMPORALITIES),
+    None,
+    Otlp,
+    "Aggregation temporality the child's SDK uses for OTLP metrics."
+);
+var!(
+    OTLP_METRICS_HISTOGRAM,
+    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+    Kind::Choice(HISTOGRAM_AGGREGATIONS),
+    None,
+    Otlp,
+    "Default histogram aggregation the child's SDK uses for OTLP metrics."
+);
+
+// Sampling and propagation.
+var!(
+    TRACES_SAMPLER,
+    "OTEL_TRACES_SAMPLER",
+    Kind::Choice(SAMPLERS),
+    Some("parentbased_always_on"),
+    Sampling,
+    "Sampler for new spans."
+);
+var!(
+    TRACES_SAMPLER_ARG,
+    "OTEL_TRACES_SAMPLER_ARG",
+    Kind::Text,
+    None,
+    Sampling,
+    "Sampler argument; for the `traceidratio` samplers a ratio between 0 and 1."
+);
+var!(
+    PROPAGATORS,
+    "OTEL_PROPAGATORS",
+    Kind::OpenList(KNOWN_PROPAGATORS),
+    Some("tracecontext,baggage"),
+    Sampling,
+    "Context propagators, comma-separated; names otel-run does not know are passed to the child."
+);
+
+// Batching.
+var!(
+    BSP_SCHEDULE_DELAY,
+    "OTEL_BSP_SCHEDULE_DELAY",
+    Kind::Millis,
+    Some("5000"),
+    Batching,
+    "Milliseconds between two span exports."
+);
+var!(
+    BSP_EXPORT_TIMEOUT,
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    Kind::Millis,
+    Some("30000"),
+    Batching,
+    "Milliseconds a span export may take with its retries; also bounds the flush at exit."
+);
+var!(
+    BSP_MAX_QUEUE_SIZE,
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    Kind::Count,
+    Some("2048"),
+    Batching,
+    "Spans held waiting for export; more are dropped and counted."
+);
+var!(
+    BSP_MAX_EXPORT_BATCH_SIZE,
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    Kind::Count,
+    Some("512"),
+    Batching,
+    "Spans in one export."
+);
+var!(
+    BLRP_SCHEDULE_DELAY,
+    "OTEL_BLRP_SCHEDULE_DELAY",
+    Kind::Millis,
+    Some("1000"),
+    Batching,
+    "Milliseconds between two log record exports."
+);
+var!(
+    BLRP_EXPORT_TIMEOUT,
+    "OTEL_BLRP_EXPORT_TIMEOUT",
+    Kind::Millis,
+    Some("30000"),
+    Batching,
+    "Milliseconds a log export may take with its retries."
+);
+var!(
+    BLRP_MAX_QUEUE_SIZE,
+    "OTEL_BLRP_MAX_QUEUE_SIZE",
+    Kind::Count,
+    Some("2048"),
+    Batching,
+    "Log records held waiting for export; more are dropped and counted."
+);
+var!(
+    BLRP_MAX_EXPORT_BATCH_SIZE,
+    "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+    Kind::Count,
+    Some("512"),
+    Batching,
+    "Log records in one export."
+);
+
+// Limits.
+var!(
+    ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    Kind::Count,
+    None,
+    Limits,
+    "Longest attribute value kept (characters); unset means no limit."
+);
+var!(
+    ATTRIBUTE_COUNT_LIMIT,
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    Kind::Count,
+    Some("128"),
+    Limits,
+    "Most attributes kept per span, event, link or log record."
+);
+var!(
+    SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    Kind::Count,
+    None,
+    Limits,
+    "Longest span attribute value kept; falls back to OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT."
+);
+var!(
+    SPAN_ATTRIBUTE_COUNT_LIMIT,
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    Kind::Count,
+    None,
+    Limits,
+    "Most attributes per span; falls back to OTEL_ATTRIBUTE_COUNT_LIMIT."
+);
+var!(
+    SPAN_EVENT_COUNT_LIMIT,
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    Kind::Count,
+    Some("128"),
+    Limits,
+    "Most events per span."
+);
+var!(
+    SPAN_LINK_COUNT_LIMIT,
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    Kind::Count,
+    Some("128"),
+    Limits,
+    "Most links per span."
+);
+var!(
+    EVENT_ATTRIBUTE_COUNT_LIMIT,
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    Kind::Count,
+    Some("128"),
+    Limits,
+    "Most attributes per span event."
+);
+var!(
+    LINK_ATTRIBUTE_COUNT_LIMIT,
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+    Kind::Count,
+    Some("128"),
+    Limits,
+    "Most attributes per span link."
+);
+var!(
+    LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    Kind::Count,
+    None,
+    Limits,
+    "Longest log record attribute value kept."
+);
+var!(
+    LOGRECORD_ATTRIBUTE_COUNT_LIMIT,
+    "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+    Kind::Count,
+    None,
+    Limits,
+    "Most attributes per log record."
+);
+
+// otel-run's own settings.
+var!(
+    SPAN_NAME,
+    "OTEL_RUN_SPAN_NAME",
+    Kind::Text,
+    None,
+    Launcher,
+    "Name of the process span; the command's base name by default."
+);
+var!(
+    AGENT,
+    "OTEL_RUN_AGENT",
+    Kind::Bool,
+    Some("true"),
+    Launcher,
+    "Run the local agent the child exports to; `false` points the child at the real endpoint."
+);
+var!(
+    CONSOLE_OUTPUT,
+    "OTEL_RUN_CONSOLE_OUTPUT",
+    Kind::Text,
+    Some("stderr"),
+    Launcher,
+    "Where the `console` exporter writes: `stderr`, `stdout`, or a file path (appended to)."
+);
+
+/// Every setting, in documentation order.
+pub static ALL: &[&Var] = &[
+    &SDK_DISABLED,
+    &SERVICE_NAME,
+    &RESOURCE_ATTRIBUTES,
+    &LOG_LEVEL,
+    &TRACES_EXPORTER,
+    &METRICS_EXPORTER,
+    &LOGS_EXPORTER,
+    &METRIC_EXPORT_INTERVAL,
+    &METRIC_EXPORT_TIMEOUT,
+    &METRICS_EXEMPLAR_FILTER,
+    &OTLP_ENDPOINT,
+    &OTLP_HEADERS,
+    &OTLP_PROTOCOL,
+    &OTLP_COMPRESSION,
+    &OTLP_TIMEOUT,
+    &OTLP_INSECURE,
+    &OTLP_CERTIFICATE,
+    &OTLP_CLIENT_KEY,
+    &OTLP_CLIENT_CERTIFICATE,
+    &OTLP_TRACES_ENDPOINT,
+    &OTLP_TRACES_HEADERS,
+    &OTLP_TRACES_PROTOCOL,
+    &OTLP_TRACES_COMPRESSION,
+    &OTLP_TRACES_TIMEOUT,
+    &OTLP_TRACES_INSECURE,
+    &OTLP_TRACES_CERTIFICATE,
+    &OTLP_TRACES_CLIENT_KEY,
+    &OTLP_TRACES_CLIENT_CERTIFICATE,
+    &OTLP_METRICS_ENDPOINT,
+    &OTLP_METRICS_HEADERS,
+    &OTLP_METRICS_PROTOCOL,
+    &OTLP_METRICS_COMPRESSION,
+    &OTLP_METRICS_TIMEOUT,
+    &OTLP_METRICS_INSECURE,
+    &OTLP_METRICS_CERTIFICATE,
+    &OTLP_METRICS_CLIENT_KEY,
+    &OTLP_METRICS_CLIENT_CERTIFICATE,
+    &OTLP_METRICS_TEMPORALITY,
+    &OTLP_METRICS_HISTOGRAM,
+    &OTLP_LOGS_ENDPOINT,
+    &OTLP_LOGS_HEADERS,
+    &OTLP_LOGS_PROTOCOL,
+    &OTLP_LOGS_COMPRESSION,
+    &OTLP_LOGS_TIMEOUT,
+    &OTLP_LOGS_INSECURE,
+    &OTLP_LOGS_CERTIFICATE,
+    &OTLP_LOGS_CLIENT_KEY,
+    &OTLP_LOGS_CLIENT_CERTIFICATE,
+    &TRACES_SAMPLER,
+    &TRACES_SAMPLER_ARG,
+    &PROPAGATORS,
+    &BSP_SCHEDULE_DELAY,
+    &BSP_EXPORT_TIMEOUT,
+    &BSP_MAX_QUEUE_SIZE,
+    &BSP_MAX_EXPORT_BATCH_SIZE,
+    &BLRP_SCHEDULE_DELAY,
+    &BLRP_EXPORT_TIMEOUT,
+    &BLRP_MAX_QUEUE_SIZE,
+    &BLRP_MAX_EXPORT_BATCH_SIZE,
+    &ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    &ATTRIBUTE_COUNT_LIMIT,
+    &SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    &SPAN_ATTRIBUTE_COUNT_LIMIT,
+    &SPAN_EVENT_COUNT_LIMIT,
+    &SPAN_LINK_COUNT_LIMIT,
+    &EVENT_ATTRIBUTE_COUNT_LIMIT,
+    &LINK_ATTRIBUTE_COUNT_LIMIT,
+    &LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    &LOGRECORD_ATTRIBUTE_COUNT_LIMIT,
+    &SPAN_NAME,
+    &AGENT,
+    &CONSOLE_OUTPUT,
+];
+
+/// Variables otel-run reads but never sets through a flag: the specification's
+/// environment carrier for context. They are passed on to the child (TRACEPARENT
+/// rewritten to point at the process span).
+pub static CONTEXT_CARRIER: &[(&str, &str)] = &[
+    (
+        "TRACEPARENT",
+        "W3C trace context of the parent; the process span becomes its child, and the child gets a TRACEPARENT for the process span.",
+    ),
+    (
+        "TRACESTATE",
+        "W3C trace state, kept on the process span and passed on to the child.",
+    ),
+    ("BAGGAGE", "W3C baggage, passed on to the child unchanged."),
+];
+
+/// Looks a setting up by variable name, flag, alias or config key.
+pub fn find(name: &str) -> Option<&'static Var> {
+    let normalized = name
+        .trim_start_matches('-')
+        .replace('-', "_")
+        .to_ascii_lowercase();
+    ALL.iter()
+        .copied()
+        .find(|v| v.key() == normalized || v.name.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn spellings_derive_from_the_variable_name() {
+        assert_eq!(SERVICE_NAME.flag(), "service-name");
+        assert_eq!(SERVICE_NAME.alias().as_deref(), Some("service_name"));
+        assert_eq!(SERVICE_NAME.key(), "service_name");
+        assert_eq!(
+            OTLP_ENDPOINT.alias().as_deref(),
+            Some("exporter_otlp_endpoint")
+        );
+        assert_eq!(SPAN_NAME.flag(), "span-name");
+        assert_eq!(
+            SPAN_NAME.alias(),
+            None,
+            "otel-run's own settings have no upstream alias"
+        );
+    }
+
+    #[test]
+    fn every_setting_is_listed_once_and_spellings_are_unique() {
+        let names: HashSet<_> = ALL.iter().map(|v| v.name).collect();
+        assert_eq!(names.len(), ALL.len());
+        let flags: HashSet<_> = ALL.iter().map(|v| v.flag()).collect();
+        assert_eq!(flags.len(), ALL.len());
+    }
+
+    #[test]
+    fn defaults_of_choices_are_valid_choices() {
+        for var in ALL {
+            if let (Some(choices), Some(default)) = (var.choices(), var.default) {
+                for item in default.split(',') {
+                    assert!(choices.contains(&item), "{}: default {item}", var.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_accepts_every_spelling() {
+        for spelling in [
+            "OTEL_SERVICE_NAME",
+            "service-name",
+            "--service_name",
+            "service_name",
+        ] {
+            assert_eq!(
+                find(spelling).map(|v| v.name),
+                Some("OTEL_SERVICE_NAME"),
+                "{spelling}"
+            );
+        }
+        assert!(find("no-such-thing").is_none());
+    }
+}
