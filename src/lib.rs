@@ -134,14 +134,14 @@ fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     if let Some(e) = err.downcast_ref::<launch::LaunchError>() {
         return (e.exit_code(), e.hint());
     }
-    if let Some(e) = err.downcast_ref::<settings::SettingsError>() {
-        let hint = match e {
-            settings::SettingsError::File(settings::file::FileError::UnknownKey { .. }) => Some(
-                "keys are the variable names without `OTEL_`, lower-case, e.g. `service_name`; `otel-run --help` lists them".to_string(),
-            ),
-            _ => None,
-        };
+    if let Some(e) = err.downcast_ref::<settings::file::FileError>() {
+        let hint = matches!(e, settings::file::FileError::UnknownKey { .. }).then(|| {
+            "keys are the variable names without `OTEL_`, lower-case, e.g. `service_name`; `otel-run --help` lists them".to_string()
+        });
         return (USAGE, hint);
+    }
+    if err.downcast_ref::<settings::SettingsError>().is_some() {
+        return (USAGE, None);
     }
     if let Some(e) = err.downcast_ref::<Unavailable>() {
         return (

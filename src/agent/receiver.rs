@@ -129,12 +129,33 @@ pub fn serve(listener: TcpListener, sinks: Arc<Sinks>) {
         .route("/v1/logs", axum::routing::post(http_export::<ResourceLogs>))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(sinks);
-    let app = grpc_routes.into_axum_router().merge(http);
+    let app = grpc_routes
+        .into_axum_router()
+        .merge(http)
+        .fallback(not_found);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!("the local OTLP receiver stopped: {e}");
         }
     });
+}
+
+/// Unknown paths: gRPC's UNIMPLEMENTED for gRPC clients, 404 for HTTP ones.
+async fn not_found(headers: HeaderMap) -> Response {
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        tonic::Status::unimplemented("otel-run receives only OTLP traces, metrics and logs")
+            .into_http()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            "otel-run receives OTLP on /v1/traces, /v1/metrics and /v1/logs\n",
+        )
+            .into_response()
+    }
 }
 
 /// google.rpc.Status, the body of an OTLP/HTTP error response.

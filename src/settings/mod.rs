@@ -8,6 +8,7 @@
 pub mod file;
 pub mod otlp;
 pub mod parse;
+pub mod reference;
 pub mod report;
 pub mod vars;
 
@@ -56,7 +57,7 @@ pub struct Resolved {
     pub source: Source,
 }
 
-/// An invalid value given in a flag or the config file, or an unusable config file.
+/// An invalid value given in a flag or the config file.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("invalid value `{value}` for {place}: expected {expected}")]
@@ -65,8 +66,6 @@ pub enum SettingsError {
         value: String,
         expected: String,
     },
-    #[error(transparent)]
-    File(#[from] file::FileError),
 }
 
 /// What settings are resolved from: each layer maps a variable name to its raw text.

@@ -1,0 +1,254 @@
+//! Shared helpers: the binary under test, the real peers (Python SDK, collector)
+//! and readers for the spans they produce.
+//!
+//! Peers come from the environment: `OTEL_RUN_TEST_PYTHON` (a Python with the
+//! OpenTelemetry SDK and OTLP exporters, see `.ci/python/venv.sh`) and
+//! `OTEL_RUN_TEST_OTELCOL` (a collector built by `.ci/otelcol/build.sh`). A test
+//! whose peer is missing is skipped with a message, unless
+//! `OTEL_RUN_TEST_REQUIRE_ALL=1` (set by `.ci/run`), which makes it fail.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_otel-run");
+
+/// `otel-run` with a clean environment: no OTEL_* or context variables from the
+/// machine running the tests, exporters off unless a test turns them on.
+pub fn otel_run() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OTEL_")
+            || matches!(key.as_str(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("OTEL_TRACES_EXPORTER", "none")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("OTEL_LOGS_EXPORTER", "none");
+    cmd
+}
+
+/// A peer's location, or a skip (a failure under OTEL_RUN_TEST_REQUIRE_ALL).
+pub fn peer(var: &str, what: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(path) if Path::new(&path).exists() => Some(PathBuf::from(path)),
+        _ => {
+            let message = format!("skipped: missing {what} (set {var}; `.ci/run` prepares it)");
+            if std::env::var("OTEL_RUN_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
+                panic!("{message}");
+            }
+            eprintln!("{message}");
+            None
+        }
+    }
+}
+
+pub fn python() -> Option<PathBuf> {
+    peer(
+        "OTEL_RUN_TEST_PYTHON",
+        "a Python with the OpenTelemetry SDK",
+    )
+}
+
+/// A tool expected on every machine of this kind (sh, script, curl).
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let message = format!("skipped: missing `{name}` on PATH");
+        if std::env::var("OTEL_RUN_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{message}");
+        }
+        eprintln!("{message}");
+    }
+    found
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it returns something or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The spans of a console output file: a stream of JSON objects.
+pub fn console_spans(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .map(|v| v.expect("console output is a stream of JSON objects"))
+        .collect()
+}
+
+/// A console span's attribute or resource attribute, as a string.
+pub fn attr<'a>(span: &'a Value, key: &str) -> &'a Value {
+    &span["attributes"][key]
+}
+
+pub fn resource_attr<'a>(span: &'a Value, key: &str) -> &'a Value {
+    &span["resource"]["attributes"][key]
+}
+
+/// A real OpenTelemetry Collector writing what it receives to a file.
+pub struct Collector {
+    child: Child,
+    pub grpc: u16,
+    pub http: u16,
+    output: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Collector {
+    pub fn start() -> Option<Collector> {
+        let binary = peer("OTEL_RUN_TEST_OTELCOL", "an OpenTelemetry Collector")?;
+        let dir = tempfile::tempdir().unwrap();
+        let (grpc, http) = (free_port(), free_port());
+        let output = dir.path().join("received.jsonl");
+        let config = std::fs::read_to_string(fixture("otelcol.yaml"))
+            .unwrap()
+            .replace("GRPC_PORT", &grpc.to_string())
+            .replace("HTTP_PORT", &http.to_string())
+            .replace("OUTPUT_PATH", output.to_str().unwrap());
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("collector.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let collector = Collector {
+            child,
+            grpc,
+            http,
+            output,
+            _dir: dir,
+        };
+        let up = wait_for(Duration::from_secs(20), || {
+            let ok = [grpc, http]
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            ok.then_some(())
+        });
+        assert!(
+            up.is_some(),
+            "the collector did not start listening: {}",
+            collector.log()
+        );
+        Some(collector)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("collector.log")).unwrap_or_default()
+    }
+
+    /// Every span received so far, each with its resource's attributes under
+    /// `resource` (OTLP/JSON as the file exporter writes it).
+    pub fn raw_output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    pub fn spans(&self) -> Vec<Value> {
+        let text = self.raw_output();
+        let mut spans = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let data: Value = serde_json::from_str(line).expect("collector output is JSON lines");
+            for rs in data["resourceSpans"].as_array().into_iter().flatten() {
+                let resource = flatten_attributes(&rs["resource"]["attributes"]);
+                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                    for span in ss["spans"].as_array().into_iter().flatten() {
+                        let mut span = span.clone();
+                        span["attributes"] = flatten_attributes(&span["attributes"]);
+                        span["resource"] = resource.clone();
+                        span["scope"] = ss["scope"]["name"].clone();
+                        spans.push(span);
+                    }
+                }
+            }
+        }
+        spans
+    }
+
+    /// Waits until at least `n` spans arrived.
+    pub fn wait_spans(&self, n: usize) -> Vec<Value> {
+        wait_for(Duration::from_secs(15), || {
+            let spans = self.spans();
+            (spans.len() >= n).then_some(spans)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "expected {n} spans, got {:#?}\ncollector log:\n{}",
+                self.spans(),
+                self.log()
+            )
+        })
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// OTLP/JSON attributes (`[{key, value: {stringValue}}]`) as a plain object.
+pub fn flatten_attributes(attributes: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for kv in attributes.as_array().into_iter().flatten() {
+        let value = &kv["value"];
+        let plain = if let Some(s) = value.get("stringValue") {
+            s.clone()
+        } else if let Some(i) = value.get("intValue") {
+            // int64 is a string in OTLP/JSON.
+            i.as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .map_or(i.clone(), Value::from)
+        } else if let Some(b) = value.get("boolValue") {
+            b.clone()
+        } else if let Some(d) = value.get("doubleValue") {
+            d.clone()
+        } else if let Some(a) = value.get("arrayValue") {
+            Value::Array(
+                a["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v.get("stringValue").cloned().unwrap_or(Value::Null))
+                    .collect(),
+            )
+        } else {
+            value.clone()
+        };
+        out.insert(kv["key"].as_str().unwrap().to_string(), plain);
+    }
+    Value::Object(out)
+}
