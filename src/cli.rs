@@ -20,7 +20,6 @@ use crate::settings::vars::{self, Kind, Var};
     version,
     about = "Run a command observed with OpenTelemetry, without code changes",
     after_help = "Every flag also reads its OTEL_* variable and its `otel-run.toml` key.\nPrecedence: defaults < otel-run.toml < environment < flags.",
-    args_conflicts_with_subcommands = true,
     subcommand_value_name = "COMMAND",
     disable_help_subcommand = true,
     max_term_width = 100
@@ -193,6 +192,13 @@ mod tests {
         let p = parse_str(&["--", "config", "--format", "json"]);
         assert!(p.cli.subcommand.is_none());
         assert_eq!(p.cli.command, ["config", "--format", "json"]);
+    }
+
+    #[test]
+    fn options_may_precede_a_subcommand() {
+        let p = parse_str(&["--config", "x.toml", "config"]);
+        assert!(matches!(p.cli.subcommand, Some(Sub::Config { .. })));
+        assert!(p.cli.command.is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod collector;
 mod config;
+mod examples;
 mod launch;
 mod receiver;
 mod util;
