@@ -32,12 +32,16 @@ use signal_hook::low_level::siginfo::Cause;
 const FORWARDED: &[libc::c_int] = &[SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH];
 
 /// Signal handlers installed before the child is spawned, so none is missed.
-pub struct Signals(SignalsInfo<WithOrigin>);
+pub struct Signals {
+    info: SignalsInfo<WithOrigin>,
+    handled: Vec<libc::c_int>,
+}
 
 /// The thread that forwards signals while the child runs.
 pub struct Forwarder {
     handle: Handle,
     thread: JoinHandle<()>,
+    handled: Vec<libc::c_int>,
 }
 
 impl Signals {
@@ -47,11 +51,12 @@ impl Signals {
             .copied()
             .filter(|&s| !is_ignored(s))
             .collect();
-        SignalsInfo::<WithOrigin>::new(handled).map(Signals)
+        let info = SignalsInfo::<WithOrigin>::new(&handled)?;
+        Ok(Signals { info, handled })
     }
 
     pub fn forward_to(self, pid: u32) -> Forwarder {
-        let mut signals = self.0;
+        let mut signals = self.info;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("otel-run-signals".into())
@@ -74,14 +79,27 @@ impl Signals {
                 }
             })
             .expect("spawning the signal thread");
-        Forwarder { handle, thread }
+        Forwarder {
+            handle,
+            thread,
+            handled: self.handled,
+        }
     }
 }
 
 impl Forwarder {
+    /// Stops forwarding once the child has exited. The signals get their default
+    /// action back, so Ctrl-C or SIGTERM during the flush at exit stops otel-run
+    /// instead of being swallowed.
     pub fn stop(self) {
         self.handle.close();
         let _ = self.thread.join();
+        for signal in self.handled {
+            // SAFETY: restoring a default disposition; nothing registers them again.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
     }
 }
 
