@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# Launch-overhead benchmark: how much does starting a command through otel-run
+# cost, compared with running it bare and with Python's `opentelemetry-instrument`?
+#
+# Usage: bench/launch/run.sh [-r|--runs N] [-w|--warmup N] [-m|--mem-runs N] [-h|--help]
+# See bench/launch/README.md for details.
+# shellcheck disable=SC2034  # CMD_0..CMD_3 are read through `declare -n cmd=CMD_$i`
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: bench/launch/run.sh [OPTIONS]
+
+Compares the start-up cost (wall time with hyperfine, peak RSS with GNU time) of
+  true
+  otel-run --traces-exporter none -- true
+  opentelemetry-instrument true                     (its defaults: OTLP exporters)
+  opentelemetry-instrument --traces_exporter none --metrics_exporter none --logs_exporter none true
+
+Options:
+  -r, --runs N       hyperfine runs per command          (env BENCH_RUNS,     default 50)
+  -w, --warmup N     hyperfine warm-up runs per command  (env BENCH_WARMUP,   default 5)
+  -m, --mem-runs N   /usr/bin/time runs per command      (env BENCH_MEM_RUNS, default 10)
+  -h, --help         show this help
+
+Environment:
+  OTEL_RUN           otel-run binary to measure (default: ${CARGO_TARGET_DIR:-<repo>/target}/release/otel-run,
+                     built with `cargo build --release` at the repo root if missing)
+  OTEL_RUN_CACHE     cache dir for the throwaway venv (default: $HOME/.cache/otel-run-ci)
+  PYTHON             interpreter used to create the venv (default: python3)
+
+Results go to bench/launch/results/ (gitignored).
+USAGE
+}
+
+RUNS="${BENCH_RUNS:-50}"
+WARMUP="${BENCH_WARMUP:-5}"
+MEM_RUNS="${BENCH_MEM_RUNS:-10}"
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -r|--runs)     RUNS="${2:?--runs needs a value}"; shift 2 ;;
+    --runs=*)      RUNS="${1#*=}"; shift ;;
+    -w|--warmup)   WARMUP="${2:?--warmup needs a value}"; shift 2 ;;
+    --warmup=*)    WARMUP="${1#*=}"; shift ;;
+    -m|--mem-runs) MEM_RUNS="${2:?--mem-runs needs a value}"; shift 2 ;;
+    --mem-runs=*)  MEM_RUNS="${1#*=}"; shift ;;
+    -h|--help)     usage; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+for v in RUNS WARMUP MEM_RUNS; do
+  if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
+    echo "run.sh: $v must be a non-negative integer, got '${!v}'" >&2; exit 2
+  fi
+done
+if (( RUNS < 2 || MEM_RUNS < 1 )); then
+  echo "run.sh: need --runs >= 2 and --mem-runs >= 1" >&2; exit 2
+fi
+
+if [[ -t 2 ]]; then
+  log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  log() { printf '==> %s\n' "$*" >&2; }
+fi
+die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# --- locations ---------------------------------------------------------------
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_ROOT="$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || (cd "$SCRIPT_DIR/../.." && pwd -P))"
+RESULTS_DIR="$SCRIPT_DIR/results"
+PYTHON="${PYTHON:-python3}"
+CACHE_DIR="${OTEL_RUN_CACHE:-$HOME/.cache/otel-run-ci}"
+
+# Pinned PyPI versions of the Python anchor (opentelemetry-distro follows the
+# opentelemetry-instrumentation 0.x line, the exporter follows the SDK 1.x line).
+PY_REQUIREMENTS=(
+  "opentelemetry-distro==0.66b2"
+  "opentelemetry-instrumentation==0.66b2"
+  "opentelemetry-exporter-otlp==1.45.2"
+  "opentelemetry-sdk==1.45.2"
+  "opentelemetry-api==1.45.2"
+)
+
+# --- tools -------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+  # apt_install PACKAGE...
+  if [[ "$(id -u)" -ne 0 ]]; then
+    die "missing Debian package(s): $* -- install them (sudo apt-get install $*) and re-run"
+  fi
+  command -v apt-get >/dev/null || die "missing $* and no apt-get to install it"
+  if (( APT_UPDATED == 0 )); then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+missing=()
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+[[ -x /usr/bin/time ]] || missing+=(time)
+command -v "$PYTHON" >/dev/null || missing+=(python3 python3-venv)
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+  apt_install python3-venv
+fi
+/usr/bin/time -f %M true 2>/dev/null >/dev/null || die "/usr/bin/time is not GNU time (need -f %M)"
+hyperfine --help 2>/dev/null | grep -q -- '--shell' || die "hyperfine too old (need -N/--shell=none, hyperfine >= 1.13)"
+
+# --- otel-run binary ---------------------------------------------------------
+if [[ -n "${OTEL_RUN:-}" ]]; then
+  if [[ "$OTEL_RUN" != */* ]]; then
+    OTEL_RUN_BIN="$(command -v "$OTEL_RUN")" || die "OTEL_RUN=$OTEL_RUN not found in PATH"
+  else
+    OTEL_RUN_BIN="$OTEL_RUN"
+  fi
+  [[ -x "$OTEL_RUN_BIN" ]] || die "OTEL_RUN=$OTEL_RUN_BIN is not an executable file"
+else
+  TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+  [[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$REPO_ROOT/$TARGET_DIR"
+  OTEL_RUN_BIN="$TARGET_DIR/release/otel-run"
+  if [[ ! -x "$OTEL_RUN_BIN" ]]; then
+    log "$OTEL_RUN_BIN missing: cargo build --release"
+    (cd "$REPO_ROOT" && cargo build --release)
+    [[ -x "$OTEL_RUN_BIN" ]] || die "cargo build --release did not produce $OTEL_RUN_BIN"
+  fi
+fi
+OTEL_RUN_BIN="$(cd "$(dirname "$OTEL_RUN_BIN")" && pwd -P)/$(basename "$OTEL_RUN_BIN")"
+
+# --- throwaway venv with opentelemetry-instrument ------------------------------
+PY_ID="$("$PYTHON" -c 'import sys; print(sys.implementation.name, sys.version, sys.executable)')"
+VENV_HASH="$(printf '%s\n' "$PY_ID" "${PY_REQUIREMENTS[@]}" | sha256sum | cut -c1-12)"
+VENV="$CACHE_DIR/bench-launch-venv-$VENV_HASH"
+STAMP="$VENV/.bench-launch-complete"
+if [[ ! -f "$STAMP" ]]; then
+  log "creating venv $VENV (${PY_REQUIREMENTS[*]})"
+  rm -rf "$VENV"
+  mkdir -p "$CACHE_DIR"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    "${PY_REQUIREMENTS[@]}"
+  "$VENV/bin/python" -m pip freeze --disable-pip-version-check > "$VENV/requirements.lock"
+  touch "$STAMP"
+else
+  log "reusing venv $VENV"
+fi
+OTEL_INSTRUMENT="$VENV/bin/opentelemetry-instrument"
+[[ -x "$OTEL_INSTRUMENT" ]] || die "$OTEL_INSTRUMENT missing (delete $VENV and re-run)"
+
+# --- clean environment ----------------------------------------------------------
+# Nothing inherited may point either tool at a real backend or change its
+# behaviour: drop every OTEL_* variable (we have already read OTEL_RUN and
+# OTEL_RUN_CACHE) and any PYTHONPATH/PYTHONHOME. With no OTEL_* set, the OTLP
+# defaults target localhost only.
+while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true)
+unset PYTHONPATH PYTHONHOME
+
+# --- the commands ----------------------------------------------------------------
+NAMES=(
+  "true"
+  "otel-run --traces-exporter none -- true"
+  "opentelemetry-instrument true"
+  "opentelemetry-instrument --traces_exporter none --metrics_exporter none --logs_exporter none true"
+)
+CMD_0=(true)
+CMD_1=("$OTEL_RUN_BIN" --traces-exporter none -- true)
+CMD_2=("$OTEL_INSTRUMENT" true)
+CMD_3=("$OTEL_INSTRUMENT" --traces_exporter none --metrics_exporter none --logs_exporter none true)
+
+cmd_string() {  # quote an argv for hyperfine -N (POSIX shell-words splitting)
+  local out="" a
+  for a in "$@"; do out+="$(printf '%q' "$a") "; done
+  printf '%s' "${out% }"
+}
+
+# Sanity: every command must succeed before we time it.
+for i in "${!NAMES[@]}"; do
+  declare -n cmd="CMD_$i"
+  "${cmd[@]}" </dev/null >/dev/null || die "'${NAMES[$i]}' failed (exit $?)"
+  unset -n cmd
+done
+
+mkdir -p "$RESULTS_DIR"
+
+read -r LOAD1 _ < /proc/loadavg || LOAD1=0
+if awk -v l="$LOAD1" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
+  log "WARNING: 1-minute load average is $LOAD1 on $(nproc) CPUs: expect noisy numbers"
+fi
+
+# --- wall time: one hyperfine run, all commands side by side --------------------------
+HF_ARGS=(-N --warmup "$WARMUP" --runs "$RUNS" --style basic
+         --export-markdown "$RESULTS_DIR/hyperfine.md"
+         --export-json "$RESULTS_DIR/hyperfine.json")
+for i in "${!NAMES[@]}"; do
+  declare -n cmd="CMD_$i"
+  HF_ARGS+=(--command-name "${NAMES[$i]}" "$(cmd_string "${cmd[@]}")")
+  unset -n cmd
+done
+log "hyperfine: $WARMUP warm-up + $RUNS runs per command"
+hyperfine "${HF_ARGS[@]}"
+
+# --- peak RSS: GNU time, interleaved rounds -------------------------------------------
+log "peak RSS: $MEM_RUNS runs per command with /usr/bin/time -f %M"
+MEM_TSV="$RESULTS_DIR/memory.tsv"
+TIME_OUT="$(mktemp)"
+trap 'rm -f "$TIME_OUT"' EXIT
+printf 'index\tcommand\tmax_rss_kib\n' > "$MEM_TSV"
+for ((r = 0; r < MEM_RUNS; r++)); do
+  for i in "${!NAMES[@]}"; do
+    declare -n cmd="CMD_$i"
+    /usr/bin/time -f %M -o "$TIME_OUT" -- "${cmd[@]}" </dev/null >/dev/null \
+      || die "'${NAMES[$i]}' failed under /usr/bin/time: $(cat "$TIME_OUT")"
+    unset -n cmd
+    printf '%s\t%s\t%s\n' "$i" "${NAMES[$i]}" "$(tail -n1 "$TIME_OUT")" >> "$MEM_TSV"
+  done
+done
+
+# --- summary ------------------------------------------------------------------------------
+OTEL_RUN_VERSION="$("$OTEL_RUN_BIN" --version 2>/dev/null | head -n1 || true)"
+"$PYTHON" - "$RESULTS_DIR" "$OTEL_RUN_BIN" "${OTEL_RUN_VERSION:-?}" "$VENV" "$LOAD1" "${NAMES[@]}" <<'PY'
+import csv, json, os, platform, statistics, sys
+
+results_dir, otel_run_bin, otel_run_version, venv, load_before = sys.argv[1:6]
+names = sys.argv[6:]        # row order: true, otel-run, instrument, instrument (none)
+with open(os.path.join(results_dir, "hyperfine.json")) as f:
+    hf = json.load(f)["results"]          # same order as the commands were given
+mem = {}
+with open(os.path.join(results_dir, "memory.tsv")) as f:
+    for row in csv.DictReader(f, delimiter="\t"):
+        mem.setdefault(int(row["index"]), []).append(int(row["max_rss_kib"]))
+
+assert len(hf) == len(names), f"expected {len(names)} hyperfine results, got {len(hf)}"
+rows = []
+for i, name in enumerate(names):
+    r = hf[i]
+    rows.append({
+        "command": name,
+        "mean_ms": r["mean"] * 1e3,
+        "stddev_ms": (r["stddev"] or 0.0) * 1e3,
+        "median_ms": r["median"] * 1e3,
+        "min_ms": r["min"] * 1e3,
+        "runs": len(r["times"]),
+        "rss_mib": statistics.median(mem[i]) / 1024.0,
+        "rss_runs": len(mem[i]),
+    })
+TRUE, OTELRUN, OI, OI_NONE = rows
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+out = []
+out.append(f"# Launch benchmark summary\n")
+out.append(f"- otel-run: `{otel_run_bin}` ({otel_run_version})")
+out.append(f"- opentelemetry-instrument venv: `{venv}`")
+out.append(f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}")
+out.append(f"- load average (1 min): {load_before} before, {os.getloadavg()[0]:.2f} after\n")
+w = max(len(r["command"]) for r in rows)
+out.append(f"| {'command':<{w}} | mean ± σ (ms)     | median (ms) | min (ms) | peak RSS (MiB) |")
+out.append(f"|{'-' * (w + 2)}|-------------------|-------------|----------|----------------|")
+for r in rows:
+    ms = f"{r['mean_ms']:8.2f} ± {r['stddev_ms']:6.2f}"
+    out.append(f"| {r['command']:<{w}} | {ms:<17} | {r['median_ms']:11.2f} | {r['min_ms']:8.2f} | {r['rss_mib']:14.1f} |")
+out.append("")
+out.append("Ratios (wall time: mean, median in brackets; memory: median peak RSS):")
+for label, oi in (("opentelemetry-instrument true", OI),
+                  ("opentelemetry-instrument (exporters none)", OI_NONE)):
+    out.append(f"- {label} / otel-run: "
+               f"time {ratio(oi['mean_ms'], OTELRUN['mean_ms']):.1f}x "
+               f"[{ratio(oi['median_ms'], OTELRUN['median_ms']):.1f}x], "
+               f"memory {ratio(oi['rss_mib'], OTELRUN['rss_mib']):.1f}x")
+out.append(f"- otel-run overhead over bare true: "
+           f"+{OTELRUN['mean_ms'] - TRUE['mean_ms']:.2f} ms "
+           f"[+{OTELRUN['median_ms'] - TRUE['median_ms']:.2f} ms] "
+           f"({ratio(OTELRUN['mean_ms'], TRUE['mean_ms']):.1f}x time), "
+           f"+{OTELRUN['rss_mib'] - TRUE['rss_mib']:.1f} MiB "
+           f"({ratio(OTELRUN['rss_mib'], TRUE['rss_mib']):.1f}x memory)")
+out.append(f"- opentelemetry-instrument overhead over bare true: "
+           f"+{OI['mean_ms'] - TRUE['mean_ms']:.2f} ms, +{OI['rss_mib'] - TRUE['rss_mib']:.1f} MiB")
+text = "\n".join(out) + "\n"
+print()
+print(text)
+with open(os.path.join(results_dir, "summary.md"), "w") as f:
+    f.write(text)
+with open(os.path.join(results_dir, "summary.json"), "w") as f:
+    json.dump({"otel_run": otel_run_bin, "otel_run_version": otel_run_version,
+               "venv": venv, "load_before": float(load_before), "rows": rows}, f, indent=2)
+PY
+log "results in $RESULTS_DIR (hyperfine.md, hyperfine.json, memory.tsv, summary.md, summary.json)"
