@@ -115,7 +115,9 @@ impl Payload for ResourceSpans {
         gzip: bool,
         request: tonic::Request<Self::Request>,
     ) -> Result<Self::Response, tonic::Status> {
-        let mut client = TraceServiceClient::new(channel);
+        // Collectors answer a compressed request with a compressed response.
+        let mut client =
+            TraceServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
         if gzip {
             client = client.send_compressed(CompressionEncoding::Gzip);
         }
@@ -171,7 +173,9 @@ impl Payload for ResourceMetrics {
         gzip: bool,
         request: tonic::Request<Self::Request>,
     ) -> Result<Self::Response, tonic::Status> {
-        let mut client = MetricsServiceClient::new(channel);
+        // Collectors answer a compressed request with a compressed response.
+        let mut client =
+            MetricsServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
         if gzip {
             client = client.send_compressed(CompressionEncoding::Gzip);
         }
@@ -215,7 +219,9 @@ impl Payload for ResourceLogs {
         gzip: bool,
         request: tonic::Request<Self::Request>,
     ) -> Result<Self::Response, tonic::Status> {
-        let mut client = LogsServiceClient::new(channel);
+        // Collectors answer a compressed request with a compressed response.
+        let mut client =
+            LogsServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
         if gzip {
             client = client.send_compressed(CompressionEncoding::Gzip);
         }
