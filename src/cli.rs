@@ -64,6 +64,18 @@ pub enum Sub {
     Doctor,
 }
 
+impl Sub {
+    /// The subcommand as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sub::Config { .. } => "config",
+            Sub::Env => "env",
+            Sub::Bootstrap => "bootstrap",
+            Sub::Doctor => "doctor",
+        }
+    }
+}
+
 /// The parsed command line: the fixed options and the settings given as flags.
 pub struct Parsed {
     pub cli: Cli,

@@ -58,10 +58,7 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
             print!("{}", settings::report::render(&settings, format));
             Ok(0)
         }
-        Some(sub) => {
-            let name = format!("{sub:?}").to_lowercase();
-            anyhow::bail!(Unavailable(name))
-        }
+        Some(sub) => anyhow::bail!(Unavailable(sub.name())),
         None if cli.command.is_empty() => {
             cli::command().print_help()?;
             Ok(USAGE)
@@ -127,7 +124,7 @@ fn run_command(
 /// A reserved subcommand that a later version fills in.
 #[derive(Debug, thiserror::Error)]
 #[error("`otel-run {0}` is not available in this version")]
-struct Unavailable(String);
+struct Unavailable(&'static str);
 
 /// The exit code and hint for an error.
 fn classify(err: &anyhow::Error) -> (u8, Option<String>) {

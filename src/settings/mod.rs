@@ -13,7 +13,6 @@ pub mod report;
 pub mod vars;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -255,12 +254,6 @@ fn strict(var: &Var, raw: &str, source: Source) -> Result<Resolved, SettingsErro
             value: report::redact(var, raw),
             expected: e.expected,
         })
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.label())
-    }
 }
 
 #[cfg(test)]

@@ -109,6 +109,14 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::HttpJson => "http/json",
+        }
+    }
+
     fn parse(s: &str) -> Protocol {
         match s {
             "http/protobuf" => Protocol::HttpProtobuf,

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::otlp::{Protocol, Signal, Target};
+use super::otlp::{Signal, Target};
 use super::vars::{self, Kind, Var};
 use super::{Settings, parse};
 
@@ -81,13 +81,12 @@ fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
                 .map(|e| match e.as_str() {
                     "otlp" => {
                         let t = Target::of(settings, signal);
-                        let protocol = match t.protocol {
-                            Protocol::Grpc => "grpc",
-                            Protocol::HttpProtobuf => "http/protobuf",
-                            Protocol::HttpJson => "http/json",
-                        };
                         let gzip = if t.gzip { ", gzip" } else { "" };
-                        format!("otlp {protocol} {}{gzip}", redact_url(t.url.as_str()))
+                        format!(
+                            "otlp {} {}{gzip}",
+                            t.protocol.name(),
+                            redact_url(t.url.as_str())
+                        )
                     }
                     "console" => format!(
                         "console to {}",

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Collector, fixture, otel_run, python, wait_for};
+use crate::util::{Collector, assert_success, fixture, otel_run, python, wait_for};
 
 /// Runs `otel-run` exporting traces over OTLP to the collector.
 fn export_to(
@@ -105,11 +105,7 @@ fn child_spans_are_forwarded_with_their_own_resource() {
         &["--service-name", "forwarded"],
         &[python.to_str().unwrap(), app.to_str().unwrap(), "http"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let spans = collector.wait_spans(3);
     let find = |name: &str| {
         spans
@@ -152,11 +148,7 @@ fn child_metrics_and_logs_are_forwarded() {
         .args([python.to_str().unwrap(), app.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let received = wait_for(Duration::from_secs(15), || {
         let lines = collector.lines();
         let has = |key: &str| lines.iter().any(|l| l.get(key).is_some());

@@ -1,6 +1,6 @@
 //! Settings as a user meets them: precedence, `otel-run config`, and errors.
 
-use crate::util::otel_run;
+use crate::util::{assert_success, otel_run};
 
 /// `otel-run config` in a directory with an `otel-run.toml`, with env and flags on top.
 fn config_output(format: &str) -> String {
@@ -32,11 +32,7 @@ bsp_schedule_delay = 250
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         !text.contains("s3cret") && !text.contains(":pw@") && !text.contains("abc"),

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::util::{console_spans, otel_run};
+use crate::util::{assert_success, console_spans, otel_run};
 
 fn examples() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
@@ -28,11 +28,7 @@ fn quickstart_prints_one_trace_of_four_spans() {
         .args(["--", "sh", "examples/quickstart.sh"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3 tests passed\n");
     let spans = console_spans(&output);
     let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
@@ -63,11 +59,7 @@ fn example_config_file_is_valid() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     let service = text
         .lines()

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::util::{attr, console_spans, fixture, otel_run, python, resource_attr, tool};
+use crate::util::{
+    assert_success, attr, console_spans, fixture, otel_run, python, resource_attr, tool,
+};
 
 /// Runs `otel-run` with the console exporter writing to a file; returns its spans.
 fn run_console(
@@ -46,11 +48,7 @@ fn check_python_child(exporter: &str) {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         out.stderr.is_empty(),
         "otel-run should be quiet: {}",
@@ -94,11 +92,7 @@ fn nested_otel_run_calls_form_one_trace() {
         bin = crate::util::BIN
     );
     let (out, spans) = run_console(&["--span-name", "level-1", "sh", "-c", &script], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let by_name = |n: &str| {
         spans
             .iter()
@@ -196,11 +190,7 @@ fn raw_otlp_json_is_accepted_and_malformed_requests_get_clear_statuses() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (out, spans) = run_console(&["sh", "-c", &curl_script(dir.path())], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let statuses: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
     assert_eq!(statuses, ["200", "400", "400", "415", "200", "200", "404"]);
     let json_span = spans

@@ -10,14 +10,16 @@ use std::future::Future;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse, logs_service_client::LogsServiceClient,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    logs_service_client::LogsServiceClient,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
     metrics_service_client::MetricsServiceClient,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse, trace_service_client::TraceServiceClient,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    trace_service_client::TraceServiceClient,
 };
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
@@ -78,10 +80,58 @@ pub trait Payload:
     ) -> impl Future<Output = Result<Self::Response, tonic::Status>> + Send;
 }
 
+/// The parts of [`Payload`] that differ between signals only by name.
+macro_rules! otlp_messages {
+    ($signal:expr, $request:ident { $items:ident }, $response:ident, $partial:ident { $rejected:ident }, $client:ident) => {
+        const SIGNAL: Signal = $signal;
+        type Request = $request;
+        type Response = $response;
+
+        fn request($items: Vec<Self>) -> Self::Request {
+            $request { $items }
+        }
+        fn items(request: Self::Request) -> Vec<Self> {
+            request.$items
+        }
+        fn response(rejected: u64, error_message: String) -> Self::Response {
+            $response {
+                partial_success: (rejected > 0).then_some($partial {
+                    $rejected: rejected as i64,
+                    error_message,
+                }),
+            }
+        }
+        fn rejected(response: &Self::Response) -> Option<(i64, String)> {
+            let p = response.partial_success.as_ref()?;
+            (p.$rejected > 0 || !p.error_message.is_empty())
+                .then(|| (p.$rejected, p.error_message.clone()))
+        }
+        async fn grpc(
+            channel: Channel,
+            gzip: bool,
+            request: tonic::Request<Self::Request>,
+        ) -> Result<Self::Response, tonic::Status> {
+            // Collectors answer a compressed request with a compressed response.
+            let mut client = $client::new(channel).accept_compressed(CompressionEncoding::Gzip);
+            if gzip {
+                client = client.send_compressed(CompressionEncoding::Gzip);
+            }
+            client
+                .export(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+}
+
 impl Payload for ResourceSpans {
-    const SIGNAL: Signal = Signal::Traces;
-    type Request = ExportTraceServiceRequest;
-    type Response = ExportTraceServiceResponse;
+    otlp_messages!(
+        Signal::Traces,
+        ExportTraceServiceRequest { resource_spans },
+        ExportTraceServiceResponse,
+        ExportTracePartialSuccess { rejected_spans },
+        TraceServiceClient
+    );
 
     fn count(&self) -> usize {
         self.scope_spans.iter().map(|s| s.spans.len()).sum()
@@ -90,49 +140,20 @@ impl Payload for ResourceSpans {
     fn to_console(&self, out: &mut String) {
         console::spans(self, out);
     }
-    fn request(resource_spans: Vec<Self>) -> Self::Request {
-        ExportTraceServiceRequest { resource_spans }
-    }
-    fn items(request: Self::Request) -> Vec<Self> {
-        request.resource_spans
-    }
-    fn response(rejected: u64, error_message: String) -> Self::Response {
-        use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
-        ExportTraceServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
-                rejected_spans: rejected as i64,
-                error_message,
-            }),
-        }
-    }
-    fn rejected(response: &Self::Response) -> Option<(i64, String)> {
-        let p = response.partial_success.as_ref()?;
-        (p.rejected_spans > 0 || !p.error_message.is_empty())
-            .then(|| (p.rejected_spans, p.error_message.clone()))
-    }
-    async fn grpc(
-        channel: Channel,
-        gzip: bool,
-        request: tonic::Request<Self::Request>,
-    ) -> Result<Self::Response, tonic::Status> {
-        // Collectors answer a compressed request with a compressed response.
-        let mut client =
-            TraceServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
-        if gzip {
-            client = client.send_compressed(CompressionEncoding::Gzip);
-        }
-        client
-            .export(request)
-            .await
-            .map(tonic::Response::into_inner)
-    }
 }
 
 impl Payload for ResourceMetrics {
-    const SIGNAL: Signal = Signal::Metrics;
-    type Request = ExportMetricsServiceRequest;
-    type Response = ExportMetricsServiceResponse;
+    otlp_messages!(
+        Signal::Metrics,
+        ExportMetricsServiceRequest { resource_metrics },
+        ExportMetricsServiceResponse,
+        ExportMetricsPartialSuccess {
+            rejected_data_points
+        },
+        MetricsServiceClient
+    );
 
+    /// Data points; a metric without any counts as one.
     fn count(&self) -> usize {
         let points = |d: &Option<Data>| match d {
             Some(Data::Gauge(g)) => g.data_points.len(),
@@ -148,87 +169,21 @@ impl Payload for ResourceMetrics {
             .map(|m| points(&m.data).max(1))
             .sum()
     }
-    fn request(resource_metrics: Vec<Self>) -> Self::Request {
-        ExportMetricsServiceRequest { resource_metrics }
-    }
-    fn items(request: Self::Request) -> Vec<Self> {
-        request.resource_metrics
-    }
-    fn response(rejected: u64, error_message: String) -> Self::Response {
-        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
-        ExportMetricsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
-                rejected_data_points: rejected as i64,
-                error_message,
-            }),
-        }
-    }
-    fn rejected(response: &Self::Response) -> Option<(i64, String)> {
-        let p = response.partial_success.as_ref()?;
-        (p.rejected_data_points > 0 || !p.error_message.is_empty())
-            .then(|| (p.rejected_data_points, p.error_message.clone()))
-    }
-    async fn grpc(
-        channel: Channel,
-        gzip: bool,
-        request: tonic::Request<Self::Request>,
-    ) -> Result<Self::Response, tonic::Status> {
-        // Collectors answer a compressed request with a compressed response.
-        let mut client =
-            MetricsServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
-        if gzip {
-            client = client.send_compressed(CompressionEncoding::Gzip);
-        }
-        client
-            .export(request)
-            .await
-            .map(tonic::Response::into_inner)
-    }
 }
 
 impl Payload for ResourceLogs {
-    const SIGNAL: Signal = Signal::Logs;
-    type Request = ExportLogsServiceRequest;
-    type Response = ExportLogsServiceResponse;
+    otlp_messages!(
+        Signal::Logs,
+        ExportLogsServiceRequest { resource_logs },
+        ExportLogsServiceResponse,
+        ExportLogsPartialSuccess {
+            rejected_log_records
+        },
+        LogsServiceClient
+    );
 
     fn count(&self) -> usize {
         self.scope_logs.iter().map(|s| s.log_records.len()).sum()
-    }
-    fn request(resource_logs: Vec<Self>) -> Self::Request {
-        ExportLogsServiceRequest { resource_logs }
-    }
-    fn items(request: Self::Request) -> Vec<Self> {
-        request.resource_logs
-    }
-    fn response(rejected: u64, error_message: String) -> Self::Response {
-        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
-        ExportLogsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
-                rejected_log_records: rejected as i64,
-                error_message,
-            }),
-        }
-    }
-    fn rejected(response: &Self::Response) -> Option<(i64, String)> {
-        let p = response.partial_success.as_ref()?;
-        (p.rejected_log_records > 0 || !p.error_message.is_empty())
-            .then(|| (p.rejected_log_records, p.error_message.clone()))
-    }
-    async fn grpc(
-        channel: Channel,
-        gzip: bool,
-        request: tonic::Request<Self::Request>,
-    ) -> Result<Self::Response, tonic::Status> {
-        // Collectors answer a compressed request with a compressed response.
-        let mut client =
-            LogsServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
-        if gzip {
-            client = client.send_compressed(CompressionEncoding::Gzip);
-        }
-        client
-            .export(request)
-            .await
-            .map(tonic::Response::into_inner)
     }
 }
 
