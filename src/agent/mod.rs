@@ -217,6 +217,7 @@ fn exporters(settings: &Settings, signal: Signal) -> Vec<Exporter> {
                 _ => return None,
             };
             built
+                .inspect(|e| tracing::info!("exporting {} to {}", signal.name(), e.describe()))
                 .map_err(|e| tracing::warn!("{} are not exported: {e}", signal.name()))
                 .ok()
         })

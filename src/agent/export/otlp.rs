@@ -58,7 +58,11 @@ impl Client {
     }
 
     pub fn describe(&self) -> String {
-        redact_url(self.target.url.as_str())
+        format!(
+            "{} over {}",
+            redact_url(self.target.url.as_str()),
+            self.target.protocol.name()
+        )
     }
 
     pub async fn export<T: Payload>(&self, batch: &[T]) -> Result<(), ExportError> {
@@ -124,8 +128,13 @@ impl Client {
             request = request.header(name.as_str(), value.as_str());
         }
         let response = request.body(bytes).send().await.map_err(|e| {
-            if e.is_connect() {
-                ExportError::Unreachable(format!("cannot connect: {}", root_cause(&e)))
+            if e.is_connect() && is_refused(&e) {
+                ExportError::Unreachable("connection refused".into())
+            } else if e.is_connect() {
+                ExportError::Retryable {
+                    message: format!("cannot connect: {}", root_cause(&e)),
+                    retry_after: None,
+                }
             } else if e.is_timeout() {
                 ExportError::Retryable {
                     message: format!("timed out after {:?}", self.target.timeout),
@@ -178,7 +187,9 @@ fn classify_grpc(status: &tonic::Status) -> ExportError {
     use tonic::Code;
     let message = format!("gRPC {:?}: {}", status.code(), root_cause(status));
     match status.code() {
-        Code::Unavailable if is_refused(status) => ExportError::Unreachable(message),
+        Code::Unavailable if is_refused(status) => {
+            ExportError::Unreachable("connection refused".into())
+        }
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::Aborted
