@@ -106,7 +106,28 @@ impl Settings {
             }
         }
         settings.check_sampler_arg()?;
+        settings.warn_near_misses(inputs.env.keys());
         Ok(settings)
+    }
+
+    /// An OTEL_* variable that is one or two letters away from a setting's name is
+    /// almost surely a typo (`OTEL_LOG_EXPORTER`); every SDK would ignore it silently.
+    fn warn_near_misses<'a>(&mut self, names: impl Iterator<Item = &'a String>) {
+        let mut misses: Vec<(&String, &str)> = names
+            .filter(|name| vars::find(name).is_none_or(|v| v.name != name.as_str()))
+            .filter_map(|name| {
+                vars::ALL
+                    .iter()
+                    .find(|v| edit_distance(name, v.name) <= 2)
+                    .map(|v| (name, v.name))
+            })
+            .collect();
+        misses.sort();
+        for (name, meant) in misses {
+            self.warnings.push(format!(
+                "{name} is not an OpenTelemetry setting; did you mean {meant}?"
+            ));
+        }
     }
 
     /// The highest layer with a non-empty value wins; a bad environment value falls
@@ -241,6 +262,24 @@ impl Settings {
     pub fn disabled(&self) -> bool {
         self.flag(&vars::SDK_DISABLED)
     }
+}
+
+/// Levenshtein distance, for typo hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn strict(var: &Var, raw: &str, source: Source) -> Result<Resolved, SettingsError> {
@@ -397,6 +436,26 @@ mod tests {
             ("OTEL_TRACES_SAMPLER_ARG", "endpoint=http://x"),
         ];
         assert!(Settings::resolve(&inputs(&[], &[], &other)).is_ok());
+    }
+
+    #[test]
+    fn misspelled_variables_get_a_hint() {
+        let s = Settings::resolve(&inputs(
+            &[],
+            &[
+                ("OTEL_LOG_EXPORTER", "console"),
+                ("OTEL_PYTHON_EXCLUDED_URLS", "x"),
+                (NAME, "ok"),
+            ],
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(
+            s.warnings,
+            vec![
+                "OTEL_LOG_EXPORTER is not an OpenTelemetry setting; did you mean OTEL_LOGS_EXPORTER?"
+            ]
+        );
     }
 
     #[test]
