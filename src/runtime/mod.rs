@@ -65,11 +65,12 @@ pub fn plan(settings: &Settings, destination: Destination, traceparent: Option<S
     }
     if let Destination::Agent { endpoint, exported } = destination {
         // Every OTLP setting of the real backend (endpoints, headers with their
-        // secrets, TLS files) is replaced by the local receiver's plain endpoint.
+        // secrets, TLS files, timeouts) is replaced by the local receiver's plain
+        // endpoint: the agent does the real export.
         let otlp_vars = GENERAL
             .into_iter()
             .chain(Signal::ALL.into_iter().flat_map(Signal::otlp_vars));
-        for var in otlp_vars.filter(|v| !v.name.ends_with("_TIMEOUT")) {
+        for var in otlp_vars {
             plan.remove(var.name);
         }
         plan.set(vars::OTLP_ENDPOINT.name, endpoint);
