@@ -61,7 +61,7 @@ struct Shared<T> {
     exporters: Vec<Exporter>,
     counters: Counters,
     shutting_down: AtomicBool,
-    /// Wakes a retry's backoff when shutdown starts.
+    /// Ends the wait before retrying an unreachable endpoint when shutdown starts.
     stop: watch::Sender<bool>,
     reporter: Arc<Reporter>,
 }
@@ -247,10 +247,15 @@ async fn export_with_retry<T: Payload>(shared: &Shared<T>, batch: Vec<T>) -> boo
                         "{} export failed, retrying in {wait:?}: {err}",
                         T::SIGNAL.name()
                     );
-                    let mut stop = shared.stop.subscribe();
-                    tokio::select! {
-                        _ = sleep(wait) => {}
-                        _ = stop.wait_for(|stopping| *stopping) => {}
+                    if matches!(err, ExportError::Unreachable(_)) {
+                        // Shutdown ends the wait: the next failure then gives up.
+                        let mut stop = shared.stop.subscribe();
+                        tokio::select! {
+                            _ = sleep(wait) => {}
+                            _ = stop.wait_for(|stopping| *stopping) => {}
+                        }
+                    } else {
+                        sleep(wait).await;
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
