@@ -36,6 +36,15 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "otel-run")]
     pub no_agent: bool,
 
+    /// Add an attribute to the process span (repeatable)
+    #[arg(
+        long,
+        global = true,
+        value_name = "KEY=VALUE",
+        help_heading = "otel-run"
+    )]
+    pub attr: Vec<String>,
+
     /// More diagnostics on stderr (-v info, -vv debug)
     #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "otel-run")]
     pub verbose: u8,
@@ -56,8 +65,18 @@ pub enum Sub {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Print the environment otel-run would give a command (not available yet)
-    Env,
+    /// Print the environment otel-run would give a command, for a whole CI job:
+    /// `eval "$(otel-run env)"`
+    Env {
+        #[arg(long, value_enum, default_value = "sh")]
+        format: crate::runtime::print::EnvFormat,
+        /// Print only the TRACEPARENT value
+        #[arg(long)]
+        traceparent: bool,
+        /// The command the environment is for
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
+    },
     /// Install the instrumentations the target environment is missing (not available yet)
     Bootstrap,
     /// Show what otel-run detects and would inject for a command (not available yet)
@@ -69,7 +88,7 @@ impl Sub {
     pub fn name(&self) -> &'static str {
         match self {
             Sub::Config { .. } => "config",
-            Sub::Env => "env",
+            Sub::Env { .. } => "env",
             Sub::Bootstrap => "bootstrap",
             Sub::Doctor => "doctor",
         }
@@ -94,6 +113,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::E
     }
     if cli.no_agent {
         flags.insert(vars::AGENT.name, "false".into());
+    }
+    // `--attr` adds to `--span-attributes`, as one `k=v,...` list.
+    if !cli.attr.is_empty() {
+        let mut items: Vec<String> = flags
+            .remove(vars::SPAN_ATTRIBUTES.name)
+            .into_iter()
+            .collect();
+        items.extend(cli.attr.iter().cloned());
+        flags.insert(vars::SPAN_ATTRIBUTES.name, items.join(","));
     }
     Ok(Parsed { cli, flags })
 }
@@ -129,6 +157,14 @@ fn setting_arg(var: &'static Var) -> Arg {
         .global(true);
     if let Some(alias) = var.alias() {
         arg = arg.alias(alias);
+    }
+    // otel-run's own booleans are switches (`--fail-on-export-error`); the
+    // specification's keep `--flag VALUE`, as `opentelemetry-instrument` takes them.
+    if var.kind == Kind::Bool && !var.is_otel_standard() {
+        arg = arg
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true");
     }
     arg
 }
@@ -217,6 +253,48 @@ mod tests {
     fn settings_flags_work_after_a_subcommand() {
         let p = parse_str(&["config", "--service-name", "x"]);
         assert_eq!(p.flags["OTEL_SERVICE_NAME"], "x");
+    }
+
+    #[test]
+    fn attr_adds_to_span_attributes() {
+        let p = parse_str(&[
+            "--span-attributes",
+            "a=1",
+            "--attr",
+            "b=2",
+            "--attr",
+            "c=3",
+            "true",
+        ]);
+        assert_eq!(p.flags["OTEL_RUN_SPAN_ATTRIBUTES"], "a=1,b=2,c=3");
+    }
+
+    #[test]
+    fn own_booleans_are_switches() {
+        let p = parse_str(&["--fail-on-export-error", "make"]);
+        assert_eq!(p.flags["OTEL_RUN_FAIL_ON_EXPORT_ERROR"], "true");
+        assert_eq!(p.cli.command, ["make"]);
+        let p = parse_str(&["--fail-on-export-error=false", "make"]);
+        assert_eq!(p.flags["OTEL_RUN_FAIL_ON_EXPORT_ERROR"], "false");
+        let p = parse_str(&["--exporter-otlp-insecure", "true", "make"]);
+        assert_eq!(p.flags["OTEL_EXPORTER_OTLP_INSECURE"], "true");
+    }
+
+    #[test]
+    fn env_takes_a_format_and_a_command() {
+        let p = parse_str(&["env", "--format", "github", "--", "make", "test"]);
+        match p.cli.subcommand {
+            Some(Sub::Env {
+                format,
+                command,
+                traceparent,
+            }) => {
+                assert_eq!(format, crate::runtime::print::EnvFormat::Github);
+                assert_eq!(command, ["make", "test"]);
+                assert!(!traceparent);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

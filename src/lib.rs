@@ -5,6 +5,7 @@
 //! [`agent`] (start) → [`launch`] (spawn, wait) → [`agent`] (flush) → exit code.
 
 pub mod agent;
+pub mod cicd;
 pub mod cli;
 pub mod context;
 pub mod diag;
@@ -18,8 +19,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use agent::Agent;
+use agent::pipeline::Totals;
 use agent::process_span::{CommandInfo, ProcessSpan};
+use cicd::Ci;
 use context::SpanContext;
+use settings::otlp::Signal;
 use settings::{Inputs, Settings, vars};
 
 /// Exit code for bad usage or configuration, as clap uses.
@@ -58,6 +62,11 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
             print!("{}", settings::report::render(&settings, format));
             Ok(0)
         }
+        Some(cli::Sub::Env {
+            format,
+            traceparent,
+            command,
+        }) => run_env(&settings, format, traceparent, command, &cwd),
         Some(sub) => anyhow::bail!(Unavailable(sub.name())),
         None if cli.command.is_empty() => {
             cli::command().print_help()?;
@@ -74,20 +83,16 @@ fn run_command(
     cwd: &std::path::Path,
 ) -> anyhow::Result<u8> {
     let command = launch::resolve(argv, cwd)?;
-    let parent = SpanContext::from_env(
-        std::env::var("TRACEPARENT").ok().as_deref(),
-        std::env::var("TRACESTATE").ok().as_deref(),
-    );
     let argv = command.argv_lossy();
+    let ci = Ci::detect(|name| std::env::var(name).ok());
     let span = (!settings.disabled()).then(|| {
-        ProcessSpan::start(
-            settings,
-            parent.as_ref(),
-            &CommandInfo {
-                argv: &argv,
-                executable: &command.program,
-            },
-        )
+        let info = CommandInfo {
+            argv: &argv,
+            executable: &command.program,
+            ci: ci.as_ref(),
+            default_name: None,
+        };
+        ProcessSpan::start(settings, parent_from_env().as_ref(), &info)
     });
     let receive = settings.flag(&vars::AGENT);
     // Telemetry must never stop the program: without an agent it runs uninstrumented.
@@ -110,15 +115,105 @@ fn run_command(
     );
     let mut pid = 0;
     let exit = launch::run(&command, &plan, |p| pid = p)?;
-    if let (Some(agent), Some(span)) = (agent.as_ref(), span)
-        && let Some(spans) = span.finish(settings, pid, &exit)
-    {
+    let code = exit.code.clamp(0, 255) as u8;
+    let Some(agent) = agent else { return Ok(code) };
+    if let Some(spans) = span.and_then(|s| s.finish(settings, pid, &exit)) {
         agent.record(spans);
     }
-    if let Some(agent) = agent {
+    Ok(export_outcome(settings, agent.finish(), code))
+}
+
+/// The exit code once telemetry is flushed: the command's, unless the user asked
+/// for lost telemetry to fail the step.
+fn export_outcome(settings: &Settings, totals: Vec<(Signal, Totals)>, code: u8) -> u8 {
+    let dropped: u64 = totals.iter().map(|(_, t)| t.dropped()).sum();
+    if dropped == 0 || !settings.flag(&vars::FAIL_ON_EXPORT_ERROR) {
+        return code;
+    }
+    diag::error(
+        &format!("{dropped} telemetry items could not be exported"),
+        Some(
+            "`--fail-on-export-error` makes this an error; without it the exit code is the command's",
+        ),
+    );
+    if code == 0 { 1 } else { code }
+}
+
+/// TRACEPARENT / TRACESTATE of otel-run's own environment: the parent.
+fn parent_from_env() -> Option<SpanContext> {
+    SpanContext::from_env(
+        std::env::var("TRACEPARENT").ok().as_deref(),
+        std::env::var("TRACESTATE").ok().as_deref(),
+    )
+}
+
+/// `otel-run env`: the environment for a whole CI job, printed for its shell.
+///
+/// It continues a TRACEPARENT it was given. Otherwise it starts the job's trace by
+/// recording a short root span (named after the CI job), so every step run later
+/// with `otel-run` hangs under a span that exists. A command that has exited
+/// cannot see the job end: to have a root span that lasts the whole job, run the
+/// job's script under `otel-run` instead.
+fn run_env(
+    settings: &Settings,
+    format: runtime::print::EnvFormat,
+    traceparent_only: bool,
+    command: Vec<OsString>,
+    cwd: &std::path::Path,
+) -> anyhow::Result<u8> {
+    if !command.is_empty() {
+        launch::resolve(command, cwd)?;
+    }
+    let traceparent = match parent_from_env() {
+        Some(parent) => Some(parent.traceparent()),
+        None if settings.disabled() => None,
+        None => Some(record_job_span(settings)),
+    };
+    if traceparent_only {
+        let Some(traceparent) = traceparent else {
+            anyhow::bail!("no TRACEPARENT: OpenTelemetry is disabled (OTEL_SDK_DISABLED)");
+        };
+        println!("{traceparent}");
+        return Ok(0);
+    }
+    let plan = runtime::plan(settings, runtime::Destination::Direct, traceparent);
+    print!("{}", runtime::print::render(&plan.set, format)?);
+    Ok(0)
+}
+
+/// Records the root span of a CI job and returns its TRACEPARENT.
+fn record_job_span(settings: &Settings) -> String {
+    let ci = Ci::detect(|name| std::env::var(name).ok());
+    let default_name = ci
+        .as_ref()
+        .and_then(|ci| {
+            ci.get("cicd.pipeline.task.name")
+                .or(ci.get("cicd.pipeline.name"))
+        })
+        .unwrap_or("otel-run env");
+    let executable = std::env::current_exe().unwrap_or_else(|_| "otel-run".into());
+    let argv: Vec<String> = std::env::args().collect();
+    let info = CommandInfo {
+        argv: &argv,
+        executable: &executable,
+        ci: ci.as_ref(),
+        default_name: Some(default_name),
+    };
+    let span = ProcessSpan::start(settings, None, &info);
+    let traceparent = span.context.traceparent();
+    let agent = Agent::start(settings, false).unwrap_or_else(|e| {
+        tracing::warn!("cannot start the exporter ({e}); the job's root span is not recorded");
+        None
+    });
+    let exit = launch::Exit {
+        code: 0,
+        signal: None,
+    };
+    if let (Some(agent), Some(spans)) = (agent, span.finish(settings, std::process::id(), &exit)) {
+        agent.record(spans);
         agent.finish();
     }
-    Ok(exit.code.clamp(0, 255) as u8)
+    traceparent
 }
 
 /// A reserved subcommand that a later version fills in.

@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
 };
 
+use crate::cicd::{self, Ci};
 use crate::context::{SpanContext, SpanId, random_id};
 use crate::launch::Exit;
 use crate::settings::{Settings, vars};
@@ -24,6 +25,7 @@ pub struct ProcessSpan {
     pub context: SpanContext,
     parent: Option<SpanId>,
     name: String,
+    in_ci: bool,
     /// The executable's base name, for an unnamed service.
     command_name: String,
     start: SystemTime,
@@ -34,6 +36,10 @@ pub struct ProcessSpan {
 pub struct CommandInfo<'a> {
     pub argv: &'a [String],
     pub executable: &'a std::path::Path,
+    /// The CI job it runs in, if any.
+    pub ci: Option<&'a Ci>,
+    /// The span's name unless `--span-name` gives one; else the executable's name.
+    pub default_name: Option<&'a str>,
 }
 
 impl ProcessSpan {
@@ -46,9 +52,10 @@ impl ProcessSpan {
         let sampled = sample(settings, parent, &trace_id);
         let name = settings
             .text(&vars::SPAN_NAME)
+            .or(command.default_name)
             .map(str::to_string)
             .unwrap_or_else(|| base_name(command.executable));
-        let attributes = vec![
+        let mut attributes = vec![
             kv(
                 "process.command",
                 Value::StringValue(command.argv[0].clone()),
@@ -74,6 +81,13 @@ impl ProcessSpan {
                 Value::StringValue(base_name(command.executable)),
             ),
         ];
+        let ci_attributes = command.ci.iter().flat_map(|ci| {
+            ci.attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+        });
+        let extra = ci_attributes.chain(settings.key_values(&vars::SPAN_ATTRIBUTES));
+        attributes.extend(extra.map(|(k, v)| kv(&k, Value::StringValue(v))));
         ProcessSpan {
             context: SpanContext {
                 trace_id,
@@ -83,6 +97,7 @@ impl ProcessSpan {
             },
             parent: parent.map(|p| p.span_id),
             name,
+            in_ci: command.ci.is_some(),
             command_name: base_name(command.executable),
             start: SystemTime::now(),
             attributes,
@@ -100,6 +115,12 @@ impl ProcessSpan {
             "process.exit.code",
             Value::IntValue(i64::from(exit.code)),
         ));
+        if self.in_ci {
+            self.attributes.push(kv(
+                "cicd.pipeline.task.run.result",
+                Value::StringValue(cicd::result(exit).into()),
+            ));
+        }
         let status = match exit.signal {
             Some(signal) => Status {
                 code: StatusCode::Error as i32,
@@ -310,6 +331,8 @@ mod tests {
         let info = CommandInfo {
             argv: &argv,
             executable: std::path::Path::new("/usr/bin/make"),
+            ci: None,
+            default_name: None,
         };
         let span = ProcessSpan::start(&s, Some(&parent(true)), &info);
         assert_eq!(span.context.trace_id, [7; 16]);
@@ -349,6 +372,8 @@ mod tests {
         let info = CommandInfo {
             argv: &argv,
             executable: std::path::Path::new("/bin/true"),
+            ci: None,
+            default_name: None,
         };
         let span = ProcessSpan::start(&s, Some(&parent(false)), &info);
         assert!(!span.context.sampled);

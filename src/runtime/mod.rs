@@ -4,6 +4,8 @@
 //! only; otel-run's own environment is never changed. This first slice gives
 //! every runtime the standard OTEL_* settings; language agents build on it.
 
+pub mod print;
+
 use crate::settings::otlp::{GENERAL, Signal};
 use crate::settings::{Settings, vars};
 

@@ -611,12 +611,28 @@ var!(
     "Name of the process span; the command's base name by default."
 );
 var!(
+    SPAN_ATTRIBUTES,
+    "OTEL_RUN_SPAN_ATTRIBUTES",
+    Kind::KeyValues,
+    None,
+    Launcher,
+    "Attributes added to the process span, `key=value,...` (`--attr key=value` adds one)."
+);
+var!(
+    FAIL_ON_EXPORT_ERROR,
+    "OTEL_RUN_FAIL_ON_EXPORT_ERROR",
+    Kind::Bool,
+    Some("false"),
+    Launcher,
+    "Exit with an error (1, or the command's own non-zero code) when telemetry could not be exported."
+);
+var!(
     AGENT,
     "OTEL_RUN_AGENT",
     Kind::Bool,
     Some("true"),
     Launcher,
-    "Run the local agent the child exports to; `false` points the child at the real endpoint."
+    "Run the local agent the child exports to; `--agent=false` (or `--no-agent`) points the child at the real endpoint."
 );
 var!(
     CONSOLE_OUTPUT,
@@ -699,6 +715,8 @@ pub static ALL: &[&Var] = &[
     &LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT,
     &LOGRECORD_ATTRIBUTE_COUNT_LIMIT,
     &SPAN_NAME,
+    &SPAN_ATTRIBUTES,
+    &FAIL_ON_EXPORT_ERROR,
     &AGENT,
     &CONSOLE_OUTPUT,
 ];

@@ -1,5 +1,6 @@
 //! Integration tests: the real `otel-run` binary against real peers.
 
+mod ci;
 mod collector;
 mod config;
 mod examples;
