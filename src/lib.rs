@@ -108,11 +108,12 @@ fn run_command(
         },
         None => runtime::Destination::Direct,
     };
-    let plan = runtime::plan(
-        settings,
-        destination,
-        span.as_ref().map(|s| s.context.traceparent()),
-    );
+    let target = runtime::Target {
+        program: &command.program,
+        argv: &argv,
+    };
+    let traceparent = span.as_ref().map(|s| s.context.traceparent());
+    let plan = runtime::plan(settings, Some(target), destination, traceparent);
     let mut pid = 0;
     let exit = launch::run(&command, &plan, |p| pid = p)?;
     let code = exit.code.clamp(0, 255) as u8;
@@ -161,9 +162,13 @@ fn run_env(
     command: Vec<OsString>,
     cwd: &std::path::Path,
 ) -> anyhow::Result<u8> {
-    if !command.is_empty() {
-        launch::resolve(command, cwd)?;
-    }
+    let command = (!command.is_empty())
+        .then(|| launch::resolve(command, cwd))
+        .transpose()?;
+    let argv = command
+        .as_ref()
+        .map(launch::Command::argv_lossy)
+        .unwrap_or_default();
     let traceparent = match parent_from_env() {
         Some(parent) => Some(parent.traceparent()),
         None if settings.disabled() => None,
@@ -176,7 +181,11 @@ fn run_env(
         println!("{traceparent}");
         return Ok(0);
     }
-    let plan = runtime::plan(settings, runtime::Destination::Direct, traceparent);
+    let target = command.as_ref().map(|c| runtime::Target {
+        program: &c.program,
+        argv: &argv,
+    });
+    let plan = runtime::plan(settings, target, runtime::Destination::Direct, traceparent);
     print!("{}", runtime::print::render(&plan.set, format)?);
     Ok(0)
 }

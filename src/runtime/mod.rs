@@ -1,13 +1,24 @@
 //! What the child's environment gets: the plan of the injection.
 //!
 //! The plan is an overlay (variables to set and to remove) applied to the child
-//! only; otel-run's own environment is never changed. This first slice gives
-//! every runtime the standard OTEL_* settings; language agents build on it.
+//! only; otel-run's own environment is never changed. Every runtime gets the
+//! standard OTEL_* settings; a runtime otel-run recognizes (Python) also gets its
+//! zero-code instrumentation. When that cannot be set up, otel-run says why once
+//! and the program runs uninstrumented.
 
 pub mod print;
+pub mod python;
+pub mod shims;
+
+use std::path::Path;
 
 use crate::settings::otlp::{GENERAL, Signal};
 use crate::settings::{Settings, vars};
+
+/// The variable that tells shims where otel-run's agent listens.
+pub const AGENT_ENDPOINT: &str = "OTEL_RUN_AGENT_ENDPOINT";
+/// The instrumentors otel-run found for a Python command (`name=module:Class,...`).
+pub const PYTHON_INSTRUMENTORS: &str = "OTEL_RUN_PYTHON_INSTRUMENTORS";
 
 /// The child's environment changes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -51,8 +62,19 @@ pub enum Destination<'a> {
     Direct,
 }
 
+/// The command the plan is for: its resolved program and argv.
+pub struct Target<'a> {
+    pub program: &'a Path,
+    pub argv: &'a [String],
+}
+
 /// Plans the child's environment. `traceparent` is the process span's context.
-pub fn plan(settings: &Settings, destination: Destination, traceparent: Option<String>) -> Plan {
+pub fn plan(
+    settings: &Settings,
+    target: Option<Target>,
+    destination: Destination,
+    traceparent: Option<String>,
+) -> Plan {
     let mut plan = Plan::default();
     // Settings from flags and the config file are not in the environment yet.
     for (var, resolved) in settings.explicit() {
@@ -77,6 +99,7 @@ pub fn plan(settings: &Settings, destination: Destination, traceparent: Option<S
         }
         plan.set(vars::OTLP_ENDPOINT.name, endpoint);
         plan.set(vars::OTLP_PROTOCOL.name, "http/protobuf");
+        plan.set(AGENT_ENDPOINT, endpoint);
         for signal in Signal::ALL {
             let exporter = if exported(signal) { "otlp" } else { "none" };
             plan.set(signal.exporter_var().name, exporter);
@@ -85,7 +108,43 @@ pub fn plan(settings: &Settings, destination: Destination, traceparent: Option<S
     if let Some(traceparent) = traceparent {
         plan.set("TRACEPARENT", traceparent);
     }
+    if let Some(python) = target.and_then(|t| python::detect(t.program, t.argv)) {
+        inject_python(&mut plan, &python);
+    }
     plan
+}
+
+/// Python: the shim first on PYTHONPATH, and the instrumentors handed over when
+/// otel-run could read the interpreter's site-packages.
+fn inject_python(plan: &mut Plan, python: &python::Python) {
+    if let (Some(interpreter), Some(site_packages)) = (&python.interpreter, &python.site_packages) {
+        let installed = python::installed(site_packages);
+        if !installed.sdk {
+            tracing::warn!(
+                "the OpenTelemetry SDK is not installed for `{}`; the program runs uninstrumented\nhint: `otel-run bootstrap` installs it",
+                interpreter.display()
+            );
+            return;
+        }
+        plan.set(
+            PYTHON_INSTRUMENTORS,
+            python::handover(&installed.instrumentors),
+        );
+    }
+    let shim = match shims::PYTHON.materialize() {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!("cannot write the Python shim ({e}); the program runs uninstrumented");
+            return;
+        }
+    };
+    let existing = std::env::var("PYTHONPATH").unwrap_or_default();
+    let path = if existing.is_empty() {
+        shim.display().to_string()
+    } else {
+        format!("{}:{existing}", shim.display())
+    };
+    plan.set("PYTHONPATH", path);
 }
 
 #[cfg(test)]
@@ -114,7 +173,7 @@ mod tests {
                 ("OTEL_PROPAGATORS", "tracecontext,kontur"),
             ],
         );
-        let p = plan(&s, Destination::Direct, None);
+        let p = plan(&s, None, Destination::Direct, None);
         assert_eq!(p.get("OTEL_SERVICE_NAME"), Some("shop"));
         assert_eq!(p.get("OTEL_PROPAGATORS"), Some("tracecontext,kontur"));
         assert_eq!(p.get("OTEL_EXPORTER_OTLP_ENDPOINT"), None);
@@ -135,6 +194,7 @@ mod tests {
         let exported = |signal: Signal| signal != Signal::Metrics;
         let p = plan(
             &s,
+            None,
             Destination::Agent {
                 endpoint: "http://127.0.0.1:9999",
                 exported: &exported,
@@ -163,7 +223,7 @@ mod tests {
     #[test]
     fn disabled_sdk_injects_nothing_but_the_switch() {
         let s = settings(&[], &[("OTEL_SDK_DISABLED", "true")]);
-        let p = plan(&s, Destination::Direct, Some("00-x".into()));
+        let p = plan(&s, None, Destination::Direct, Some("00-x".into()));
         assert_eq!(
             p.set,
             vec![("OTEL_SDK_DISABLED".to_string(), "true".to_string())]

@@ -5,5 +5,6 @@ mod collector;
 mod config;
 mod examples;
 mod launch;
+mod python;
 mod receiver;
 mod util;

@@ -262,3 +262,116 @@ pub fn flatten_attributes(attributes: &Value) -> Value {
     }
     Value::Object(out)
 }
+
+/// A Python with web frameworks, their instrumentations and opentelemetry-distro
+/// (`.ci/python/apps-venv.sh`).
+pub fn apps_python() -> Option<PathBuf> {
+    peer(
+        "OTEL_RUN_TEST_PYTHON_APPS",
+        "a Python with web frameworks and instrumentations",
+    )
+}
+
+/// Spans printed by Python's ConsoleSpanExporter (or otel-run's console exporter)
+/// among other output: each is a `{` line to a `}` line at column 0.
+pub fn console_spans_in(text: &str) -> Vec<Value> {
+    let mut spans = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line) {
+            (None, "{") => current = Some("{\n".into()),
+            (Some(buf), "}") => {
+                buf.push('}');
+                spans.push(serde_json::from_str(buf).expect("a console span is JSON"));
+                current = None;
+            }
+            (Some(buf), _) => {
+                buf.push_str(line);
+                buf.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    spans
+}
+
+/// A minimal HTTP/1.0 GET on loopback: the status code.
+pub fn http_get(port: u16, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: otel-run-tests\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A server process, stopped (SIGINT, then SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Server {
+    /// Starts `command` (stdout and stderr to files in `dir`) and waits for `port`.
+    pub fn start(mut command: Command, port: u16, dir: &Path) -> Server {
+        let (stdout, stderr) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child,
+            port,
+            stdout,
+            stderr,
+        };
+        let up = wait_for(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(
+            up.is_some(),
+            "the server did not listen on {port}: {}",
+            server.stderr_text()
+        );
+        server
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Stops the server as Ctrl-C would, so it exits cleanly and flushes.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        if wait_for(Duration::from_secs(20), || self.child.try_wait().unwrap()).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,544 @@
+"""otel-run's Python shim: zero-code OpenTelemetry for the program otel-run runs.
+
+otel-run puts this file's directory first on PYTHONPATH, so Python imports it as
+`sitecustomize` at start-up, in every Python process of the run (reloaders,
+workers and other subprocesses included). It is written to cost almost nothing
+until it is needed:
+
+- Instrumentors are activated when their library is first imported (a post-import
+  hook), not eagerly: a program that never imports Flask never loads Flask's
+  instrumentor. The list of instrumentors comes from otel-run
+  (OTEL_RUN_PYTHON_INSTRUMENTORS) when it could read the target environment;
+  otherwise it is read from the installed entry points.
+- The SDK starts when something first asks for a tracer provider (an activated
+  instrumentor, or the program's own `trace.get_tracer`). A program that sets up
+  its own provider first keeps it: the SDK is never set up twice.
+- With otel-run's agent (OTEL_RUN_AGENT_ENDPOINT), spans go to it as OTLP/JSON over
+  loopback HTTP with the standard library: no protobuf or gRPC import.
+
+Finally it runs the user's own `sitecustomize`, if there is one, which Python would
+otherwise not see behind this one.
+"""
+
+import os
+import sys
+
+_PREFIX = "otel-run: "
+_SAID = "OTEL_RUN_PYTHON_SAID"
+
+# Entry point names whose library is imported under another module name.
+_MODULE_OF = {
+    "aiohttp-client": "aiohttp",
+    "aiohttp-server": "aiohttp",
+    "aio-pika": "aio_pika",
+    "boto3sqs": "boto3",
+    "confluent-kafka": "confluent_kafka",
+    "grpc_aio_client": "grpc",
+    "grpc_aio_server": "grpc",
+    "grpc_client": "grpc",
+    "grpc_server": "grpc",
+    "kafka": "kafka",
+    "mysql": "mysql.connector",
+    "mysqlclient": "MySQLdb",
+    "tortoiseorm": "tortoise",
+    "urllib": "urllib.request",
+}
+
+# Entry points that are not about a library import.
+_NOT_ON_IMPORT = {"system_metrics"}
+
+
+def _level():
+    return os.environ.get("OTEL_LOG_LEVEL", "warn").strip().lower()
+
+
+def _debug(message):
+    if _level() in ("debug", "trace"):
+        sys.stderr.write("%sdebug: python: %s\n" % (_PREFIX, message))
+
+
+def _warn_once(key, message, hint=None):
+    """Says `message` once for the whole process tree (subprocesses inherit the marker)."""
+    said = [s for s in os.environ.get(_SAID, "").split(",") if s]
+    if key in said or _level() in ("error", "off", "none"):
+        return
+    os.environ[_SAID] = ",".join(said + [key])
+    text = "%swarning: %s\n" % (_PREFIX, message)
+    if hint:
+        text += "hint: %s\n" % hint
+    sys.stderr.write(text)
+
+
+def _exporters(variable):
+    value = os.environ.get(variable, "otlp").strip().lower()
+    return [e.strip() for e in value.split(",") if e.strip() and e.strip() != "none"]
+
+
+# --- The SDK, started on first use ---------------------------------------------
+
+_sdk_started = False
+
+
+def _start_sdk():
+    """Sets up the tracer provider (and meter and logger providers) from the
+    environment, unless the program already set up its own."""
+    global _sdk_started
+    if _sdk_started:
+        return
+    _sdk_started = True
+    from opentelemetry import trace
+
+    if getattr(trace, "_TRACER_PROVIDER", None) is not None:
+        _debug("the program set up its own tracer provider; leaving it")
+        return
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as error:
+        _warn_once("sdk", "cannot start the OpenTelemetry SDK for `%s`: %s" % (sys.executable, error),
+                   "`otel-run bootstrap` installs it")
+        return
+    resource = Resource.create({"telemetry.distro.name": "otel-run"})
+    provider = TracerProvider(resource=resource)
+    for exporter in _span_exporters():
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _parent_work_to_the_process_span()
+    _start_metrics(resource)
+    _start_logs(resource)
+
+
+def _span_exporters():
+    exporters = []
+    for name in _exporters("OTEL_TRACES_EXPORTER"):
+        agent = os.environ.get("OTEL_RUN_AGENT_ENDPOINT")
+        if name == "otlp" and agent:
+            exporters.append(_agent_exporter(agent))
+        elif name == "otlp":
+            exporter = _official_exporter("trace_exporter", "OTLPSpanExporter", "TRACES")
+            if exporter is not None:
+                exporters.append(exporter)
+        elif name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporters.append(ConsoleSpanExporter())
+    return exporters
+
+
+def _official_exporter(module, cls, signal):
+    """An exporter from opentelemetry-exporter-otlp, for the protocol configured."""
+    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_%s_PROTOCOL" % signal)
+                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
+    package = "grpc" if protocol == "grpc" else "http"
+    name = "opentelemetry.exporter.otlp.proto.%s.%s" % (package, module)
+    try:
+        import importlib
+
+        return getattr(importlib.import_module(name), cls)()
+    except ImportError:
+        _warn_once("exporter-" + package,
+                   "`%s` cannot export %s over OTLP/%s: opentelemetry-exporter-otlp-proto-%s is not installed"
+                   % (sys.executable, signal.lower(), package, package),
+                   "`otel-run bootstrap` installs it")
+        return None
+
+
+def _parent_work_to_the_process_span():
+    """The program's own work (a script's calls, a CLI's steps) joins otel-run's
+    process span from TRACEPARENT. Only spans that would otherwise start a trace
+    are affected, and never SERVER or CONSUMER spans: a request without a
+    traceparent still starts its own trace, as it would without otel-run.
+    Attaching the context globally instead would leak into request handling."""
+    traceparent = os.environ.get("TRACEPARENT")
+    if not traceparent:
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import Tracer
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier = {"traceparent": traceparent, "tracestate": os.environ.get("TRACESTATE", "")}
+    process = TraceContextTextMapPropagator().extract(carrier)
+    start_span = Tracer.start_span
+    own_work = (trace.SpanKind.INTERNAL, trace.SpanKind.CLIENT, trace.SpanKind.PRODUCER)
+
+    def start_span_under_process(self, name, context=None, kind=trace.SpanKind.INTERNAL, *args, **kwargs):
+        if context is None and kind in own_work and not trace.get_current_span().get_span_context().is_valid:
+            context = process
+        return start_span(self, name, context, kind, *args, **kwargs)
+
+    Tracer.start_span = start_span_under_process
+
+
+def _start_metrics(resource):
+    if not _exporters("OTEL_METRICS_EXPORTER"):
+        return
+    from opentelemetry import metrics
+
+    if getattr(metrics, "_METER_PROVIDER", None) is not None:
+        return
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+
+    readers = []
+    for name in _exporters("OTEL_METRICS_EXPORTER"):
+        exporter = (ConsoleMetricExporter() if name == "console"
+                    else _official_exporter("metric_exporter", "OTLPMetricExporter", "METRICS"))
+        if exporter is not None:
+            readers.append(PeriodicExportingMetricReader(exporter))
+    if readers:
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+
+
+def _start_logs(resource):
+    enabled = os.environ.get("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "").strip().lower() == "true"
+    if not enabled or not _exporters("OTEL_LOGS_EXPORTER"):
+        return
+    import logging
+
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogExporter
+
+    provider = LoggerProvider(resource=resource)
+    for name in _exporters("OTEL_LOGS_EXPORTER"):
+        exporter = (ConsoleLogExporter() if name == "console"
+                    else _official_exporter("_log_exporter", "OTLPLogExporter", "LOGS"))
+        if exporter is not None:
+            provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    set_logger_provider(provider)
+    logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))
+
+
+# --- Spans to otel-run's agent as OTLP/JSON -------------------------------------
+
+def _agent_exporter(endpoint):
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    target = urlsplit(endpoint)
+
+    class AgentSpanExporter(SpanExporter):
+        """OTLP/JSON over one loopback HTTP connection per process (a forked worker
+        opens its own)."""
+
+        def __init__(self):
+            self._connection = None
+            self._pid = None
+
+        def _post(self, body):
+            if self._connection is None or self._pid != os.getpid():
+                self._connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                self._pid = os.getpid()
+            self._connection.request("POST", "/v1/traces", body, {"Content-Type": "application/json"})
+            response = self._connection.getresponse()
+            response.read()
+            return response.status
+
+        def export(self, spans):
+            body = json.dumps(_encode_spans(spans), separators=(",", ":")).encode()
+            for attempt in (1, 2):
+                try:
+                    return SpanExportResult.SUCCESS if self._post(body) == 200 else SpanExportResult.FAILURE
+                except (OSError, http.client.HTTPException) as error:
+                    self._connection = None
+                    if attempt == 2:
+                        _debug("export to otel-run's agent failed: %s" % error)
+            return SpanExportResult.FAILURE
+
+        def shutdown(self):
+            if self._connection is not None:
+                self._connection.close()
+
+    return AgentSpanExporter()
+
+
+def _any_value(value):
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return {"bytesValue": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_any_value(v) for v in value]}}
+    if isinstance(value, dict):
+        return {"kvlistValue": {"values": _attributes(value)}}
+    return {"stringValue": str(value)}
+
+
+def _attributes(attributes):
+    return [{"key": str(k), "value": _any_value(v)} for k, v in (attributes or {}).items()]
+
+
+def _encode_spans(spans):
+    """ExportTraceServiceRequest as OTLP/JSON, grouped by resource and scope."""
+    resources = {}
+    for span in spans:
+        scope = span.instrumentation_scope
+        key = (id(span.resource), scope.name if scope else "", scope.version if scope else "")
+        entry = resources.setdefault(id(span.resource), (span.resource, {}))
+        scopes = entry[1].setdefault(key, (scope, []))
+        scopes[1].append(_encode_span(span))
+    out = []
+    for resource, scopes in resources.values():
+        out.append({
+            "resource": {"attributes": _attributes(resource.attributes)},
+            "schemaUrl": resource.schema_url or "",
+            "scopeSpans": [{
+                "scope": {"name": scope.name, "version": scope.version or ""} if scope else {},
+                "schemaUrl": (scope.schema_url or "") if scope else "",
+                "spans": encoded,
+            } for scope, encoded in scopes.values()],
+        })
+    return {"resourceSpans": out}
+
+
+def _encode_span(span):
+    context = span.context
+    parent = span.parent
+    status = span.status
+    return {
+        "traceId": "%032x" % context.trace_id,
+        "spanId": "%016x" % context.span_id,
+        "traceState": context.trace_state.to_header() if context.trace_state else "",
+        "parentSpanId": "%016x" % parent.span_id if parent is not None else "",
+        "flags": 0x100 | int(context.trace_flags) | (0x200 if parent is not None and parent.is_remote else 0),
+        "name": span.name,
+        # The API's kinds start at INTERNAL = 0; OTLP's at UNSPECIFIED = 0.
+        "kind": span.kind.value + 1,
+        "startTimeUnixNano": str(span.start_time or 0),
+        "endTimeUnixNano": str(span.end_time or 0),
+        "attributes": _attributes(span.attributes),
+        "droppedAttributesCount": span.dropped_attributes,
+        "events": [{
+            "timeUnixNano": str(event.timestamp),
+            "name": event.name,
+            "attributes": _attributes(event.attributes),
+        } for event in span.events],
+        "droppedEventsCount": span.dropped_events,
+        "links": [{
+            "traceId": "%032x" % link.context.trace_id,
+            "spanId": "%016x" % link.context.span_id,
+            "traceState": link.context.trace_state.to_header() if link.context.trace_state else "",
+            "attributes": _attributes(link.attributes),
+        } for link in span.links],
+        "droppedLinksCount": span.dropped_links,
+        "status": {"code": status.status_code.value, "message": status.description or ""},
+    }
+
+
+# --- Instrumentors, activated on import ----------------------------------------
+
+def _instrumentors():
+    """[(entry point name, "module:Class")], from otel-run or the entry points."""
+    handed_over = os.environ.get("OTEL_RUN_PYTHON_INSTRUMENTORS")
+    if handed_over is not None:
+        pairs = (item.split("=", 1) for item in handed_over.split(",") if "=" in item)
+        return [(name.strip(), target.strip()) for name, target in pairs]
+    from importlib.metadata import entry_points
+
+    return [(ep.name, ep.value) for ep in entry_points(group="opentelemetry_instrumentor")]
+
+
+def _activate(name, target):
+    import importlib
+
+    module_name, _, class_name = target.partition(":")
+    try:
+        instrumentor = getattr(importlib.import_module(module_name), class_name)()
+        # The instrumentor checks that the library's version is one it supports.
+        instrumentor.instrument()
+        _debug("instrumented %s" % name)
+    except Exception as error:  # an instrumentor must never break the program
+        _debug("could not instrument %s: %r" % (name, error))
+
+
+# Modules an activation imports besides its library: the standard library and
+# the instrumentation stack's own dependencies.
+_STDLIB = getattr(sys, "stdlib_module_names", frozenset())
+_OWN = {"opentelemetry", "wrapt", "packaging", "importlib_metadata", "zipp", "typing_extensions", "deprecated"}
+
+_pending = []  # activations waiting for a safe moment, in import order
+_activating = False
+
+
+def _imports_in_progress(finished):
+    """The modules whose import is under way in this thread, but `finished`."""
+    names = []
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_find_and_load" and code.co_filename.startswith("<frozen importlib"):
+            name = frame.f_locals.get("name") or ""
+            if name != finished and not name.startswith(finished + "."):
+                names.append(name)
+        frame = frame.f_back
+    return names
+
+
+def _on_import(name, target):
+    """Activates an instrumentor once its library is imported, as soon as that is
+    safe: an activation imports parts of the standard library and of
+    OpenTelemetry, so it waits while one of those is itself half-imported (its
+    library was imported from inside it), and one activation never runs inside
+    another. It still runs before the code that imported the library goes on."""
+
+    def callback(module):
+        _pending.append((name, target))
+        _run_pending(module.__name__)
+
+    return callback
+
+
+def _run_pending(finished):
+    global _activating
+    if _activating:
+        return
+    for name in _imports_in_progress(finished):
+        if name.partition(".")[0] in _STDLIB or name.partition(".")[0] in _OWN:
+            return
+    _activating = True
+    try:
+        while _pending:
+            _activate(*_pending.pop(0))
+    finally:
+        _activating = False
+
+
+def _patch_trace_api(trace):
+    """`trace.get_tracer_provider()` starts the SDK when no provider is set yet."""
+    original = trace.get_tracer_provider
+
+    def get_tracer_provider():
+        if getattr(trace, "_TRACER_PROVIDER", None) is None:
+            _start_sdk()
+        return original()
+
+    trace.get_tracer_provider = get_tracer_provider
+
+
+class _PostImportHook:
+    """A meta path finder that runs callbacks once a watched module has executed."""
+
+    def __init__(self, callbacks):
+        self.callbacks = callbacks  # module name -> [callable(module)]
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.callbacks:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _Loader(spec.loader, self.callbacks.pop(name))
+                return spec
+            if spec is not None:
+                return None
+        return None
+
+    def run_now(self, name):
+        for callback in self.callbacks.pop(name, []):
+            callback(sys.modules[name])
+
+
+class _Loader:
+    """Wraps a module's loader: executes it, puts the original back, then calls back."""
+
+    def __init__(self, loader, callbacks):
+        self._loader = loader
+        self._callbacks = callbacks
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = self._loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        for callback in self._callbacks:
+            callback(module)
+
+
+def _install():
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    # otel-run hands the instrumentors over only after finding the SDK installed.
+    if os.environ.get("OTEL_RUN_PYTHON_INSTRUMENTORS") is None and _find_spec("opentelemetry.sdk.trace") is None:
+        _warn_once("sdk", "the OpenTelemetry SDK is not installed for `%s`; the program runs uninstrumented"
+                   % sys.executable, "`otel-run bootstrap` installs it")
+        return
+    callbacks = {"opentelemetry.trace": [_patch_trace_api]}
+    tracing = bool(_exporters("OTEL_TRACES_EXPORTER"))
+    disabled = {d.strip() for d in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    instrumentors = _instrumentors() if tracing else []
+    if tracing and not instrumentors:
+        _warn_once("instrumentors", "no OpenTelemetry instrumentation package is installed for `%s`; "
+                   "only the program's own spans are recorded" % sys.executable,
+                   "`otel-run bootstrap` installs the ones its libraries need")
+    for name, target in instrumentors:
+        if name in disabled or name in _NOT_ON_IMPORT:
+            continue
+        module = _MODULE_OF.get(name, name)
+        callbacks.setdefault(module, []).append(_on_import(name, target))
+    hook = _PostImportHook(callbacks)
+    sys.meta_path.insert(0, hook)
+    for module in list(callbacks):
+        if module in sys.modules:
+            hook.run_now(module)
+
+
+def _path_finder():
+    """The import system's own path finder, already loaded: importing `importlib`
+    here would cost more than the rest of this file."""
+    return next(f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder")
+
+
+def _find_spec(name):
+    """Like `importlib.util.find_spec`, for a dotted name, without importing it."""
+    path = None
+    spec = None
+    for part in name.split("."):
+        spec = _path_finder().find_spec(part if path is None else spec.name + "." + part, path)
+        if spec is None:
+            return None
+        path = spec.submodule_search_locations
+    return spec
+
+
+def _chain_user_sitecustomize():
+    """Runs the `sitecustomize` this file hides, if there is one."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = _path_finder().find_spec("sitecustomize", path)
+    if spec is None or spec.loader is None:
+        return
+    module = type(sys)("sitecustomize")
+    module.__spec__, module.__loader__, module.__file__ = spec, spec.loader, spec.origin
+    ours = sys.modules.get("sitecustomize")
+    sys.modules["sitecustomize"] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules["sitecustomize"] = ours
+
+
+try:
+    _install()
+except Exception as _error:  # never break the program
+    sys.stderr.write("%swarning: Python instrumentation failed to start: %r\n" % (_PREFIX, _error))
+_chain_user_sitecustomize()

@@ -1,0 +1,525 @@
+//! Python zero-code instrumentation, with real frameworks and instrumentations
+//! from PyPI, compared with `opentelemetry-instrument` in the same environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{
+    Server, apps_python, console_spans, console_spans_in, fixture, free_port, http_get, otel_run,
+    wait_for,
+};
+
+fn apps_dir() -> PathBuf {
+    fixture("python")
+}
+
+fn bin(python: &Path, name: &str) -> String {
+    python.with_file_name(name).display().to_string()
+}
+
+/// How a test launches the app: through otel-run, or through the anchor.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Launcher {
+    OtelRun,
+    OpentelemetryInstrument,
+}
+
+/// Where the launcher's spans end up.
+struct Launched {
+    server: Server,
+    spans_file: PathBuf,
+    launcher: Launcher,
+    _dir: tempfile::TempDir,
+}
+
+impl Launched {
+    fn spans(&self) -> Vec<Value> {
+        match self.launcher {
+            Launcher::OtelRun => console_spans(&self.spans_file),
+            Launcher::OpentelemetryInstrument => {
+                console_spans_in(&std::fs::read_to_string(&self.server.stdout).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Waits until at least `n` spans arrived and no more come for a moment.
+    fn settled_spans(&self, n: usize) -> Vec<Value> {
+        let mut last = 0;
+        let spans = wait_for(Duration::from_secs(20), || {
+            let spans = self.spans();
+            let settled = spans.len() >= n && spans.len() == last;
+            last = spans.len();
+            std::thread::sleep(Duration::from_millis(300));
+            settled.then_some(spans)
+        });
+        spans.unwrap_or_else(|| {
+            panic!(
+                "expected {n} spans, got {:#?}\nstderr: {}",
+                self.spans(),
+                self.server.stderr_text()
+            )
+        })
+    }
+}
+
+/// Starts `argv` (run in the fixtures directory) on `port` under `launcher`.
+fn launch(
+    launcher: Launcher,
+    python: &Path,
+    argv: &[String],
+    port: u16,
+    env: &[(&str, String)],
+) -> Launched {
+    let dir = tempfile::tempdir().unwrap();
+    let spans_file = dir.path().join("spans.json");
+    let mut command = match launcher {
+        Launcher::OtelRun => {
+            let mut c = otel_run();
+            c.args([
+                "--traces-exporter",
+                "console",
+                "--console-output",
+                spans_file.to_str().unwrap(),
+            ]);
+            c.arg("--");
+            c
+        }
+        Launcher::OpentelemetryInstrument => {
+            let mut c = otel_run();
+            // The same clean environment, without otel-run itself in the way.
+            c.env("OTEL_TRACES_EXPORTER", "console");
+            let program = bin(python, "opentelemetry-instrument");
+            let mut anchor = Command::new(program);
+            for (k, v) in c.get_envs() {
+                match v {
+                    Some(v) => anchor.env(k, v),
+                    None => anchor.env_remove(k),
+                };
+            }
+            anchor
+        }
+    };
+    command
+        .args(argv)
+        .current_dir(apps_dir())
+        .env("OTEL_SERVICE_NAME", "python-test")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let server = Server::start(command, port, dir.path());
+    Launched {
+        server,
+        spans_file,
+        launcher,
+        _dir: dir,
+    }
+}
+
+/// A span reduced to what must be equal between two runs: name, kind, its
+/// parent's name, its attribute keys and the values that do not vary.
+fn shape(span: &Value, all: &[Value]) -> String {
+    let parent = all
+        .iter()
+        .find(|p| {
+            Some(p["context"]["span_id"].as_str()) == Some(span["parent_id"].as_str())
+                && !span["parent_id"].is_null()
+        })
+        .map_or("-".to_string(), |p| p["name"].as_str().unwrap().to_string());
+    let attributes = span["attributes"].as_object().unwrap();
+    let stable = [
+        "http.route",
+        "http.request.method",
+        "http.method",
+        "http.response.status_code",
+        "http.status_code",
+        "db.system",
+        "db.system.name",
+    ];
+    let described: Vec<String> = attributes
+        .iter()
+        .map(|(k, v)| {
+            if stable.contains(&k.as_str()) {
+                format!("{k}={v}")
+            } else {
+                k.clone()
+            }
+        })
+        .collect();
+    format!(
+        "{} [{}] <- {} {{{}}}",
+        span["name"].as_str().unwrap(),
+        span["kind"].as_str().unwrap(),
+        parent,
+        described.join(", ")
+    )
+}
+
+fn shapes(spans: &[Value]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for span in spans
+        .iter()
+        .filter(|s| s["resource"]["attributes"]["telemetry.sdk.name"] != "otel-run")
+    {
+        *out.entry(shape(span, spans)).or_insert(0) += 1;
+    }
+    out
+}
+
+const FLASK_ROUTES: &[(&str, u16)] = &[
+    ("/", 200),
+    ("/users/7", 200),
+    ("/outbound", 200),
+    ("/db", 200),
+    ("/fail", 500),
+];
+
+fn flask_spans(launcher: Launcher, python: &Path) -> Vec<Value> {
+    let port = free_port();
+    let argv = [
+        bin(python, "python"),
+        "flask_app.py".into(),
+        port.to_string(),
+    ];
+    let mut app = launch(
+        launcher,
+        python,
+        &argv,
+        port,
+        &[("DOWNSTREAM_URL", format!("http://127.0.0.1:{port}/"))],
+    );
+    for (path, status) in FLASK_ROUTES {
+        assert_eq!(http_get(port, path), *status, "{path}");
+    }
+    // 5 server spans, a client span and the downstream server span, SQL spans.
+    let spans = app.settled_spans(9);
+    app.server.stop();
+    spans
+}
+
+#[test]
+fn flask_app_gets_the_spans_opentelemetry_instrument_gives_it() {
+    let Some(python) = apps_python() else { return };
+    let ours = flask_spans(Launcher::OtelRun, &python);
+    let theirs = flask_spans(Launcher::OpentelemetryInstrument, &python);
+    assert_eq!(shapes(&ours), shapes(&theirs));
+    let names: Vec<&str> = ours.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for expected in [
+        "GET /users/<int:user_id>",
+        "GET /outbound",
+        "GET",
+        "GET /db",
+        "GET /fail",
+    ] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    assert!(
+        ours.iter().any(|s| s["attributes"]["db.system"] == "sqlite"
+            || s["attributes"]["db.system.name"] == "sqlite"),
+        "SQL spans: {names:?}"
+    );
+}
+
+/// Serves the Flask app with `argv`, sends `requests` requests, returns the spans.
+fn serve_flask(python: &Path, argv: &[String], port: u16, requests: usize) -> Vec<Value> {
+    let mut app = launch(Launcher::OtelRun, python, argv, port, &[]);
+    for i in 0..requests {
+        assert_eq!(http_get(port, &format!("/users/{i}")), 200);
+    }
+    let spans = app.settled_spans(requests);
+    app.server.stop();
+    spans
+        .into_iter()
+        .filter(|s| s["kind"] == "SpanKind.SERVER")
+        .collect()
+}
+
+#[test]
+fn flask_run_is_instrumented() {
+    let Some(python) = apps_python() else { return };
+    let port = free_port();
+    let argv = [
+        bin(&python, "flask"),
+        "--app".into(),
+        "flask_app".into(),
+        "run".into(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    let spans = serve_flask(&python, &argv, port, 3);
+    assert_eq!(spans.len(), 3);
+    assert_eq!(spans[0]["attributes"]["http.route"], "/users/<int:user_id>");
+    assert_eq!(
+        spans[0]["parent_id"],
+        Value::Null,
+        "a request without traceparent starts its own trace"
+    );
+}
+
+#[test]
+fn gunicorn_workers_each_export_their_spans() {
+    let Some(python) = apps_python() else { return };
+    for preload in [false, true] {
+        let port = free_port();
+        let mut argv = vec![
+            bin(&python, "gunicorn"),
+            "-w".into(),
+            "2".into(),
+            "-b".into(),
+            format!("127.0.0.1:{port}"),
+        ];
+        if preload {
+            argv.push("--preload".into());
+        }
+        argv.push("flask_app:app".into());
+        let spans = serve_flask(&python, &argv, port, 12);
+        assert_eq!(
+            spans.len(),
+            12,
+            "preload={preload}: one span per request, none lost or doubled"
+        );
+    }
+}
+
+#[test]
+fn uvicorn_workers_are_instrumented() {
+    let Some(python) = apps_python() else { return };
+    let port = free_port();
+    let argv = [
+        bin(&python, "uvicorn"),
+        "fastapi_app:app".into(),
+        "--port".into(),
+        port.to_string(),
+        "--workers".into(),
+        "2".into(),
+    ];
+    let mut app = launch(Launcher::OtelRun, &python, &argv, port, &[]);
+    for i in 0..6 {
+        assert_eq!(http_get(port, &format!("/items/{i}")), 200);
+    }
+    let spans = app.settled_spans(6);
+    app.server.stop();
+    let servers: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["kind"] == "SpanKind.SERVER")
+        .collect();
+    assert_eq!(servers.len(), 6, "{spans:#?}");
+    assert_eq!(servers[0]["name"], "GET /items/{item_id}");
+}
+
+#[test]
+fn django_runserver_with_its_reloader_is_instrumented() {
+    let Some(python) = apps_python() else { return };
+    let port = free_port();
+    let db = tempfile::tempdir().unwrap();
+    let argv = [
+        bin(&python, "python"),
+        "django_site/manage.py".into(),
+        "runserver".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    let env = [(
+        "DJANGO_DB_PATH",
+        db.path().join("db.sqlite3").display().to_string(),
+    )];
+    let mut app = launch(Launcher::OtelRun, &python, &argv, port, &env);
+    assert_eq!(http_get(port, "/articles/3/"), 200);
+    assert_eq!(http_get(port, "/"), 200);
+    let spans = app.settled_spans(2);
+    app.server.stop();
+    let names: Vec<&str> = spans
+        .iter()
+        .filter(|s| s["kind"] == "SpanKind.SERVER")
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{spans:#?}");
+    assert!(names.iter().any(|n| n.contains("articles")), "{names:?}");
+}
+
+/// Runs a short program under otel-run (console output to a file).
+fn run_program(argv: &[String], env: &[(&str, &str)]) -> (std::process::Output, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spans.json");
+    let out = otel_run()
+        .args([
+            "--traces-exporter",
+            "console",
+            "--console-output",
+            file.to_str().unwrap(),
+            "--",
+        ])
+        .args(argv)
+        .current_dir(apps_dir())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (out, console_spans(&file))
+}
+
+/// A plain HTTP server to call, not traced.
+fn target_server() -> Server {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut command = Command::new("python3");
+    command
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&dir);
+    Server::start(command, port, &dir)
+}
+
+#[test]
+fn a_scripts_work_is_parented_to_the_process_span() {
+    let Some(python) = apps_python() else { return };
+    let target = target_server();
+    let url = format!("http://127.0.0.1:{}/", target.port);
+    let (out, spans) = run_program(&[bin(&python, "python"), "script.py".into(), url], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let process = spans
+        .iter()
+        .find(|s| s["name"] == "python")
+        .expect("process span");
+    let client = spans
+        .iter()
+        .find(|s| {
+            s["kind"] == "SpanKind.CLIENT"
+                && s["attributes"].get("db.system").is_none()
+                && s["name"] == "GET"
+        })
+        .expect("requests span");
+    assert_eq!(client["parent_id"], process["context"]["span_id"]);
+    assert_eq!(
+        client["context"]["trace_id"],
+        process["context"]["trace_id"]
+    );
+    let sql = spans
+        .iter()
+        .find(|s| s["name"].as_str().is_some_and(|n| n.starts_with("SELECT")))
+        .expect("sqlite3 span");
+    assert_eq!(sql["parent_id"], process["context"]["span_id"]);
+}
+
+#[test]
+fn a_python_subprocess_is_instrumented_once() {
+    let Some(python) = apps_python() else { return };
+    let target = target_server();
+    let url = format!("http://127.0.0.1:{}/", target.port);
+    let program = format!(
+        "import subprocess, sys; subprocess.run([sys.executable, 'script.py', '{url}'], check=True)"
+    );
+    let (out, spans) = run_program(&[bin(&python, "python"), "-c".into(), program], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clients: Vec<&Value> = spans.iter().filter(|s| s["name"] == "GET").collect();
+    assert_eq!(clients.len(), 1, "one span for one request: {spans:#?}");
+}
+
+#[test]
+fn disabled_instrumentations_and_excluded_urls_are_honoured() {
+    let Some(python) = apps_python() else { return };
+    let target = target_server();
+    let url = format!("http://127.0.0.1:{}/", target.port);
+    let argv = [bin(&python, "python"), "script.py".into(), url];
+    let (_, spans) = run_program(
+        &argv,
+        &[("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "requests,urllib3")],
+    );
+    assert!(spans.iter().all(|s| s["name"] != "GET"), "{spans:#?}");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"].as_str().is_some_and(|n| n.starts_with("SELECT")))
+    );
+
+    let port = free_port();
+    let argv = [
+        bin(&python, "python"),
+        "flask_app.py".into(),
+        port.to_string(),
+    ];
+    let mut app = launch(
+        Launcher::OtelRun,
+        &python,
+        &argv,
+        port,
+        &[("OTEL_PYTHON_EXCLUDED_URLS", "users/.*".into())],
+    );
+    assert_eq!(http_get(port, "/users/1"), 200);
+    assert_eq!(http_get(port, "/"), 200);
+    let spans = app.settled_spans(1);
+    app.server.stop();
+    let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["GET /"], "the excluded URL has no span");
+}
+
+#[test]
+fn the_users_own_sitecustomize_still_runs() {
+    let Some(python) = apps_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sitecustomize.py"),
+        "import os\nos.environ['USER_SITECUSTOMIZE'] = 'ran'\n",
+    )
+    .unwrap();
+    let argv = [bin(&python, "python"), "-c".into(), "import os, sqlite3; print(os.environ.get('USER_SITECUSTOMIZE')); sqlite3.connect(':memory:').cursor().execute('SELECT 1')".into()];
+    let (out, spans) = run_program(&argv, &[("PYTHONPATH", dir.path().to_str().unwrap())]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ran\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        spans.iter().any(|s| s["name"] == "SELECT"),
+        "still instrumented: {spans:#?}"
+    );
+}
+
+#[test]
+fn without_the_sdk_the_program_runs_and_otel_run_says_why_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("bare");
+    let made = Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let python = venv.join("bin/python");
+    let program =
+        "import subprocess, sys; print('ok'); subprocess.run([sys.executable, '-c', 'print(2)'])";
+    let (out, _) = run_program(
+        &[python.display().to_string(), "-c".into(), program.into()],
+        &[],
+    );
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n2\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the OpenTelemetry SDK is not installed for `{}`",
+            python.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: `otel-run bootstrap` installs it"),
+        "{err}"
+    );
+}
