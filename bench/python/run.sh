@@ -1,0 +1,618 @@
+#!/usr/bin/env bash
+# Python benchmark: what does `otel-run` cost a Python program, compared with
+# running it bare and with the Python anchor `opentelemetry-instrument`?
+#   A. start-up:   python -c pass, bare / under otel-run / under opentelemetry-instrument
+#   B. throughput: a Flask app under gunicorn, bare / otel-run / opentelemetry-instrument,
+#                  driven by wrk, both instrumented rows exporting spans to a real collector
+#
+# Usage: bench/python/run.sh [OPTIONS]   (see --help and bench/python/README.md)
+# shellcheck disable=SC2034  # A_CMD_* / B_PREFIX_* are read through `declare -n`
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: bench/python/run.sh [OPTIONS]
+
+A. start-up, one hyperfine run (python = the venv's python):
+     python -c pass
+     otel-run --exporter-otlp-endpoint http://127.0.0.1:GRPC -- python -c pass
+     opentelemetry-instrument --exporter_otlp_endpoint http://127.0.0.1:GRPC python -c pass
+B. throughput, one after another, wrk against GET /users/7 of the Flask fixture app:
+     gunicorn -w 2 -b 127.0.0.1:PORT flask_app:app
+     otel-run --service-name bench --exporter-otlp-endpoint http://127.0.0.1:GRPC -- gunicorn ...
+     opentelemetry-instrument --service_name bench --exporter_otlp_endpoint http://127.0.0.1:GRPC gunicorn ...
+   GRPC is a local OpenTelemetry Collector (otlp receiver -> file exporter) started by
+   this script; the spans it receives are counted per configuration.
+
+Options:
+  -r, --runs N          hyperfine runs per command (A)            (env BENCH_RUNS,        default 20)
+  -w, --warmup N        hyperfine warm-up runs per command (A)    (env BENCH_WARMUP,      default 3)
+  -d, --duration D      measured wrk run per configuration (B)    (env BENCH_DURATION,    default 15s)
+      --wrk-warmup D    wrk warm-up run before it, not reported   (env BENCH_WRK_WARMUP,  default 3s)
+  -t, --threads N       wrk threads                               (env BENCH_THREADS,     default 2)
+  -c, --connections N   wrk connections                           (env BENCH_CONNECTIONS, default 32)
+      --workers N       gunicorn workers                          (env BENCH_WORKERS,     default 2)
+      --path PATH       URL path to load                          (env BENCH_PATH,        default /users/7)
+      --only PART       run only `startup` (A) or `throughput` (B) (env BENCH_ONLY,       default both)
+  -h, --help            show this help
+  Durations are wrk durations: 15s, 1m, ...
+
+Environment:
+  OTEL_RUN        otel-run binary (default: ${CARGO_TARGET_DIR:-<repo>/target}/release/otel-run,
+                  built with `cargo build --release` at the repo root if missing)
+  BENCH_VENV      venv with flask, gunicorn, opentelemetry-distro and the instrumentations
+                  (default: the one .ci/python/apps-venv.sh creates)
+  BENCH_APP_DIR   directory holding flask_app.py (default: <repo>/tests/fixtures/python)
+  OTELCOL         collector binary with the otlp receiver and file exporter
+                  (default: the one .ci/otelcol/build.sh builds)
+  OTEL_RUN_CACHE  cache dir passed on to apps-venv.sh and build.sh (default: $HOME/.cache/otel-run-ci)
+
+Results go to bench/python/results/ (gitignored).
+USAGE
+}
+
+RUNS="${BENCH_RUNS:-20}"
+WARMUP="${BENCH_WARMUP:-3}"
+DURATION="${BENCH_DURATION:-15s}"
+WRK_WARMUP="${BENCH_WRK_WARMUP:-3s}"
+THREADS="${BENCH_THREADS:-2}"
+CONNECTIONS="${BENCH_CONNECTIONS:-32}"
+WORKERS="${BENCH_WORKERS:-2}"
+URL_PATH="${BENCH_PATH:-/users/7}"
+ONLY="${BENCH_ONLY:-}"
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -r|--runs)        RUNS="${2:?--runs needs a value}"; shift 2 ;;
+    --runs=*)         RUNS="${1#*=}"; shift ;;
+    -w|--warmup)      WARMUP="${2:?--warmup needs a value}"; shift 2 ;;
+    --warmup=*)       WARMUP="${1#*=}"; shift ;;
+    -d|--duration)    DURATION="${2:?--duration needs a value}"; shift 2 ;;
+    --duration=*)     DURATION="${1#*=}"; shift ;;
+    --wrk-warmup)     WRK_WARMUP="${2:?--wrk-warmup needs a value}"; shift 2 ;;
+    --wrk-warmup=*)   WRK_WARMUP="${1#*=}"; shift ;;
+    -t|--threads)     THREADS="${2:?--threads needs a value}"; shift 2 ;;
+    --threads=*)      THREADS="${1#*=}"; shift ;;
+    -c|--connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
+    --connections=*)  CONNECTIONS="${1#*=}"; shift ;;
+    --workers)        WORKERS="${2:?--workers needs a value}"; shift 2 ;;
+    --workers=*)      WORKERS="${1#*=}"; shift ;;
+    --path)           URL_PATH="${2:?--path needs a value}"; shift 2 ;;
+    --path=*)         URL_PATH="${1#*=}"; shift ;;
+    --only)           ONLY="${2:?--only needs a value}"; shift 2 ;;
+    --only=*)         ONLY="${1#*=}"; shift ;;
+    -h|--help)        usage; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+for v in RUNS WARMUP THREADS CONNECTIONS WORKERS; do
+  if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
+    echo "run.sh: $v must be a non-negative integer, got '${!v}'" >&2; exit 2
+  fi
+done
+for v in DURATION WRK_WARMUP; do
+  if ! [[ "${!v}" =~ ^[0-9]+[smh]?$ ]]; then
+    echo "run.sh: $v must be a wrk duration such as 15s or 1m, got '${!v}'" >&2; exit 2
+  fi
+done
+if (( RUNS < 2 || THREADS < 1 || WORKERS < 1 || CONNECTIONS < THREADS )); then
+  echo "run.sh: need --runs >= 2, --threads >= 1, --workers >= 1, --connections >= --threads" >&2; exit 2
+fi
+[[ "$URL_PATH" == /* ]] || { echo "run.sh: --path must start with /" >&2; exit 2; }
+case "$ONLY" in
+  "")         DO_A=1; DO_B=1 ;;
+  startup)    DO_A=1; DO_B=0 ;;
+  throughput) DO_A=0; DO_B=1 ;;
+  *) echo "run.sh: --only must be startup or throughput, got '$ONLY'" >&2; exit 2 ;;
+esac
+
+if [[ -t 2 ]]; then
+  log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  log() { printf '==> %s\n' "$*" >&2; }
+fi
+die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# --- locations ---------------------------------------------------------------
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_ROOT="$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || (cd "$SCRIPT_DIR/../.." && pwd -P))"
+RESULTS_DIR="$SCRIPT_DIR/results"
+APP_DIR="${BENCH_APP_DIR:-$REPO_ROOT/tests/fixtures/python}"
+
+# --- tools -------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+  # apt_install PACKAGE...
+  if [[ "$(id -u)" -ne 0 ]]; then
+    die "missing Debian package(s): $* -- install them (sudo apt-get install $*) and re-run"
+  fi
+  command -v apt-get >/dev/null || die "missing $* and no apt-get to install it"
+  if (( APT_UPDATED == 0 )); then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+missing=()
+if (( DO_A )); then command -v hyperfine >/dev/null || missing+=(hyperfine); fi
+if (( DO_B )); then command -v wrk >/dev/null || missing+=(wrk); fi
+command -v setsid >/dev/null || missing+=(util-linux)
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+if (( DO_A )); then
+  hyperfine --help 2>/dev/null | grep -q -- '--shell' || die "hyperfine too old (need -N/--shell=none, hyperfine >= 1.13)"
+fi
+
+# --- otel-run binary ---------------------------------------------------------
+if [[ -n "${OTEL_RUN:-}" ]]; then
+  if [[ "$OTEL_RUN" != */* ]]; then
+    OTEL_RUN_BIN="$(command -v "$OTEL_RUN")" || die "OTEL_RUN=$OTEL_RUN not found in PATH"
+  else
+    OTEL_RUN_BIN="$OTEL_RUN"
+  fi
+  [[ -x "$OTEL_RUN_BIN" ]] || die "OTEL_RUN=$OTEL_RUN_BIN is not an executable file"
+else
+  TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+  [[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$REPO_ROOT/$TARGET_DIR"
+  OTEL_RUN_BIN="$TARGET_DIR/release/otel-run"
+  if [[ ! -x "$OTEL_RUN_BIN" ]]; then
+    log "$OTEL_RUN_BIN missing: cargo build --release"
+    (cd "$REPO_ROOT" && cargo build --release)
+    [[ -x "$OTEL_RUN_BIN" ]] || die "cargo build --release did not produce $OTEL_RUN_BIN"
+  fi
+fi
+OTEL_RUN_BIN="$(cd "$(dirname "$OTEL_RUN_BIN")" && pwd -P)/$(basename "$OTEL_RUN_BIN")"
+
+# --- the venv (python, gunicorn, opentelemetry-instrument) --------------------------
+if [[ -n "${BENCH_VENV:-}" ]]; then
+  VENV="$BENCH_VENV"
+else
+  APPS_VENV_SH="$REPO_ROOT/.ci/python/apps-venv.sh"
+  [[ -f "$APPS_VENV_SH" ]] || die "$APPS_VENV_SH not found (or set BENCH_VENV to a venv)"
+  log "venv: bash .ci/python/apps-venv.sh"
+  VENV_PY_OUT="$(bash "$APPS_VENV_SH" | tail -n1)" || die "apps-venv.sh failed"
+  [[ -n "$VENV_PY_OUT" ]] || die "apps-venv.sh printed no python path"
+  VENV="$(dirname "$(dirname "$VENV_PY_OUT")")"
+fi
+[[ -d "$VENV/bin" ]] || die "venv $VENV has no bin/ directory"
+VENV="$(cd "$VENV" && pwd -P)"
+VENV_BIN="$VENV/bin"            # not resolved further: bin/python is a symlink that must stay one
+VENV_PY="$VENV_BIN/python"
+OTEL_INSTRUMENT="$VENV_BIN/opentelemetry-instrument"
+GUNICORN="$VENV_BIN/gunicorn"
+for f in "$VENV_PY" "$OTEL_INSTRUMENT" "$GUNICORN"; do
+  [[ -x "$f" ]] || die "$f missing: the venv needs python, opentelemetry-distro and gunicorn"
+done
+if (( DO_B )); then
+  [[ -f "$APP_DIR/flask_app.py" ]] || die "$APP_DIR/flask_app.py not found (set BENCH_APP_DIR)"
+  APP_DIR="$(cd "$APP_DIR" && pwd -P)"
+fi
+
+# --- the collector -------------------------------------------------------------------
+if [[ -n "${OTELCOL:-}" ]]; then
+  OTELCOL_BIN="$OTELCOL"
+else
+  log "collector: bash .ci/otelcol/build.sh"
+  OTELCOL_BIN="$(bash "$REPO_ROOT/.ci/otelcol/build.sh" | tail -n1)" || die "otelcol build.sh failed"
+fi
+[[ -x "$OTELCOL_BIN" ]] || die "collector $OTELCOL_BIN is not an executable file"
+
+# --- clean environment ----------------------------------------------------------------
+# Nothing inherited may change either tool's behaviour or point it elsewhere: drop
+# every OTEL_* variable (OTEL_RUN and OTEL_RUN_CACHE have been read), PYTHONPATH/
+# PYTHONHOME and gunicorn's own environment settings. The venv's bin/ goes first
+# on PATH, as if it were activated.
+while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true)
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP GUNICORN_CMD_ARGS WEB_CONCURRENCY VIRTUAL_ENV
+export PATH="$VENV_BIN:$PATH"
+
+# --- scratch dir, background processes, cleanup ---------------------------------------------
+WORK_DIR="$(mktemp -d -t otel-run-bench-python.XXXXXX)"
+BG_PIDS=()            # process-group leaders we started (setsid), stopped on exit
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  for pid in "${BG_PIDS[@]}"; do stop_bg "$pid" 10 || true; done
+  rm -rf "$WORK_DIR"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+alive() {  # alive PID: running (not gone, not a zombie)
+  local stat
+  { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 1
+  stat="${stat##*) }"
+  [[ "${stat%% *}" != Z ]]
+}
+
+start_bg() {  # start_bg DIR LOG CMD... -> BG_PID; CMD leads its own process group, logs appended
+  local dir="$1" logf="$2"; shift 2
+  ( cd "$dir" && exec setsid "$@" ) </dev/null >>"$logf" 2>&1 &
+  BG_PID=$!
+  BG_PIDS+=("$BG_PID")
+}
+
+stop_bg() {  # stop_bg PID TIMEOUT_S: SIGTERM, wait, then SIGKILL the whole group
+  local pid="$1" timeout="$2" i
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
+      log "WARNING: pid $pid still running ${timeout}s after SIGTERM: SIGKILL"
+    fi
+  fi
+  # Whatever is left of the group (the leader, or children it left behind) goes now.
+  for ((i = 0; i < 20; i++)); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local keep=() p
+  for p in "${BG_PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+  BG_PIDS=("${keep[@]}")
+}
+
+free_ports() {  # free_ports N: N distinct free loopback TCP ports, one per line
+  "$VENV_PY" -I -c '
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+port_open() {  # port_open PORT
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+http_status() {  # http_status PORT PATH: prints the status code of one GET (HTTP/1.0)
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+    IFS=' ' read -r -t 10 _ code _ <&3 || exit 1
+    printf '%s\n' "$code"
+  ) 2>/dev/null
+}
+
+wait_for() {  # wait_for WHAT PID LOG TIMEOUT_S CHECK...: poll CHECK until it succeeds
+  local what="$1" pid="$2" logf="$3" timeout="$4" i; shift 4
+  for ((i = 0; i < timeout * 10; i++)); do
+    if "$@"; then return 0; fi
+    if ! alive "$pid"; then
+      tail -n 30 "$logf" >&2 || true
+      die "$what exited before it was ready (log: $logf)"
+    fi
+    sleep 0.1
+  done
+  tail -n 30 "$logf" >&2 || true
+  die "$what not ready after ${timeout}s (log: $logf)"
+}
+
+PROBE_STATUS=""
+http_probe() {  # http_probe PORT PATH: true once the server answers at all (status in PROBE_STATUS)
+  PROBE_STATUS="$(http_status "$1" "$2" || true)"
+  [[ -n "$PROBE_STATUS" ]]
+}
+
+SPANS_FILE="$WORK_DIR/collector-out.jsonl"
+file_size() { stat -c %s "$SPANS_FILE" 2>/dev/null || echo 0; }
+settle_spans() {  # wait until the collector's output stops growing (1 s quiet, 30 s max)
+  local prev=-1 cur quiet=0 i
+  for ((i = 0; i < 300 && quiet < 10; i++)); do
+    cur="$(file_size)"
+    if [[ "$cur" == "$prev" ]]; then quiet=$((quiet + 1)); else quiet=0; prev="$cur"; fi
+    sleep 0.1
+  done
+  (( quiet >= 10 )) || log "WARNING: collector output still growing after 30s"
+}
+
+mkdir -p "$RESULTS_DIR"
+rm -f "$RESULTS_DIR"/{hyperfine.md,hyperfine.json,wrk-*.json,wrk-*.txt,server-*.log,collector.log,segments.tsv,summary.md,summary.json}
+"$VENV_PY" -m pip freeze --disable-pip-version-check > "$RESULTS_DIR/venv-freeze.txt" 2>/dev/null || true
+
+read -r LOAD1 _ < /proc/loadavg || LOAD1=0
+if awk -v l="$LOAD1" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
+  log "WARNING: 1-minute load average is $LOAD1 on $(nproc) CPUs: expect noisy numbers"
+fi
+
+# --- collector: OTLP gRPC + HTTP on loopback -> one OTLP/JSON-lines file ---------------------
+mapfile -t PORTS < <(free_ports 2)
+GRPC_PORT="${PORTS[0]}"; HTTP_PORT="${PORTS[1]}"
+ENDPOINT="http://127.0.0.1:$GRPC_PORT"
+cat > "$WORK_DIR/otelcol.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$GRPC_PORT
+      http:
+        endpoint: 127.0.0.1:$HTTP_PORT
+exporters:
+  file:
+    path: $SPANS_FILE
+    flush_interval: 100ms
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+    metrics:
+      receivers: [otlp]
+      exporters: [file]
+    logs:
+      receivers: [otlp]
+      exporters: [file]
+YAML
+log "collector $OTELCOL_BIN: OTLP gRPC 127.0.0.1:$GRPC_PORT, HTTP 127.0.0.1:$HTTP_PORT"
+start_bg "$WORK_DIR" "$RESULTS_DIR/collector.log" "$OTELCOL_BIN" --config "file:$WORK_DIR/otelcol.yaml"
+COLLECTOR_PID="$BG_PID"
+wait_for collector "$COLLECTOR_PID" "$RESULTS_DIR/collector.log" 30 port_open "$GRPC_PORT"
+wait_for collector "$COLLECTOR_PID" "$RESULTS_DIR/collector.log" 30 port_open "$HTTP_PORT"
+
+SEGMENTS="$RESULTS_DIR/segments.tsv"   # which bytes of the collector output each row produced
+printf 'part\tindex\tname\tstart\tend\n' > "$SEGMENTS"
+
+cmd_string() {  # quote an argv for hyperfine -N (POSIX shell-words splitting)
+  local out="" a
+  for a in "$@"; do out+="$(printf '%q' "$a") "; done
+  printf '%s' "${out% }"
+}
+
+# --- A. start-up ---------------------------------------------------------------------------------
+A_NAMES=(
+  "python -c pass"
+  "otel-run -- python -c pass"
+  "opentelemetry-instrument python -c pass"
+)
+A_CMD_0=("$VENV_PY" -c pass)
+A_CMD_1=("$OTEL_RUN_BIN" --exporter-otlp-endpoint "$ENDPOINT" -- "$VENV_PY" -c pass)
+A_CMD_2=("$OTEL_INSTRUMENT" --exporter_otlp_endpoint "$ENDPOINT" "$VENV_PY" -c pass)
+
+if (( DO_A )); then
+  # Sanity: every command must succeed before we time it.
+  for i in "${!A_NAMES[@]}"; do
+    declare -n cmd="A_CMD_$i"
+    "${cmd[@]}" </dev/null >/dev/null || die "'${A_NAMES[$i]}' failed (exit $?)"
+    unset -n cmd
+  done
+  settle_spans
+  seg_start="$(file_size)"
+  HF_ARGS=(-N --warmup "$WARMUP" --runs "$RUNS" --style basic
+           --export-markdown "$RESULTS_DIR/hyperfine.md"
+           --export-json "$RESULTS_DIR/hyperfine.json")
+  for i in "${!A_NAMES[@]}"; do
+    declare -n cmd="A_CMD_$i"
+    HF_ARGS+=(--command-name "${A_NAMES[$i]}" "$(cmd_string "${cmd[@]}")")
+    unset -n cmd
+  done
+  log "A. start-up: hyperfine, $WARMUP warm-up + $RUNS runs per command"
+  hyperfine "${HF_ARGS[@]}"
+  settle_spans
+  printf 'A\t0\t%s\t%s\t%s\n' "hyperfine (all rows)" "$seg_start" "$(file_size)" >> "$SEGMENTS"
+fi
+
+# --- B. throughput ---------------------------------------------------------------------------------
+B_NAMES=(
+  "gunicorn (bare)"
+  "otel-run --service-name bench -- gunicorn"
+  "opentelemetry-instrument --service_name bench gunicorn"
+)
+B_PREFIX_0=()
+B_PREFIX_1=("$OTEL_RUN_BIN" --service-name bench --exporter-otlp-endpoint "$ENDPOINT" --)
+B_PREFIX_2=("$OTEL_INSTRUMENT" --service_name bench --exporter_otlp_endpoint "$ENDPOINT")
+
+cat > "$WORK_DIR/report.lua" <<'LUA'
+-- Writes wrk's summary as JSON to $WRK_REPORT (latencies in microseconds).
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local f = assert(io.open(os.getenv("WRK_REPORT"), "w"))
+  f:write(string.format(
+    '{"requests": %d, "duration_us": %d, "bytes": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
+    '"latency_us": {"mean": %.1f, "stdev": %.1f, "min": %d, "max": %d, ' ..
+    '"p50": %d, "p75": %d, "p90": %d, "p99": %d}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.stdev, latency.min, latency.max,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99)))
+  f:close()
+end
+LUA
+
+# gunicorn >= 25 opens a control socket at ~/.gunicorn/gunicorn.ctl by default: one
+# path shared by every gunicorn on the machine. Not needed here, so off when supported.
+GUNICORN_EXTRA=()
+if (( DO_B )) && "$GUNICORN" --help 2>/dev/null | grep -q -- '--no-control-socket'; then
+  GUNICORN_EXTRA=(--no-control-socket)
+fi
+
+if (( DO_B )); then
+  log "B. throughput: wrk -t$THREADS -c$CONNECTIONS, $WRK_WARMUP warm-up + $DURATION per configuration, gunicorn -w $WORKERS"
+  for i in "${!B_NAMES[@]}"; do
+    declare -n prefix="B_PREFIX_$i"
+    APP_PORT="$(free_ports 1)"
+    server=("${prefix[@]}" "$GUNICORN" -w "$WORKERS" -b "127.0.0.1:$APP_PORT" "${GUNICORN_EXTRA[@]}" flask_app:app)
+    unset -n prefix
+    server_log="$RESULTS_DIR/server-$i.log"
+    settle_spans
+    seg_start="$(file_size)"
+    log "B$i. ${B_NAMES[$i]} on 127.0.0.1:$APP_PORT"
+    printf '$ cd %q && %s\n' "$APP_DIR" "$(cmd_string "${server[@]}")" > "$server_log"
+    start_bg "$APP_DIR" "$server_log" "${server[@]}"
+    SERVER_PID="$BG_PID"
+    wait_for "server '${B_NAMES[$i]}'" "$SERVER_PID" "$server_log" 60 http_probe "$APP_PORT" "$URL_PATH"
+    [[ "$PROBE_STATUS" == 200 ]] || die "GET $URL_PATH answered '$PROBE_STATUS', not 200 (log: $server_log)"
+    url="http://127.0.0.1:$APP_PORT$URL_PATH"
+    WRK_REPORT="$RESULTS_DIR/wrk-$i-warmup.json" \
+      wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WRK_WARMUP" -s "$WORK_DIR/report.lua" "$url" >/dev/null
+    alive "$SERVER_PID" || die "server '${B_NAMES[$i]}' died during the warm-up (log: $server_log)"
+    WRK_REPORT="$RESULTS_DIR/wrk-$i.json" \
+      wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK_DIR/report.lua" "$url" \
+      | tee "$RESULTS_DIR/wrk-$i.txt"
+    alive "$SERVER_PID" || die "server '${B_NAMES[$i]}' died during the run (log: $server_log)"
+    stop_bg "$SERVER_PID" 60
+    settle_spans
+    printf 'B\t%s\t%s\t%s\t%s\n' "$i" "${B_NAMES[$i]}" "$seg_start" "$(file_size)" >> "$SEGMENTS"
+  done
+fi
+
+# --- summary ------------------------------------------------------------------------------------------
+OTEL_RUN_VERSION="$("$OTEL_RUN_BIN" --version 2>/dev/null | head -n1 || true)"
+OTELCOL_VERSION="$("$OTELCOL_BIN" --version 2>/dev/null | head -n1 || true)"
+"$VENV_PY" -I - "$RESULTS_DIR" "$SPANS_FILE" "$OTEL_RUN_BIN" "${OTEL_RUN_VERSION:-?}" "$VENV" \
+  "${OTELCOL_VERSION:-?}" "$LOAD1" "$DO_A" "$DO_B" \
+  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after $WRK_WARMUP warm-up), gunicorn -w $WORKERS, GET $URL_PATH" \
+  "${A_NAMES[@]}" "${B_NAMES[@]}" <<'PY'
+import csv, json, os, platform, sys
+from importlib import metadata
+
+(results_dir, spans_file, otel_run_bin, otel_run_version, venv, otelcol_version,
+ load_before, do_a, do_b, wrk_desc) = sys.argv[1:11]
+a_names, b_names = sys.argv[11:14], sys.argv[14:17]
+do_a, do_b = do_a == "1", do_b == "1"
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+def count_segment(start, end):
+    """Spans (per service.name), metric points and log records in bytes [start, end)."""
+    spans, metric_points, logs = {}, 0, 0
+    with open(spans_file, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start) if end > start else b""
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        doc = json.loads(line)
+        for rs in doc.get("resourceSpans", []):
+            svc = next((a["value"].get("stringValue", "?") for a in rs.get("resource", {}).get("attributes", [])
+                        if a.get("key") == "service.name"), "?")
+            n = sum(len(ss.get("spans", [])) for ss in rs.get("scopeSpans", []))
+            spans[svc] = spans.get(svc, 0) + n
+        for rm in doc.get("resourceMetrics", []):
+            for sm in rm.get("scopeMetrics", []):
+                for m in sm.get("metrics", []):
+                    for kind in ("gauge", "sum", "histogram", "exponentialHistogram", "summary"):
+                        metric_points += len(m.get(kind, {}).get("dataPoints", []))
+        for rl in doc.get("resourceLogs", []):
+            logs += sum(len(sl.get("logRecords", [])) for sl in rl.get("scopeLogs", []))
+    return spans, metric_points, logs
+
+segments = {}
+with open(os.path.join(results_dir, "segments.tsv")) as f:
+    for row in csv.DictReader(f, delimiter="\t"):
+        segments[(row["part"], int(row["index"]))] = count_segment(int(row["start"]), int(row["end"]))
+
+def fmt_spans(seg):
+    spans, points, logs = seg
+    total = sum(spans.values())
+    by = ", ".join(f"{k}: {v}" for k, v in sorted(spans.items()))
+    return total, (f"{total}" + (f" ({by})" if by else "")), points, logs
+
+def version(dist):
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+summary = {"otel_run": otel_run_bin, "otel_run_version": otel_run_version, "venv": venv,
+           "collector": otelcol_version, "load_before": float(load_before)}
+out = ["# Python benchmark summary\n"]
+out.append(f"- otel-run: `{otel_run_bin}` ({otel_run_version})")
+out.append(f"- venv: `{venv}` (python {platform.python_version()}, "
+           + ", ".join(f"{d} {version(d)}" for d in
+                       ("opentelemetry-instrumentation", "opentelemetry-sdk", "flask", "gunicorn"))
+           + ")")
+out.append(f"- collector: {otelcol_version} (OTLP gRPC receiver -> file exporter)")
+out.append(f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}")
+out.append(f"- load average (1 min): {load_before} before, {os.getloadavg()[0]:.2f} after\n")
+
+if do_a:
+    with open(os.path.join(results_dir, "hyperfine.json")) as f:
+        hf = json.load(f)["results"]
+    assert len(hf) == len(a_names), f"expected {len(a_names)} hyperfine results, got {len(hf)}"
+    rows = [{"command": n, "mean_ms": r["mean"] * 1e3, "stddev_ms": (r["stddev"] or 0.0) * 1e3,
+             "median_ms": r["median"] * 1e3, "min_ms": r["min"] * 1e3, "runs": len(r["times"])}
+            for n, r in zip(a_names, hf)]
+    bare, orun, oi = rows
+    total, _, _, _ = fmt_spans(segments[("A", 0)])
+    out.append("## A. Start-up (hyperfine -N)\n")
+    w = max(len(r["command"]) for r in rows)
+    out.append(f"| {'command':<{w}} | mean ± σ (ms)     | median (ms) | min (ms) |")
+    out.append(f"|{'-' * (w + 2)}|-------------------|-------------|----------|")
+    for r in rows:
+        ms = f"{r['mean_ms']:8.2f} ± {r['stddev_ms']:6.2f}"
+        out.append(f"| {r['command']:<{w}} | {ms:<17} | {r['median_ms']:11.2f} | {r['min_ms']:8.2f} |")
+    r_mean, r_med = ratio(orun["mean_ms"], oi["mean_ms"]), ratio(orun["median_ms"], oi["median_ms"])
+    out.append("")
+    out.append(f"- **otel-run / opentelemetry-instrument: {r_mean:.3f}** (median {r_med:.3f}); "
+               f"target <= 0.200: {'met' if r_mean <= 0.2 else 'NOT met'}")
+    out.append(f"- opentelemetry-instrument / otel-run: {ratio(oi['mean_ms'], orun['mean_ms']):.1f}x")
+    out.append(f"- overhead over bare python: otel-run +{orun['mean_ms'] - bare['mean_ms']:.1f} ms, "
+               f"opentelemetry-instrument +{oi['mean_ms'] - bare['mean_ms']:.1f} ms")
+    out.append(f"- spans the collector received during the hyperfine run (all rows): {total}\n")
+    summary["startup"] = {"rows": rows, "otel_run_over_anchor": r_mean, "spans": total}
+
+if do_b:
+    rows = []
+    for i, name in enumerate(b_names):
+        with open(os.path.join(results_dir, f"wrk-{i}.json")) as f:
+            wrk = json.load(f)
+        with open(os.path.join(results_dir, f"wrk-{i}-warmup.json")) as f:
+            warm = json.load(f)
+        total, spans_txt, points, logs = fmt_spans(segments[("B", i)])
+        served = wrk["requests"] + warm["requests"] + 1        # + the readiness probe
+        errors = sum(wrk["errors"].values())
+        rows.append({"config": name, "rps": wrk["requests"] / (wrk["duration_us"] / 1e6),
+                     "requests": wrk["requests"], "errors": wrk["errors"], "error_count": errors,
+                     "p50_ms": wrk["latency_us"]["p50"] / 1e3, "p99_ms": wrk["latency_us"]["p99"] / 1e3,
+                     "mean_ms": wrk["latency_us"]["mean"] / 1e3,
+                     "spans": total, "spans_text": spans_txt, "metric_points": points, "log_records": logs,
+                     "requests_incl_warmup": served, "spans_per_request": ratio(total, served)})
+    bare, orun, oi = rows
+    out.append(f"## B. Throughput ({wrk_desc})\n")
+    w = max(len(r["config"]) for r in rows)
+    out.append(f"| {'configuration':<{w}} | req/s    | p50 (ms) | p99 (ms) | errors | spans received (by service.name) | spans/request |")
+    out.append(f"|{'-' * (w + 2)}|----------|----------|----------|--------|----------------------------------|---------------|")
+    for r in rows:
+        out.append(f"| {r['config']:<{w}} | {r['rps']:8.1f} | {r['p50_ms']:8.2f} | {r['p99_ms']:8.2f} "
+                   f"| {r['error_count']:6d} | {r['spans_text']:<32} | {r['spans_per_request']:13.3f} |")
+    rr = ratio(orun["rps"], oi["rps"])
+    out.append("")
+    out.append(f"- **otel-run rps / opentelemetry-instrument rps: {rr:.3f}** "
+               f"(goal >= 1.0: {'met' if rr >= 1.0 else 'NOT met'}; aim 1.3: {'met' if rr >= 1.3 else 'not yet'})")
+    for r in (orun, oi):
+        out.append(f"- {r['config']}: {ratio(r['rps'], bare['rps']) * 100:.1f}% of bare rps, "
+                   f"p50 {ratio(r['p50_ms'], bare['p50_ms']):.2f}x, p99 {ratio(r['p99_ms'], bare['p99_ms']):.2f}x bare")
+    out.append(f"- spans/request counts every request served in the segment (warm-up + measured + 1 probe; "
+               f"wrk does not count the <= connections requests still in flight when it stops, so a "
+               f"little above 1.0 is normal). Metric points / log records received: "
+               + "; ".join(f"{r['config']}: {r['metric_points']} / {r['log_records']}" for r in rows))
+    for r in (orun, oi):
+        if r["spans_per_request"] < 0.5:
+            out.append(f"- NOTE: `{r['config']}` exported almost no request spans: the app was NOT "
+                       f"instrumented in that row, so its throughput is that of an uninstrumented server.")
+        elif r["spans_per_request"] < 0.98:
+            out.append(f"- NOTE: `{r['config']}` exported only {r['spans_per_request']:.2f} spans per "
+                       f"request: spans were dropped (e.g. a full batch-processor queue), so part of the "
+                       f"export cost was not paid.")
+    for r in rows:
+        if r["error_count"]:
+            out.append(f"- WARNING: `{r['config']}` had wrk errors {r['errors']}")
+    summary["throughput"] = {"wrk": wrk_desc, "rows": rows, "otel_run_over_anchor_rps": rr}
+
+text = "\n".join(out) + "\n"
+print()
+print(text)
+with open(os.path.join(results_dir, "summary.md"), "w") as f:
+    f.write(text)
+with open(os.path.join(results_dir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+PY
+log "results in $RESULTS_DIR (summary.md, summary.json, hyperfine.*, wrk-*.json/txt, server-*.log, collector.log)"
