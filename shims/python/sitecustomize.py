@@ -190,9 +190,13 @@ def _start_metrics(resource):
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
 
-def _start_logs(resource):
+def _logs_enabled():
     enabled = os.environ.get("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "").strip().lower() == "true"
-    if not enabled or not _exporters("OTEL_LOGS_EXPORTER"):
+    return enabled and bool(_exporters("OTEL_LOGS_EXPORTER"))
+
+
+def _start_logs(resource):
+    if not _logs_enabled():
         return
     import logging
 
@@ -368,7 +372,7 @@ def _activate(name, target):
 _STDLIB = getattr(sys, "stdlib_module_names", frozenset())
 _OWN = {"opentelemetry", "wrapt", "packaging", "importlib_metadata", "zipp", "typing_extensions", "deprecated"}
 
-_pending = []  # activations waiting for a safe moment, in import order
+_pending = []  # actions waiting for a safe moment, in import order
 _activating = False
 
 
@@ -386,15 +390,15 @@ def _imports_in_progress(finished):
     return names
 
 
-def _on_import(name, target):
-    """Activates an instrumentor once its library is imported, as soon as that is
-    safe: an activation imports parts of the standard library and of
-    OpenTelemetry, so it waits while one of those is itself half-imported (its
-    library was imported from inside it), and one activation never runs inside
-    another. It still runs before the code that imported the library goes on."""
+def _on_import(action):
+    """Runs `action` (an instrumentor's activation) once a module is imported, as
+    soon as that is safe: an activation imports parts of the standard library and
+    of OpenTelemetry, so it waits while one of those is itself half-imported (the
+    module was imported from inside it), and one activation never runs inside
+    another. It still runs before the code that imported the module goes on."""
 
     def callback(module):
-        _pending.append((name, target))
+        _pending.append(action)
         _run_pending(module.__name__)
 
     return callback
@@ -410,7 +414,7 @@ def _run_pending(finished):
     _activating = True
     try:
         while _pending:
-            _activate(*_pending.pop(0))
+            _pending.pop(0)()
     finally:
         _activating = False
 
@@ -494,7 +498,10 @@ def _install():
         if name in disabled or name in _NOT_ON_IMPORT:
             continue
         module = _MODULE_OF.get(name, name)
-        callbacks.setdefault(module, []).append(_on_import(name, target))
+        callbacks.setdefault(module, []).append(_on_import(lambda n=name, t=target: _activate(n, t)))
+    # Log records are exported by the SDK: start it once logging is in use.
+    if _logs_enabled():
+        callbacks.setdefault("logging", []).append(_on_import(_start_sdk))
     hook = _PostImportHook(callbacks)
     sys.meta_path.insert(0, hook)
     for module in list(callbacks):

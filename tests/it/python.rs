@@ -523,3 +523,73 @@ fn without_the_sdk_the_program_runs_and_otel_run_says_why_once() {
         "{err}"
     );
 }
+
+#[test]
+fn without_instrumentations_otel_run_says_so_once() {
+    // The SDK venv has the SDK and exporters, and no instrumentation package.
+    let Some(python) = crate::util::python() else {
+        return;
+    };
+    let program =
+        "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import logging'])";
+    let (out, _) = run_program(
+        &[python.display().to_string(), "-c".into(), program.into()],
+        &[],
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    assert!(
+        err.contains("no OpenTelemetry instrumentation package is installed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn semantic_convention_opt_in_reaches_the_instrumentations() {
+    let Some(python) = apps_python() else { return };
+    let target = target_server();
+    let url = format!("http://127.0.0.1:{}/", target.port);
+    let argv = [bin(&python, "python"), "script.py".into(), url];
+    let (_, spans) = run_program(&argv, &[("OTEL_SEMCONV_STABILITY_OPT_IN", "http")]);
+    let client = spans
+        .iter()
+        .find(|s| s["name"] == "GET")
+        .expect("requests span");
+    assert_eq!(client["attributes"]["http.request.method"], "GET");
+    assert!(
+        client["attributes"].get("http.method").is_none(),
+        "{client:#?}"
+    );
+}
+
+#[test]
+fn log_records_are_exported_when_logging_instrumentation_is_on() {
+    let Some(python) = apps_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs.jsonl");
+    let program = "import logging; logging.getLogger('shop').warning('order %s failed', 42)";
+    let out = otel_run()
+        .args([
+            "--logs-exporter",
+            "console",
+            "--console-output",
+            logs.to_str().unwrap(),
+        ])
+        .args(["--", &bin(&python, "python"), "-c", program])
+        .env("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&logs).unwrap_or_default();
+    let record: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a log line")).unwrap();
+    let log = &record["scopeLogs"][0]["logRecords"][0];
+    assert_eq!(log["body"]["stringValue"], "order 42 failed", "{text}");
+    assert_eq!(log["severityText"], "WARN");
+    assert_eq!(record["scopeLogs"][0]["scope"]["name"], "shop");
+}
