@@ -270,6 +270,8 @@ fn gunicorn_workers_each_export_their_spans() {
             "2".into(),
             "-b".into(),
             format!("127.0.0.1:{port}"),
+            // gunicorn 27 shares one control socket path between all instances.
+            "--no-control-socket".into(),
         ];
         if preload {
             argv.push("--preload".into());

@@ -325,10 +325,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `command` (stdout and stderr to files in `dir`) and waits for `port`.
+    /// Starts `command` (stdout and stderr to files in `dir`) in a process group
+    /// of its own, and waits for `port`.
     pub fn start(mut command: Command, port: u16, dir: &Path) -> Server {
+        use std::os::unix::process::CommandExt;
         let (stdout, stderr) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
         let child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
