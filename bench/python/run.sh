@@ -41,11 +41,11 @@ Environment:
   OTEL_RUN        otel-run binary (default: ${CARGO_TARGET_DIR:-<repo>/target}/release/otel-run,
                   built with `cargo build --release` at the repo root if missing)
   BENCH_VENV      venv with flask, gunicorn, opentelemetry-distro and the instrumentations
-                  (default: the one .ci/python/apps-venv.sh creates)
+                  (default: the one .ci/python/venv.sh apps creates)
   BENCH_APP_DIR   directory holding flask_app.py (default: <repo>/tests/fixtures/python)
   OTELCOL         collector binary with the otlp receiver and file exporter
                   (default: the one .ci/otelcol/build.sh builds)
-  OTEL_RUN_CACHE  cache dir passed on to apps-venv.sh and build.sh (default: $HOME/.cache/otel-run-ci)
+  OTEL_RUN_CACHE  cache dir passed on to venv.sh apps and build.sh (default: $HOME/.cache/otel-run-ci)
 
 Results go to bench/python/results/ (gitignored).
 USAGE
@@ -169,11 +169,11 @@ OTEL_RUN_BIN="$(cd "$(dirname "$OTEL_RUN_BIN")" && pwd -P)/$(basename "$OTEL_RUN
 if [[ -n "${BENCH_VENV:-}" ]]; then
   VENV="$BENCH_VENV"
 else
-  APPS_VENV_SH="$REPO_ROOT/.ci/python/apps-venv.sh"
-  [[ -f "$APPS_VENV_SH" ]] || die "$APPS_VENV_SH not found (or set BENCH_VENV to a venv)"
-  log "venv: bash .ci/python/apps-venv.sh"
-  VENV_PY_OUT="$(bash "$APPS_VENV_SH" | tail -n1)" || die "apps-venv.sh failed"
-  [[ -n "$VENV_PY_OUT" ]] || die "apps-venv.sh printed no python path"
+  VENV_SH="$REPO_ROOT/.ci/python/venv.sh"
+  [[ -f "$VENV_SH" ]] || die "$VENV_SH not found (or set BENCH_VENV to a venv)"
+  log "venv: bash .ci/python/venv.sh apps"
+  VENV_PY_OUT="$(bash "$VENV_SH" apps | tail -n1)" || die "venv.sh apps failed"
+  [[ -n "$VENV_PY_OUT" ]] || die "venv.sh apps printed no python path"
   VENV="$(dirname "$(dirname "$VENV_PY_OUT")")"
 fi
 [[ -d "$VENV/bin" ]] || die "venv $VENV has no bin/ directory"

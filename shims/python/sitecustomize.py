@@ -44,6 +44,9 @@ _MODULE_OF = {
     "urllib": "urllib.request",
 }
 
+# Python programs that run other Python programs (`poetry run ...`).
+_RUNNERS = {"poetry", "pipenv", "pdm", "hatch"}
+
 # Entry points that are not about a library import.
 _NOT_ON_IMPORT = {"system_metrics"}
 
@@ -481,8 +484,11 @@ class _Loader:
 def _install():
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return
+    # A runner (`poetry run`) is only the way to the program: leave it alone.
+    if os.path.basename(sys.argv[0] if sys.argv else "") in _RUNNERS:
+        return
     # otel-run hands the instrumentors over only after finding the SDK installed.
-    if os.environ.get("OTEL_RUN_PYTHON_INSTRUMENTORS") is None and _find_spec("opentelemetry.sdk.trace") is None:
+    if os.environ.get("OTEL_RUN_PYTHON_INSTRUMENTORS") is None and not _sdk_installed():
         _warn_once("sdk", "the OpenTelemetry SDK is not installed for `%s`; the program runs uninstrumented"
                    % sys.executable, "`otel-run bootstrap` installs it")
         return
@@ -515,16 +521,9 @@ def _path_finder():
     return next(f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder")
 
 
-def _find_spec(name):
-    """Like `importlib.util.find_spec`, for a dotted name, without importing it."""
-    path = None
-    spec = None
-    for part in name.split("."):
-        spec = _path_finder().find_spec(part if path is None else spec.name + "." + part, path)
-        if spec is None:
-            return None
-        path = spec.submodule_search_locations
-    return spec
+def _sdk_installed():
+    return any(os.path.isfile(os.path.join(entry or os.curdir, "opentelemetry", "sdk", "trace", "__init__.py"))
+               for entry in sys.path)
 
 
 def _chain_user_sitecustomize():

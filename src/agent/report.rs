@@ -26,8 +26,8 @@ impl Reporter {
             ExportError::Unreachable(_) => {
                 if self.first(format!("unreachable {destination}")) {
                     tracing::warn!(
-                        "no OTLP collector at {destination} ({err}); {} are dropped\nhint: start a collector there, set `--exporter-otlp-endpoint`, or print spans with `--traces-exporter console`",
-                        signal.name()
+                        "no OTLP collector at {destination} ({err}); {signal} are dropped\nhint: start a collector there, set `--exporter-otlp-endpoint`, or print them with `--{signal}-exporter console`",
+                        signal = signal.name()
                     );
                 }
             }

@@ -595,3 +595,98 @@ fn log_records_are_exported_when_logging_instrumentation_is_on() {
     assert_eq!(log["severityText"], "WARN");
     assert_eq!(record["scopeLogs"][0]["scope"]["name"], "shop");
 }
+
+/// The script's spans under a runner: parented to the runner's process span.
+fn check_runner(argv: &[String], cwd: &Path, env: &[(&str, String)]) {
+    let target = target_server();
+    let url = format!("http://127.0.0.1:{}/", target.port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spans.json");
+    let out = otel_run()
+        .args([
+            "--traces-exporter",
+            "console",
+            "--console-output",
+            file.to_str().unwrap(),
+            "--",
+        ])
+        .args(argv)
+        .arg(apps_dir().join("script.py"))
+        .arg(&url)
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no warning about the runner's own Python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spans = console_spans(&file);
+    let process = spans
+        .iter()
+        .find(|s| s["parent_id"].is_null())
+        .expect("the runner's process span");
+    for name in ["GET", "SELECT"] {
+        let span = spans
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {spans:#?}"));
+        assert_eq!(span["parent_id"], process["context"]["span_id"], "{name}");
+    }
+}
+
+#[test]
+fn uv_run_is_instrumented() {
+    let (Some(tools), Some(python)) = (crate::util::python_tools(), apps_python()) else {
+        return;
+    };
+    let argv = [
+        bin(&tools, "uv"),
+        "run".into(),
+        "--no-project".into(),
+        "--python".into(),
+        bin(&python, "python"),
+    ];
+    check_runner(&argv, &apps_dir(), &[("UV_OFFLINE", "1".into())]);
+}
+
+#[test]
+fn poetry_run_is_instrumented() {
+    let (Some(tools), Some(python)) = (crate::util::python_tools(), apps_python()) else {
+        return;
+    };
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        "[project]\nname = \"demo\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\n\n[tool.poetry]\npackage-mode = false\n",
+    )
+    .unwrap();
+    let venv = python.parent().unwrap().parent().unwrap();
+    let env = [
+        ("VIRTUAL_ENV", venv.display().to_string()),
+        (
+            "PATH",
+            format!(
+                "{}:{}",
+                python.parent().unwrap().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        ),
+        ("POETRY_VIRTUALENVS_CREATE", "false".into()),
+        (
+            "POETRY_CACHE_DIR",
+            project.path().join("cache").display().to_string(),
+        ),
+    ];
+    check_runner(
+        &[bin(&tools, "poetry"), "run".into(), "python".into()],
+        project.path(),
+        &env,
+    );
+}

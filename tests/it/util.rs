@@ -2,7 +2,7 @@
 //! and readers for the spans they produce.
 //!
 //! Peers come from the environment: `OTEL_RUN_TEST_PYTHON` (a Python with the
-//! OpenTelemetry SDK and OTLP exporters, see `.ci/python/venv.sh`) and
+//! OpenTelemetry SDK and OTLP exporters, see `.ci/python/venv.sh sdk`) and
 //! `OTEL_RUN_TEST_OTELCOL` (a collector built by `.ci/otelcol/build.sh`). A test
 //! whose peer is missing is skipped with a message, unless
 //! `OTEL_RUN_TEST_REQUIRE_ALL=1` (set by `.ci/run`), which makes it fail.
@@ -138,6 +138,19 @@ pub struct Collector {
 impl Collector {
     pub fn start() -> Option<Collector> {
         let binary = peer("OTEL_RUN_TEST_OTELCOL", "an OpenTelemetry Collector")?;
+        // A free port may be taken by a parallel test before the collector binds
+        // it: then the collector exits, and it is tried again on other ports.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            match Collector::try_start(&binary) {
+                Ok(collector) => return Some(collector),
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("the collector did not start listening: {last_log}");
+    }
+
+    fn try_start(binary: &Path) -> Result<Collector, String> {
         let dir = tempfile::tempdir().unwrap();
         let (grpc, http) = (free_port(), free_port());
         let output = dir.path().join("received.jsonl");
@@ -155,7 +168,7 @@ impl Collector {
             .stderr(std::fs::File::create(dir.path().join("collector.log")).unwrap())
             .spawn()
             .unwrap();
-        let collector = Collector {
+        let mut collector = Collector {
             child,
             grpc,
             http,
@@ -163,17 +176,18 @@ impl Collector {
             _dir: dir,
         };
         let up = wait_for(Duration::from_secs(20), || {
+            if collector.child.try_wait().unwrap().is_some() {
+                return Some(false);
+            }
             let ok = [grpc, http]
                 .iter()
                 .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
-            ok.then_some(())
+            ok.then_some(true)
         });
-        assert!(
-            up.is_some(),
-            "the collector did not start listening: {}",
-            collector.log()
-        );
-        Some(collector)
+        match up {
+            Some(true) => Ok(collector),
+            _ => Err(collector.log()),
+        }
     }
 
     pub fn log(&self) -> String {
@@ -264,7 +278,7 @@ pub fn flatten_attributes(attributes: &Value) -> Value {
 }
 
 /// A Python with web frameworks, their instrumentations and opentelemetry-distro
-/// (`.ci/python/apps-venv.sh`).
+/// (`.ci/python/venv.sh apps`).
 pub fn apps_python() -> Option<PathBuf> {
     peer(
         "OTEL_RUN_TEST_PYTHON_APPS",
@@ -377,4 +391,9 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A venv with the Python runners uv and poetry (`.ci/python/venv.sh tools`).
+pub fn python_tools() -> Option<PathBuf> {
+    peer("OTEL_RUN_TEST_PYTHON_TOOLS", "a Python with uv and poetry")
 }
