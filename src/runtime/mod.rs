@@ -15,11 +15,6 @@ use std::path::Path;
 use crate::settings::otlp::{GENERAL, Signal};
 use crate::settings::{Settings, vars};
 
-/// The variable that tells shims where otel-run's agent listens.
-pub const AGENT_ENDPOINT: &str = "OTEL_RUN_AGENT_ENDPOINT";
-/// The instrumentors otel-run found for a Python command (`name=module:Class,...`).
-pub const PYTHON_INSTRUMENTORS: &str = "OTEL_RUN_PYTHON_INSTRUMENTORS";
-
 /// The child's environment changes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -99,7 +94,7 @@ pub fn plan(
         }
         plan.set(vars::OTLP_ENDPOINT.name, endpoint);
         plan.set(vars::OTLP_PROTOCOL.name, "http/protobuf");
-        plan.set(AGENT_ENDPOINT, endpoint);
+        plan.set(vars::AGENT_ENDPOINT, endpoint);
         for signal in Signal::ALL {
             let exporter = if exported(signal) { "otlp" } else { "none" };
             plan.set(signal.exporter_var().name, exporter);
@@ -127,7 +122,7 @@ fn inject_python(plan: &mut Plan, python: &python::Python) {
             return;
         }
         plan.set(
-            PYTHON_INSTRUMENTORS,
+            vars::PYTHON_INSTRUMENTORS,
             python::handover(&installed.instrumentors),
         );
     }

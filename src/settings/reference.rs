@@ -45,11 +45,13 @@ pub fn markdown() -> String {
     }
     out += "\n## What the child gets\n\n";
     out += "Settings given as flags or in the config file are set in the child's environment under their \
-            variable names. With the local agent (the default), the child's `OTEL_EXPORTER_OTLP_ENDPOINT` \
-            points at it with `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`; the other OTLP settings of the \
-            backend (per-signal endpoints, headers, TLS files, timeouts) are removed from the child, and each \
-            `OTEL_*_EXPORTER` is `otlp` when otel-run exports that signal, `none` otherwise. \
-            `TRACEPARENT` is set to otel-run's process span.\n";
+            variable names. With the local agent (the default), the other OTLP settings of the backend \
+            (per-signal endpoints, headers, TLS files, timeouts) are removed from the child: the agent does \
+            the real export. otel-run also sets:\n\n";
+    out += "| Variable | Value |\n|---|---|\n";
+    for (name, doc) in vars::INJECTED {
+        let _ = writeln!(out, "| `{name}` | {doc} |");
+    }
     out
 }
 

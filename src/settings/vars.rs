@@ -736,6 +736,47 @@ pub static CONTEXT_CARRIER: &[(&str, &str)] = &[
     ("BAGGAGE", "W3C baggage, passed on to the child unchanged."),
 ];
 
+/// Tells shims where otel-run's agent listens.
+pub const AGENT_ENDPOINT: &str = "OTEL_RUN_AGENT_ENDPOINT";
+/// The instrumentors otel-run found for a Python command.
+pub const PYTHON_INSTRUMENTORS: &str = "OTEL_RUN_PYTHON_INSTRUMENTORS";
+
+/// Variables otel-run sets in the child's environment besides the settings.
+pub static INJECTED: &[(&str, &str)] = &[
+    (
+        "TRACEPARENT",
+        "otel-run's process span, so the child's own work joins its trace.",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "With the agent: the local receiver, `http://127.0.0.1:PORT`.",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "With the agent: `http/protobuf`.",
+    ),
+    (
+        "OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_LOGS_EXPORTER",
+        "With the agent: `otlp` for the signals otel-run exports, `none` for the others.",
+    ),
+    (
+        AGENT_ENDPOINT,
+        "With the agent: the receiver's URL, for otel-run's shims.",
+    ),
+    (
+        "PYTHONPATH",
+        "Python: otel-run's shim directory first, then the existing value.",
+    ),
+    (
+        PYTHON_INSTRUMENTORS,
+        "Python: the instrumentors otel-run found in the interpreter's site-packages (`name=module:Class,...`), so the shim need not scan entry points.",
+    ),
+    (
+        "OTEL_RUN_PYTHON_SAID",
+        "Python: the warnings already given, so subprocesses do not repeat them.",
+    ),
+];
+
 /// Looks a setting up by variable name, flag, alias or config key.
 pub fn find(name: &str) -> Option<&'static Var> {
     let normalized = name
