@@ -169,43 +169,65 @@ fn shapes(spans: &[Value]) -> BTreeMap<String, usize> {
     out
 }
 
-const FLASK_ROUTES: &[(&str, u16)] = &[
-    ("/", 200),
-    ("/users/7", 200),
-    ("/outbound", 200),
-    ("/db", 200),
-    ("/fail", 500),
-];
+/// An app and the requests a comparison sends it.
+struct Scenario {
+    /// argv for a port.
+    argv: Box<dyn Fn(u16) -> Vec<String>>,
+    env: Vec<(&'static str, String)>,
+    routes: &'static [(&'static str, u16)],
+    /// Spans the requests produce, to wait for.
+    spans: usize,
+}
 
-fn flask_spans(launcher: Launcher, python: &Path) -> Vec<Value> {
+/// The spans of `scenario` run under `launcher`.
+fn scenario_spans(launcher: Launcher, python: &Path, scenario: &Scenario) -> Vec<Value> {
     let port = free_port();
-    let argv = [
-        bin(python, "python"),
-        "flask_app.py".into(),
-        port.to_string(),
-    ];
-    let mut app = launch(
-        launcher,
-        python,
-        &argv,
-        port,
-        &[("DOWNSTREAM_URL", format!("http://127.0.0.1:{port}/"))],
-    );
-    for (path, status) in FLASK_ROUTES {
+    let db = tempfile::tempdir().unwrap();
+    let mut env = scenario.env.clone();
+    env.push(("DOWNSTREAM_URL", format!("http://127.0.0.1:{port}/")));
+    // Each run starts from an empty database, so both make the same queries.
+    env.push((
+        "DJANGO_DB_PATH",
+        db.path().join("db.sqlite3").display().to_string(),
+    ));
+    let mut app = launch(launcher, python, &(scenario.argv)(port), port, &env);
+    for (path, status) in scenario.routes {
         assert_eq!(http_get(port, path), *status, "{path}");
     }
-    // 5 server spans, a client span and the downstream server span, SQL spans.
-    let spans = app.settled_spans(9);
+    let spans = app.settled_spans(scenario.spans);
     app.server.stop();
     spans
+}
+
+/// Runs `scenario` under otel-run and under opentelemetry-instrument in the same
+/// venv, and asserts the spans have the same shapes; returns otel-run's.
+fn same_spans_as_opentelemetry_instrument(python: &Path, scenario: &Scenario) -> Vec<Value> {
+    let ours = scenario_spans(Launcher::OtelRun, python, scenario);
+    let theirs = scenario_spans(Launcher::OpentelemetryInstrument, python, scenario);
+    assert_eq!(shapes(&ours), shapes(&theirs));
+    ours
 }
 
 #[test]
 fn flask_app_gets_the_spans_opentelemetry_instrument_gives_it() {
     let Some(python) = apps_python() else { return };
-    let ours = flask_spans(Launcher::OtelRun, &python);
-    let theirs = flask_spans(Launcher::OpentelemetryInstrument, &python);
-    assert_eq!(shapes(&ours), shapes(&theirs));
+    let interpreter = bin(&python, "python");
+    let scenario = Scenario {
+        argv: Box::new(move |port| {
+            vec![interpreter.clone(), "flask_app.py".into(), port.to_string()]
+        }),
+        env: Vec::new(),
+        routes: &[
+            ("/", 200),
+            ("/users/7", 200),
+            ("/outbound", 200),
+            ("/db", 200),
+            ("/fail", 500),
+        ],
+        // 5 server spans, a client span and the downstream server span, SQL spans.
+        spans: 9,
+    };
+    let ours = same_spans_as_opentelemetry_instrument(&python, &scenario);
     let names: Vec<&str> = ours.iter().map(|s| s["name"].as_str().unwrap()).collect();
     for expected in [
         "GET /users/<int:user_id>",
@@ -217,9 +239,68 @@ fn flask_app_gets_the_spans_opentelemetry_instrument_gives_it() {
         assert!(names.contains(&expected), "{expected} in {names:?}");
     }
     assert!(
-        ours.iter().any(|s| s["attributes"]["db.system"] == "sqlite"
-            || s["attributes"]["db.system.name"] == "sqlite"),
+        ours.iter()
+            .any(|s| s["attributes"]["db.system"] == "sqlite"),
         "SQL spans: {names:?}"
+    );
+}
+
+#[test]
+fn fastapi_app_gets_the_spans_opentelemetry_instrument_gives_it() {
+    let Some(python) = apps_python() else { return };
+    let uvicorn = bin(&python, "uvicorn");
+    let scenario = Scenario {
+        argv: Box::new(move |port| {
+            vec![
+                uvicorn.clone(),
+                "fastapi_app:app".into(),
+                "--port".into(),
+                port.to_string(),
+            ]
+        }),
+        env: Vec::new(),
+        routes: &[("/", 200), ("/items/5?q=x", 200)],
+        // Each request: a SERVER span and two `http send` spans.
+        spans: 6,
+    };
+    let ours = same_spans_as_opentelemetry_instrument(&python, &scenario);
+    assert!(
+        ours.iter()
+            .any(|s| s["name"] == "GET /items/{item_id}" && s["kind"] == "SpanKind.SERVER")
+    );
+}
+
+#[test]
+fn django_app_gets_the_spans_opentelemetry_instrument_gives_it() {
+    let Some(python) = apps_python() else { return };
+    let interpreter = bin(&python, "python");
+    let scenario = Scenario {
+        argv: Box::new(move |port| {
+            let address = format!("127.0.0.1:{port}");
+            vec![
+                interpreter.clone(),
+                "django_site/manage.py".into(),
+                "runserver".into(),
+                address,
+                "--noreload".into(),
+            ]
+        }),
+        // opentelemetry-instrument needs the settings module before start-up.
+        env: vec![
+            ("DJANGO_SETTINGS_MODULE", "mysite.settings".into()),
+            (
+                "PYTHONPATH",
+                apps_dir().join("django_site").display().to_string(),
+            ),
+        ],
+        routes: &[("/", 200), ("/articles/3/", 200)],
+        // A start-up query, two server spans, the article's three queries.
+        spans: 6,
+    };
+    let ours = same_spans_as_opentelemetry_instrument(&python, &scenario);
+    assert!(
+        ours.iter().any(|s| s["name"] == "GET articles/<int:pk>/"),
+        "{ours:#?}"
     );
 }
 
@@ -689,4 +770,63 @@ fn poetry_run_is_instrumented() {
         project.path(),
         &env,
     );
+}
+
+#[test]
+fn psycopg_queries_get_the_spans_opentelemetry_instrument_gives_them() {
+    let (Some(python), Some(postgres)) = (apps_python(), crate::util::Postgres::start()) else {
+        return;
+    };
+    let argv = [bin(&python, "python"), "pg_script.py".into()];
+    let env = [("PG_DSN", postgres.dsn())];
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (out, ours) = run_program(&argv, &env_refs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same program under the anchor, which prints its spans on stdout.
+    let anchor = otel_run()
+        .get_envs()
+        .fold(
+            Command::new(bin(&python, "opentelemetry-instrument")),
+            |mut c, (k, v)| {
+                match v {
+                    Some(v) => c.env(k, v),
+                    None => c.env_remove(k),
+                };
+                c
+            },
+        )
+        .env("OTEL_TRACES_EXPORTER", "console")
+        .args(&argv)
+        .current_dir(apps_dir())
+        .envs(env_refs.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        anchor.status.success(),
+        "{}",
+        String::from_utf8_lossy(&anchor.stderr)
+    );
+    let theirs = console_spans_in(&String::from_utf8_lossy(&anchor.stdout));
+    // The process span is otel-run's; the queries hang under it, as roots do for the anchor.
+    let strip_parent = |spans: &[Value]| -> Vec<Value> {
+        spans
+            .iter()
+            .filter(|s| s["resource"]["attributes"]["telemetry.sdk.name"] != "otel-run")
+            .map(|s| {
+                let mut s = s.clone();
+                s["parent_id"] = Value::Null;
+                s
+            })
+            .collect()
+    };
+    assert_eq!(shapes(&strip_parent(&ours)), shapes(&strip_parent(&theirs)));
+    let queries: Vec<&Value> = ours
+        .iter()
+        .filter(|s| s["attributes"]["db.system"] == "postgresql")
+        .collect();
+    assert_eq!(queries.len(), 3, "{ours:#?}");
 }

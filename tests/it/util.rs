@@ -397,3 +397,110 @@ impl Drop for Server {
 pub fn python_tools() -> Option<PathBuf> {
     peer("OTEL_RUN_TEST_PYTHON_TOOLS", "a Python with uv and poetry")
 }
+
+/// A throwaway PostgreSQL server on loopback (Debian's postgresql package), run as
+/// the `postgres` user with trust authentication.
+pub struct Postgres {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Option<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(|v| v.ok())
+                    .map(|v| v.path().join("bin"))
+                    .find(|b| b.join("postgres").is_file())
+            });
+        let Some(bin) = bin else {
+            let message = "skipped: missing a PostgreSQL server (Debian's postgresql package; `.ci/run` installs it)";
+            if std::env::var("OTEL_RUN_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
+                panic!("{message}");
+            }
+            eprintln!("{message}");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        let as_postgres = |program: &Path| {
+            let mut command = Command::new("setpriv");
+            command
+                .args([
+                    "--reuid",
+                    "postgres",
+                    "--regid",
+                    "postgres",
+                    "--init-groups",
+                ])
+                .arg(program);
+            command
+        };
+        let init = as_postgres(&bin.join("initdb"))
+            .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = free_port();
+        let child = as_postgres(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-k",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("postgres.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let postgres = Postgres {
+            child,
+            port,
+            _dir: dir,
+        };
+        let up = wait_for(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(up.is_some(), "PostgreSQL did not start");
+        Some(postgres)
+    }
+
+    pub fn dsn(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        if wait_for(Duration::from_secs(10), || self.child.try_wait().unwrap()).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
