@@ -36,6 +36,10 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "otel-run")]
     pub no_agent: bool,
 
+    /// Inject only the standard OTEL_* variables, no runtime agent (same as `--inject=false`)
+    #[arg(long, global = true, help_heading = "Runtimes")]
+    pub no_inject: bool,
+
     /// Add an attribute to the process span (repeatable)
     #[arg(
         long,
@@ -79,8 +83,12 @@ pub enum Sub {
     },
     /// Install the instrumentations the target environment is missing (not available yet)
     Bootstrap,
-    /// Show what otel-run detects and would inject for a command (not available yet)
-    Doctor,
+    /// Show what otel-run detects and would inject for a command, and what is missing
+    Doctor {
+        /// The command to look at
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
+    },
 }
 
 impl Sub {
@@ -90,7 +98,7 @@ impl Sub {
             Sub::Config { .. } => "config",
             Sub::Env { .. } => "env",
             Sub::Bootstrap => "bootstrap",
-            Sub::Doctor => "doctor",
+            Sub::Doctor { .. } => "doctor",
         }
     }
 }
@@ -113,6 +121,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::E
     }
     if cli.no_agent {
         flags.insert(vars::AGENT.name, "false".into());
+    }
+    if cli.no_inject {
+        flags.insert(vars::INJECT.name, "false".into());
     }
     // `--attr` adds to `--span-attributes`, as one `k=v,...` list.
     if !cli.attr.is_empty() {

@@ -67,6 +67,22 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
             traceparent,
             command,
         }) => run_env(&settings, format, traceparent, command, &cwd),
+        Some(cli::Sub::Doctor { command }) => {
+            let command = (!command.is_empty())
+                .then(|| launch::resolve(command, &cwd))
+                .transpose()?;
+            let argv = command
+                .as_ref()
+                .map(launch::Command::argv_lossy)
+                .unwrap_or_default();
+            let target = command.as_ref().map(|c| runtime::Target {
+                program: &c.program,
+                argv: &argv,
+                cwd: &cwd,
+            });
+            print!("{}", runtime::doctor::report(&settings, target));
+            Ok(0)
+        }
         Some(sub) => anyhow::bail!(Unavailable(sub.name())),
         None if cli.command.is_empty() => {
             cli::command().print_help()?;
@@ -111,9 +127,13 @@ fn run_command(
     let target = runtime::Target {
         program: &command.program,
         argv: &argv,
+        cwd,
     };
     let traceparent = span.as_ref().map(|s| s.context.traceparent());
     let plan = runtime::plan(settings, Some(target), destination, traceparent);
+    for note in &plan.notes {
+        tracing::warn!("{note}");
+    }
     let mut pid = 0;
     let exit = launch::run(&command, &plan, |p| pid = p)?;
     let code = exit.code.clamp(0, 255) as u8;
@@ -184,6 +204,7 @@ fn run_env(
     let target = command.as_ref().map(|c| runtime::Target {
         program: &c.program,
         argv: &argv,
+        cwd,
     });
     let plan = runtime::plan(settings, target, runtime::Destination::Direct, traceparent);
     print!("{}", runtime::print::render(&plan.set, format)?);

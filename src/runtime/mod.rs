@@ -2,24 +2,130 @@
 //!
 //! The plan is an overlay (variables to set and to remove) applied to the child
 //! only; otel-run's own environment is never changed. Every runtime gets the
-//! standard OTEL_* settings; a runtime otel-run recognizes (Python) also gets its
-//! zero-code instrumentation. When that cannot be set up, otel-run says why once
-//! and the program runs uninstrumented.
+//! standard OTEL_* settings; a runtime otel-run recognizes (Python, .NET,
+//! Node.js, Java) also gets its zero-code agent, one file per runtime. When that
+//! cannot be set up, the plan says why (shown once) and the program runs
+//! uninstrumented.
 
+pub mod doctor;
+pub mod dotnet;
+pub mod elf;
+pub mod java;
+pub mod node;
 pub mod print;
 pub mod python;
 pub mod shims;
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::settings::otlp::{GENERAL, Signal};
 use crate::settings::{Settings, vars};
+
+/// Something that keeps the injection from working, and its fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub message: String,
+    pub hint: String,
+}
+
+impl Note {
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Note {
+        Note {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\nhint: {}", self.message, self.hint)
+    }
+}
+
+/// The runtime a command runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Python,
+    Dotnet,
+    Node,
+    Java,
+    Go,
+    Rust,
+    Native,
+    /// `--runtime none`: only the standard variables.
+    None,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Python => "Python",
+            Runtime::Dotnet => ".NET",
+            Runtime::Node => "Node.js",
+            Runtime::Java => "Java",
+            Runtime::Go => "Go",
+            Runtime::Rust => "Rust",
+            Runtime::Native => "native",
+            Runtime::None => "none",
+        }
+    }
+}
+
+/// What the command is, from its program and argv (see each runtime's file).
+pub fn detect(program: &Path, argv: &[String]) -> Runtime {
+    if python::detect(program, argv).is_some() {
+        return Runtime::Python;
+    }
+    if dotnet::is_dotnet(program) {
+        return Runtime::Dotnet;
+    }
+    if node::is_node(program, python::first_line(program).as_deref()) {
+        return Runtime::Node;
+    }
+    if java::is_java(program) {
+        return Runtime::Java;
+    }
+    match elf::toolchain(program) {
+        Some(elf::Toolchain::Go) => Runtime::Go,
+        Some(elf::Toolchain::Rust) => Runtime::Rust,
+        _ => Runtime::Native,
+    }
+}
+
+/// The runtime chosen by `--runtime`, or detected.
+fn chosen(settings: &Settings, program: &Path, argv: &[String]) -> Runtime {
+    match settings.text(&vars::RUNTIME).unwrap_or("auto") {
+        "python" => Runtime::Python,
+        "dotnet" => Runtime::Dotnet,
+        "node" => Runtime::Node,
+        "java" => Runtime::Java,
+        "native" => Runtime::Native,
+        "none" => Runtime::None,
+        _ => detect(program, argv),
+    }
+}
+
+/// otel-run's data directory (what `otel-run bootstrap` downloads):
+/// `$XDG_DATA_HOME/otel-run`, else `~/.local/share/otel-run`.
+pub fn data_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("otel-run"))
+}
 
 /// The child's environment changes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub set: Vec<(String, String)>,
     pub remove: Vec<String>,
+    /// The runtime the injection was planned for.
+    pub runtime: Option<Runtime>,
+    /// Why the runtime's agent is not injected, if it is not.
+    pub notes: Vec<Note>,
 }
 
 impl Plan {
@@ -43,6 +149,25 @@ impl Plan {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The value `name` has before this plan's entry: planned, else inherited.
+    fn existing(&self, name: &str) -> String {
+        self.get(name)
+            .map(str::to_string)
+            .or_else(|| std::env::var(name).ok())
+            .unwrap_or_default()
+    }
+
+    /// Puts `entry` first in a `:`-separated path list, keeping what was there.
+    fn prepend_path(&mut self, name: &str, entry: &Path) {
+        let existing = self.existing(name);
+        let value = if existing.is_empty() {
+            entry.display().to_string()
+        } else {
+            format!("{}:{existing}", entry.display())
+        };
+        self.set(name, value);
+    }
 }
 
 /// Where the child's telemetry goes.
@@ -57,10 +182,11 @@ pub enum Destination<'a> {
     Direct,
 }
 
-/// The command the plan is for: its resolved program and argv.
+/// The command the plan is for: its resolved program and argv, and where it runs.
 pub struct Target<'a> {
     pub program: &'a Path,
     pub argv: &'a [String],
+    pub cwd: &'a Path,
 }
 
 /// Plans the child's environment. `traceparent` is the process span's context.
@@ -103,43 +229,46 @@ pub fn plan(
     if let Some(traceparent) = traceparent {
         plan.set("TRACEPARENT", traceparent);
     }
-    if let Some(python) = target.and_then(|t| python::detect(t.program, t.argv)) {
-        inject_python(&mut plan, &python);
+    if let Some(target) = target {
+        inject_runtime(&mut plan, settings, &target);
     }
     plan
 }
 
-/// Python: the shim first on PYTHONPATH, and the instrumentors handed over when
-/// otel-run could read the interpreter's site-packages.
-fn inject_python(plan: &mut Plan, python: &python::Python) {
-    if let (Some(interpreter), Some(site_packages)) = (&python.interpreter, &python.site_packages) {
-        let installed = python::installed(site_packages);
-        if !installed.sdk {
-            tracing::warn!(
-                "the OpenTelemetry SDK is not installed for `{}`; the program runs uninstrumented\nhint: `otel-run bootstrap` installs it",
-                interpreter.display()
-            );
-            return;
-        }
-        plan.set(
-            vars::PYTHON_INSTRUMENTORS,
-            python::handover(&installed.instrumentors),
-        );
+/// The runtime's zero-code agent, unless `--no-inject`.
+fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
+    let runtime = chosen(settings, target.program, target.argv);
+    plan.runtime = Some(runtime);
+    if !settings.flag(&vars::INJECT) {
+        return;
     }
-    let shim = match shims::PYTHON.materialize() {
-        Ok(dir) => dir,
-        Err(e) => {
-            tracing::warn!("cannot write the Python shim ({e}); the program runs uninstrumented");
-            return;
+    match runtime {
+        Runtime::Python => {
+            let python = python::detect(target.program, target.argv).unwrap_or(python::Python {
+                interpreter: None,
+                site_packages: None,
+            });
+            python::inject(plan, &python);
         }
-    };
-    let existing = std::env::var("PYTHONPATH").unwrap_or_default();
-    let path = if existing.is_empty() {
-        shim.display().to_string()
-    } else {
-        format!("{}:{existing}", shim.display())
-    };
-    plan.set("PYTHONPATH", path);
+        Runtime::Dotnet => {
+            let home = settings
+                .text(&vars::DOTNET_AUTO_HOME)
+                .map(PathBuf::from)
+                .or_else(|| data_dir().map(|d| d.join("dotnet")).filter(|d| d.is_dir()));
+            dotnet::inject(plan, home, dotnet::runtime_id());
+        }
+        Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd), target.cwd),
+        Runtime::Java => {
+            let agent = settings
+                .text(&vars::JAVA_AGENT)
+                .map(PathBuf::from)
+                .or_else(|| java::downloaded_agent().filter(|p| p.is_file()));
+            java::inject(plan, agent);
+        }
+        // Programs built with opentelemetry-rust, the Go SDK or any other SDK read
+        // the standard variables; the proxy and uprobes cover the others.
+        Runtime::Go | Runtime::Rust | Runtime::Native | Runtime::None => {}
+    }
 }
 
 #[cfg(test)]

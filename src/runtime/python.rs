@@ -11,6 +11,9 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::{Note, Plan, shims};
+use crate::settings::vars;
+
 /// Runners whose `run` subcommand starts Python in a project's environment.
 const RUNNERS: &[&str] = &["uv", "poetry", "pipenv", "pdm", "hatch", "rye"];
 
@@ -58,7 +61,8 @@ fn is_interpreter_name(name: &str) -> bool {
     version.is_empty() || version.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
-fn first_line(path: &Path) -> Option<String> {
+/// The first line of a file (a script's `#!` line), if it is readable.
+pub fn first_line(path: &Path) -> Option<String> {
     let mut head = [0u8; 256];
     let n = fs::File::open(path).ok()?.read(&mut head).ok()?;
     let line = head[..n].split(|b| *b == b'\n').next()?;
@@ -142,6 +146,35 @@ fn entry_points(text: &str, group: &str) -> Vec<(String, String)> {
         }
     }
     found
+}
+
+/// The shim first on PYTHONPATH, and the instrumentors handed over when otel-run
+/// could read the interpreter's site-packages.
+pub fn inject(plan: &mut Plan, python: &Python) {
+    if let (Some(interpreter), Some(site_packages)) = (&python.interpreter, &python.site_packages) {
+        let installed = installed(site_packages);
+        if !installed.sdk {
+            plan.notes.push(Note::new(
+                format!(
+                    "the OpenTelemetry SDK is not installed for `{}`; the program runs uninstrumented",
+                    interpreter.display()
+                ),
+                "`otel-run bootstrap` installs it",
+            ));
+            return;
+        }
+        plan.set(
+            vars::PYTHON_INSTRUMENTORS,
+            handover(&installed.instrumentors),
+        );
+    }
+    match shims::PYTHON.materialize() {
+        Ok(dir) => plan.prepend_path("PYTHONPATH", &dir),
+        Err(e) => plan.notes.push(Note::new(
+            format!("cannot write the Python shim ({e}); the program runs uninstrumented"),
+            "make `~/.cache` writable, or set XDG_CACHE_HOME",
+        )),
+    }
 }
 
 /// The handed-over list: `name=module:Class,...`.

@@ -71,7 +71,7 @@ fn rows(settings: &Settings) -> impl Iterator<Item = (&'static Var, String, Stri
     })
 }
 
-fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
+pub fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
     Signal::ALL
         .iter()
         .map(|&signal| {

@@ -40,6 +40,7 @@ pub enum Group {
     Sampling,
     Batching,
     Limits,
+    Runtimes,
     Launcher,
 }
 
@@ -52,6 +53,7 @@ impl Group {
             Group::Sampling => "Sampling and propagation",
             Group::Batching => "Batching",
             Group::Limits => "Limits",
+            Group::Runtimes => "Runtimes",
             Group::Launcher => "otel-run",
         }
     }
@@ -135,6 +137,7 @@ pub const KNOWN_PROPAGATORS: &[&str] = &[
     "ottrace",
     "none",
 ];
+const RUNTIMES: &[&str] = &["auto", "python", "dotnet", "node", "java", "native", "none"];
 const LOG_LEVELS: &[&str] = &[
     "trace", "debug", "info", "warn", "warning", "error", "off", "none",
 ];
@@ -601,6 +604,40 @@ var!(
     "Most attributes per log record."
 );
 
+// Runtimes.
+var!(
+    RUNTIME,
+    "OTEL_RUN_RUNTIME",
+    Kind::Choice(RUNTIMES),
+    Some("auto"),
+    Runtimes,
+    "The command's runtime, which decides the agent injected; `auto` detects it, `none` injects only the standard variables."
+);
+var!(
+    INJECT,
+    "OTEL_RUN_INJECT",
+    Kind::Bool,
+    Some("true"),
+    Runtimes,
+    "Inject the runtime's zero-code agent; `--no-inject` keeps only the standard variables."
+);
+var!(
+    DOTNET_AUTO_HOME,
+    "OTEL_DOTNET_AUTO_HOME",
+    Kind::Path,
+    None,
+    Runtimes,
+    "Directory of the OpenTelemetry .NET automatic instrumentation; otel-run's data directory by default."
+);
+var!(
+    JAVA_AGENT,
+    "OTEL_RUN_JAVA_AGENT",
+    Kind::Path,
+    None,
+    Runtimes,
+    "The OpenTelemetry Java agent jar; the one `otel-run bootstrap` downloaded by default."
+);
+
 // otel-run's own settings.
 var!(
     SPAN_NAME,
@@ -714,6 +751,10 @@ pub static ALL: &[&Var] = &[
     &LINK_ATTRIBUTE_COUNT_LIMIT,
     &LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT,
     &LOGRECORD_ATTRIBUTE_COUNT_LIMIT,
+    &RUNTIME,
+    &INJECT,
+    &DOTNET_AUTO_HOME,
+    &JAVA_AGENT,
     &SPAN_NAME,
     &SPAN_ATTRIBUTES,
     &FAIL_ON_EXPORT_ERROR,

@@ -7,4 +7,5 @@ mod examples;
 mod launch;
 mod python;
 mod receiver;
+mod runtimes;
 mod util;

@@ -1,0 +1,78 @@
+//! `otel-run doctor`: what otel-run detects for a command, what the command would
+//! get, and what is missing, with the fix.
+
+use std::fmt::Write as _;
+
+use super::{Destination, Plan, Target};
+use crate::settings::report::{export_lines, redact};
+use crate::settings::{Settings, vars};
+
+/// The report for `target` (or for the settings alone).
+pub fn report(settings: &Settings, target: Option<Target>) -> String {
+    let mut out = String::new();
+    if let Some(target) = &target {
+        let _ = writeln!(
+            out,
+            "command:  {} ({})",
+            target.argv.join(" "),
+            target.program.display()
+        );
+    }
+    let exported = |signal: crate::settings::otlp::Signal| {
+        !settings.disabled()
+            && settings
+                .list(signal.exporter_var())
+                .iter()
+                .any(|e| e != "none")
+    };
+    let destination = if settings.flag(&vars::AGENT) {
+        Destination::Agent {
+            endpoint: "http://127.0.0.1:<agent port>",
+            exported: &exported,
+        }
+    } else {
+        Destination::Direct
+    };
+    let plan = super::plan(
+        settings,
+        target,
+        destination,
+        Some("<otel-run's process span>".into()),
+    );
+    if let Some(runtime) = plan.runtime {
+        let how = match settings.text(&vars::RUNTIME) {
+            Some("auto") | None => "detected",
+            _ => "from --runtime",
+        };
+        let _ = writeln!(out, "runtime:  {} ({how})", runtime.name());
+    }
+    out += "export:\n";
+    for (signal, line) in export_lines(settings) {
+        let _ = writeln!(out, "  {:8} {line}", signal.name());
+    }
+    out += &environment(&plan);
+    if plan.notes.is_empty() {
+        out += "problems: none\n";
+    } else {
+        out += "problems:\n";
+        for note in &plan.notes {
+            let _ = writeln!(out, "  - {}\n    hint: {}", note.message, note.hint);
+        }
+    }
+    out
+}
+
+/// The command's environment changes, secrets redacted.
+fn environment(plan: &Plan) -> String {
+    let mut out = String::from("the command gets:\n");
+    for (name, value) in &plan.set {
+        let shown = vars::find(name)
+            .filter(|v| v.name == name)
+            .map_or_else(|| value.clone(), |v| redact(v, value));
+        let _ = writeln!(out, "  {name}={shown}");
+    }
+    for name in plan.remove.iter().filter(|n| std::env::var_os(n).is_some()) {
+        let _ = writeln!(out, "  {name} removed (otel-run's agent exports instead)");
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! Runtime detection and injection for .NET, and the switches that override it.
+//! No .NET runtime can be installed on these machines: the .NET tests use a fake
+//! automatic-instrumentation home and a stand-in `dotnet` that records the
+//! environment it was given, which is the whole of the `instrument.sh` contract.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::util::{assert_success, otel_run};
+
+/// An executable script that writes its environment to `$RECORD` and exits 0.
+fn recorder(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, "#!/bin/sh\nenv > \"$RECORD\"\n").unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn recorded(file: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The layout of the .NET automatic instrumentation, empty files only.
+fn dotnet_home(dir: &Path, rid: &str) -> PathBuf {
+    let home = dir.join("otel-dotnet-auto");
+    for file in [
+        format!("{rid}/OpenTelemetry.AutoInstrumentation.Native.so"),
+        "net/OpenTelemetry.AutoInstrumentation.StartupHook.dll".into(),
+    ] {
+        let path = home.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "").unwrap();
+    }
+    home
+}
+
+fn run_recorded(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Output, BTreeMap<String, String>) {
+    let record = program.with_file_name("recorded.env");
+    let out = otel_run()
+        .args(args)
+        .arg("--")
+        .arg(program)
+        .env("RECORD", &record)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let env = if record.exists() {
+        recorded(&record)
+    } else {
+        BTreeMap::new()
+    };
+    (out, env)
+}
+
+#[test]
+fn dotnet_gets_the_profiler_and_keeps_existing_startup_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dotnet_home(dir.path(), "linux-x64");
+    let dotnet = dir.path().join("bin/dotnet");
+    recorder(&dotnet);
+    let (out, env) = run_recorded(
+        &dotnet,
+        &[
+            "--dotnet-auto-home",
+            home.to_str().unwrap(),
+            "--traces-exporter",
+            "console",
+            "--console-output",
+            "/dev/null",
+        ],
+        &[("DOTNET_STARTUP_HOOKS", "/app/hooks/Existing.dll")],
+    );
+    assert_success(&out);
+    assert_eq!(env["CORECLR_ENABLE_PROFILING"], "1");
+    assert_eq!(
+        env["CORECLR_PROFILER"],
+        "{918728DD-259F-4A6A-AC2B-B85E1B658318}"
+    );
+    assert_eq!(
+        env["CORECLR_PROFILER_PATH"],
+        home.join("linux-x64/OpenTelemetry.AutoInstrumentation.Native.so")
+            .display()
+            .to_string()
+    );
+    assert_eq!(
+        env["DOTNET_STARTUP_HOOKS"],
+        format!(
+            "{}:/app/hooks/Existing.dll",
+            home.join("net/OpenTelemetry.AutoInstrumentation.StartupHook.dll")
+                .display()
+        )
+    );
+    assert_eq!(env["OTEL_DOTNET_AUTO_HOME"], home.display().to_string());
+    assert!(env["OTEL_EXPORTER_OTLP_ENDPOINT"].starts_with("http://127.0.0.1:"));
+}
+
+#[test]
+fn a_dotnet_apphost_is_detected_by_its_dll_and_runtimeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dotnet_home(dir.path(), "linux-x64");
+    let app = dir.path().join("publish/Shop.Api");
+    recorder(&app);
+    std::fs::write(dir.path().join("publish/Shop.Api.dll"), "").unwrap();
+    std::fs::write(dir.path().join("publish/Shop.Api.runtimeconfig.json"), "{}").unwrap();
+    let (out, env) = run_recorded(
+        &app,
+        &[],
+        &[("OTEL_DOTNET_AUTO_HOME", home.to_str().unwrap())],
+    );
+    assert_success(&out);
+    assert_eq!(
+        env.get("CORECLR_ENABLE_PROFILING").map(String::as_str),
+        Some("1")
+    );
+}
+
+#[test]
+fn an_incomplete_dotnet_home_is_reported_once_and_nothing_is_injected() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dotnet_home(dir.path(), "linux-musl-arm64");
+    let dotnet = dir.path().join("bin/dotnet");
+    recorder(&dotnet);
+    let (out, env) = run_recorded(
+        &dotnet,
+        &["--dotnet-auto-home", home.to_str().unwrap()],
+        &[],
+    );
+    assert_success(&out);
+    assert!(!env.contains_key("CORECLR_ENABLE_PROFILING"), "{env:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    assert!(err.contains("is incomplete (missing"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn no_inject_and_runtime_none_keep_only_the_standard_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dotnet_home(dir.path(), "linux-x64");
+    let dotnet = dir.path().join("bin/dotnet");
+    recorder(&dotnet);
+    for switch in [["--no-inject", ""], ["--runtime", "none"]] {
+        let args: Vec<&str> = switch.iter().copied().filter(|a| !a.is_empty()).collect();
+        let mut all = vec!["--dotnet-auto-home", home.to_str().unwrap()];
+        all.extend(args);
+        let (out, env) = run_recorded(&dotnet, &all, &[]);
+        assert_success(&out);
+        assert!(!env.contains_key("CORECLR_ENABLE_PROFILING"), "{switch:?}");
+        assert!(env.contains_key("TRACEPARENT"), "{switch:?}");
+    }
+}
+
+#[test]
+fn runtime_overrides_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dotnet_home(dir.path(), "linux-x64");
+    let tool = dir.path().join("bin/launcher");
+    recorder(&tool);
+    let (_, env) = run_recorded(
+        &tool,
+        &[
+            "--runtime",
+            "dotnet",
+            "--dotnet-auto-home",
+            home.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        env.get("CORECLR_ENABLE_PROFILING").map(String::as_str),
+        Some("1")
+    );
+}
+
+#[test]
+fn doctor_shows_the_runtime_the_injection_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let dotnet = dir.path().join("bin/dotnet");
+    recorder(&dotnet);
+    let out = otel_run()
+        .env("HOME", dir.path())
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret")
+        .args(["--no-agent", "doctor", "--"])
+        .arg(&dotnet)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("runtime:  .NET (detected)"), "{text}");
+    assert!(
+        text.contains("no OpenTelemetry .NET automatic instrumentation is set up"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: get it from the opentelemetry-dotnet-instrumentation releases"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    let home = dotnet_home(dir.path(), "linux-x64");
+    let out = otel_run()
+        .args(["doctor", "--dotnet-auto-home", home.to_str().unwrap(), "--"])
+        .arg(&dotnet)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CORECLR_ENABLE_PROFILING=1"), "{text}");
+    assert!(
+        text.contains("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:<agent port>"),
+        "{text}"
+    );
+    assert!(text.contains("problems: none"), "{text}");
+}
