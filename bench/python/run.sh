@@ -106,35 +106,15 @@ case "$ONLY" in
   *) echo "run.sh: --only must be startup or throughput, got '$ONLY'" >&2; exit 2 ;;
 esac
 
-if [[ -t 2 ]]; then
-  log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-else
-  log() { printf '==> %s\n' "$*" >&2; }
-fi
-die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
 
 # --- locations ---------------------------------------------------------------
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-REPO_ROOT="$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || (cd "$SCRIPT_DIR/../.." && pwd -P))"
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/../lib.sh"
 RESULTS_DIR="$SCRIPT_DIR/results"
 APP_DIR="${BENCH_APP_DIR:-$REPO_ROOT/tests/fixtures/python}"
 
 # --- tools -------------------------------------------------------------------
-APT_UPDATED=0
-apt_install() {
-  # apt_install PACKAGE...
-  if [[ "$(id -u)" -ne 0 ]]; then
-    die "missing Debian package(s): $* -- install them (sudo apt-get install $*) and re-run"
-  fi
-  command -v apt-get >/dev/null || die "missing $* and no apt-get to install it"
-  if (( APT_UPDATED == 0 )); then
-    log "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    APT_UPDATED=1
-  fi
-  log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 missing=()
 if (( DO_A )); then command -v hyperfine >/dev/null || missing+=(hyperfine); fi
@@ -146,24 +126,7 @@ if (( DO_A )); then
 fi
 
 # --- otel-run binary ---------------------------------------------------------
-if [[ -n "${OTEL_RUN:-}" ]]; then
-  if [[ "$OTEL_RUN" != */* ]]; then
-    OTEL_RUN_BIN="$(command -v "$OTEL_RUN")" || die "OTEL_RUN=$OTEL_RUN not found in PATH"
-  else
-    OTEL_RUN_BIN="$OTEL_RUN"
-  fi
-  [[ -x "$OTEL_RUN_BIN" ]] || die "OTEL_RUN=$OTEL_RUN_BIN is not an executable file"
-else
-  TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
-  [[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$REPO_ROOT/$TARGET_DIR"
-  OTEL_RUN_BIN="$TARGET_DIR/release/otel-run"
-  if [[ ! -x "$OTEL_RUN_BIN" ]]; then
-    log "$OTEL_RUN_BIN missing: cargo build --release"
-    (cd "$REPO_ROOT" && cargo build --release)
-    [[ -x "$OTEL_RUN_BIN" ]] || die "cargo build --release did not produce $OTEL_RUN_BIN"
-  fi
-fi
-OTEL_RUN_BIN="$(cd "$(dirname "$OTEL_RUN_BIN")" && pwd -P)/$(basename "$OTEL_RUN_BIN")"
+find_otel_run
 
 # --- the venv (python, gunicorn, opentelemetry-instrument) --------------------------
 if [[ -n "${BENCH_VENV:-}" ]]; then
