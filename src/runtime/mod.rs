@@ -257,7 +257,7 @@ fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
                 .or_else(|| data_dir().map(|d| d.join("dotnet")).filter(|d| d.is_dir()));
             dotnet::inject(plan, home, dotnet::runtime_id());
         }
-        Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd), target.cwd),
+        Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd)),
         Runtime::Java => {
             let agent = settings
                 .text(&vars::JAVA_AGENT)

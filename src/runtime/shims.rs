@@ -12,6 +12,14 @@ pub struct Shim {
     pub files: &'static [(&'static str, &'static str)],
 }
 
+pub const NODE: Shim = Shim {
+    name: "node",
+    files: &[(
+        "register.mjs",
+        include_str!("../../shims/node/register.mjs"),
+    )],
+};
+
 pub const PYTHON: Shim = Shim {
     name: "python",
     files: &[(

@@ -5,6 +5,7 @@ mod collector;
 mod config;
 mod examples;
 mod launch;
+mod node;
 mod python;
 mod receiver;
 mod runtimes;

@@ -1,0 +1,132 @@
+//! Node.js: real Express apps with the OpenTelemetry packages from npm
+//! (`tests/fixtures/node`, installed by `.ci/node/install.sh`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{Server, console_spans, fixture, free_port, http_get, otel_run, tool, wait_for};
+
+/// A fixture app with its node_modules installed, or a skip.
+fn node_app(name: &str) -> Option<PathBuf> {
+    tool("node")?;
+    let dir = fixture("node").join(name);
+    if dir.join("node_modules").is_dir() {
+        return Some(dir);
+    }
+    let message = format!(
+        "skipped: missing node_modules in {} (`.ci/node/install.sh` installs them)",
+        dir.display()
+    );
+    if std::env::var("OTEL_RUN_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{message}");
+    }
+    eprintln!("{message}");
+    None
+}
+
+/// Serves `server.js` of `app` under otel-run from `cwd`, requests `/users/42`,
+/// stops it, and returns the spans and otel-run's stderr.
+fn serve(app: &Path, cwd: &Path) -> (Vec<Value>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spans.json");
+    let port = free_port();
+    let mut command = otel_run();
+    command
+        .args([
+            "--traces-exporter",
+            "console",
+            "--console-output",
+            file.to_str().unwrap(),
+        ])
+        .args([
+            "--service-name",
+            "node-test",
+            "--bsp-schedule-delay",
+            "200",
+            "--",
+            "node",
+        ])
+        .arg(app.join("server.js"))
+        .arg(port.to_string())
+        .current_dir(cwd);
+    let mut server = Server::start(command, port, dir.path());
+    assert_eq!(http_get(port, "/users/42"), 200);
+    let spans = wait_for(Duration::from_secs(20), || {
+        let spans = console_spans(&file);
+        spans
+            .iter()
+            .any(|s| s["kind"] == "SpanKind.SERVER")
+            .then_some(spans)
+    })
+    .unwrap_or_default();
+    server.stop();
+    (spans, server.stderr_text())
+}
+
+fn check_server_span(spans: &[Value]) {
+    let server = spans
+        .iter()
+        .find(|s| s["kind"] == "SpanKind.SERVER")
+        .unwrap_or_else(|| panic!("no SERVER span: {spans:#?}"));
+    assert_eq!(server["name"], "GET /users/:id");
+    assert_eq!(server["attributes"]["http.route"], "/users/:id");
+    assert_eq!(
+        server["resource"]["attributes"]["telemetry.sdk.language"],
+        "nodejs"
+    );
+    assert_eq!(
+        server["resource"]["attributes"]["service.name"],
+        "node-test"
+    );
+}
+
+#[test]
+fn an_express_app_is_instrumented_through_the_agent() {
+    let Some(app) = node_app("express-cjs") else {
+        return;
+    };
+    let (spans, stderr) = serve(&app, &app);
+    check_server_span(&spans);
+    assert!(
+        !stderr.contains("Warning"),
+        "no resource detector noise: {stderr}"
+    );
+}
+
+#[test]
+fn an_express_app_started_from_elsewhere_is_instrumented() {
+    let Some(app) = node_app("express-cjs") else {
+        return;
+    };
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (spans, _) = serve(&app, elsewhere.path());
+    check_server_span(&spans);
+}
+
+#[test]
+fn an_es_module_express_app_gets_routes_through_the_import_hook() {
+    let Some(app) = node_app("express-esm") else {
+        return;
+    };
+    let (spans, _) = serve(&app, &app);
+    check_server_span(&spans);
+}
+
+#[test]
+fn an_app_without_the_packages_runs_and_otel_run_says_why() {
+    let Some(app) = node_app("no-otel") else {
+        return;
+    };
+    let (spans, stderr) = serve(&app, &app);
+    assert!(
+        spans.iter().all(|s| s["kind"] != "SpanKind.SERVER"),
+        "{spans:#?}"
+    );
+    assert_eq!(stderr.matches("warning").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("`@opentelemetry/auto-instrumentations-node` is not installed for the app"),
+        "{stderr}"
+    );
+}
