@@ -222,3 +222,55 @@ fn doctor_shows_the_runtime_the_injection_and_the_fix() {
     );
     assert!(text.contains("problems: none"), "{text}");
 }
+
+/// The example program built with opentelemetry-rust (`examples/rust-otlp`).
+fn rust_example() -> Option<PathBuf> {
+    crate::util::peer(
+        "OTEL_RUN_TEST_RUST_EXAMPLE",
+        "the Rust example program (`.ci/run` builds examples/rust-otlp)",
+    )
+}
+
+#[test]
+fn a_rust_program_reads_the_standard_environment_and_joins_the_process_span() {
+    let Some(program) = rust_example() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spans.json");
+    let out = otel_run()
+        .args([
+            "--traces-exporter",
+            "console",
+            "--console-output",
+            file.to_str().unwrap(),
+        ])
+        .args(["--service-name", "rust-test", "--"])
+        .arg(&program)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let spans = crate::util::console_spans(&file);
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {spans:#?}"))
+    };
+    let (process, work, step) = (find("rust-otlp-example"), find("work"), find("step"));
+    assert_eq!(work["parent_id"], process["context"]["span_id"]);
+    assert_eq!(work["context"]["trace_id"], process["context"]["trace_id"]);
+    assert_eq!(step["parent_id"], work["context"]["span_id"]);
+    assert_eq!(
+        work["resource"]["attributes"]["telemetry.sdk.language"],
+        "rust"
+    );
+    assert_eq!(work["resource"]["attributes"]["service.name"], "rust-test");
+
+    let doctor = otel_run()
+        .args(["doctor", "--"])
+        .arg(&program)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&doctor.stdout).contains("runtime:  Rust (detected)"));
+}
