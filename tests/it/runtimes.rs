@@ -274,3 +274,83 @@ fn a_rust_program_reads_the_standard_environment_and_joins_the_process_span() {
         .unwrap();
     assert!(String::from_utf8_lossy(&doctor.stdout).contains("runtime:  Rust (detected)"));
 }
+
+#[test]
+fn a_java_server_is_instrumented_by_the_agent_from_maven_central() {
+    let Some(agent) = crate::util::peer(
+        "OTEL_RUN_TEST_JAVA_AGENT",
+        "the OpenTelemetry Java agent (`.ci/java/agent.sh`)",
+    ) else {
+        return;
+    };
+    // Compiled first: the agent stays off in JDK tools, the source launcher included.
+    let classes = tempfile::tempdir().unwrap();
+    let javac = std::process::Command::new("javac")
+        .arg("-d")
+        .arg(classes.path())
+        .arg(crate::util::fixture("java/Server.java"))
+        .output()
+        .unwrap();
+    assert_success(&javac);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spans.json");
+    let port = crate::util::free_port();
+    let mut command = otel_run();
+    command
+        .args([
+            "--traces-exporter",
+            "console",
+            "--console-output",
+            file.to_str().unwrap(),
+        ])
+        .args([
+            "--service-name",
+            "java-test",
+            "--bsp-schedule-delay",
+            "200",
+            "--java-agent",
+        ])
+        .arg(&agent)
+        .args(["--", "java", "-cp"])
+        .arg(classes.path())
+        .args(["Server", &port.to_string()])
+        // Options the user had are kept.
+        .env("JAVA_TOOL_OPTIONS", "-Dexample.kept=yes");
+    let mut server = crate::util::Server::start(command, port, dir.path());
+    assert_eq!(crate::util::http_get(port, "/outbound"), 200);
+    // SIGTERM: the JVM's shutdown hooks let the agent flush.
+    let spans = crate::util::wait_for(std::time::Duration::from_secs(30), || {
+        let spans = crate::util::console_spans(&file);
+        (spans
+            .iter()
+            .filter(|s| s["kind"] == "SpanKind.SERVER")
+            .count()
+            >= 2)
+            .then_some(spans)
+    })
+    .unwrap_or_else(|| panic!("no spans: {}", server.stderr_text()));
+    server.stop();
+    let outbound = spans
+        .iter()
+        .find(|s| s["name"] == "GET /outbound")
+        .expect("the SERVER span");
+    assert_eq!(outbound["attributes"]["http.route"], "/outbound");
+    assert_eq!(
+        outbound["resource"]["attributes"]["telemetry.sdk.language"],
+        "java"
+    );
+    assert_eq!(
+        outbound["resource"]["attributes"]["service.name"],
+        "java-test"
+    );
+    let client = spans
+        .iter()
+        .find(|s| s["kind"] == "SpanKind.CLIENT")
+        .expect("the HttpClient span");
+    assert_eq!(client["parent_id"], outbound["context"]["span_id"]);
+    let stderr = server.stderr_text();
+    assert!(
+        stderr.contains("Picked up JAVA_TOOL_OPTIONS: -Dexample.kept=yes -javaagent:"),
+        "{stderr}"
+    );
+}
