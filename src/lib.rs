@@ -68,18 +68,8 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
             command,
         }) => run_env(&settings, format, traceparent, command, &cwd),
         Some(cli::Sub::Doctor { command }) => {
-            let command = (!command.is_empty())
-                .then(|| launch::resolve(command, &cwd))
-                .transpose()?;
-            let argv = command
-                .as_ref()
-                .map(launch::Command::argv_lossy)
-                .unwrap_or_default();
-            let target = command.as_ref().map(|c| runtime::Target {
-                program: &c.program,
-                argv: &argv,
-                cwd: &cwd,
-            });
+            let command = resolve_optional(command, &cwd)?;
+            let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
             print!("{}", runtime::doctor::report(&settings, target));
             Ok(0)
         }
@@ -124,11 +114,7 @@ fn run_command(
         },
         None => runtime::Destination::Direct,
     };
-    let target = runtime::Target {
-        program: &command.program,
-        argv: &argv,
-        cwd,
-    };
+    let target = command.target(&argv, cwd);
     let traceparent = span.as_ref().map(|s| s.context.traceparent());
     let plan = runtime::plan(settings, Some(target), destination, traceparent);
     for note in &plan.notes {
@@ -182,13 +168,7 @@ fn run_env(
     command: Vec<OsString>,
     cwd: &std::path::Path,
 ) -> anyhow::Result<u8> {
-    let command = (!command.is_empty())
-        .then(|| launch::resolve(command, cwd))
-        .transpose()?;
-    let argv = command
-        .as_ref()
-        .map(launch::Command::argv_lossy)
-        .unwrap_or_default();
+    let command = resolve_optional(command, cwd)?;
     let traceparent = match parent_from_env() {
         Some(parent) => Some(parent.traceparent()),
         None if settings.disabled() => None,
@@ -201,11 +181,7 @@ fn run_env(
         println!("{traceparent}");
         return Ok(0);
     }
-    let target = command.as_ref().map(|c| runtime::Target {
-        program: &c.program,
-        argv: &argv,
-        cwd,
-    });
+    let target = command.as_ref().map(|(c, argv)| c.target(argv, cwd));
     let plan = runtime::plan(settings, target, runtime::Destination::Direct, traceparent);
     print!("{}", runtime::print::render(&plan.set, format)?);
     Ok(0)
@@ -244,6 +220,19 @@ fn record_job_span(settings: &Settings) -> String {
         agent.finish();
     }
     traceparent
+}
+
+/// A subcommand's optional `-- COMMAND`, resolved, with its argv as text.
+fn resolve_optional(
+    command: Vec<OsString>,
+    cwd: &std::path::Path,
+) -> anyhow::Result<Option<(launch::Command, Vec<String>)>> {
+    if command.is_empty() {
+        return Ok(None);
+    }
+    let command = launch::resolve(command, cwd)?;
+    let argv = command.argv_lossy();
+    Ok(Some((command, argv)))
 }
 
 /// A reserved subcommand that a later version fills in.

@@ -31,6 +31,15 @@ impl Command {
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
     }
+
+    /// What the runtime stage plans the injection for (`argv` from [`Self::argv_lossy`]).
+    pub fn target<'a>(&'a self, argv: &'a [String], cwd: &'a Path) -> crate::runtime::Target<'a> {
+        crate::runtime::Target {
+            program: &self.program,
+            argv,
+            cwd,
+        }
+    }
 }
 
 /// How the child ended, as otel-run's exit code.
