@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Server, console_spans, fixture, free_port, http_get, otel_run, tool, wait_for};
+use crate::util::{Server, fixture, free_port, http_get, otel_run, tool, wait_for};
 
 /// A fixture app with its node_modules installed, or a skip.
 fn node_app(name: &str) -> Option<PathBuf> {
@@ -30,16 +30,11 @@ fn node_app(name: &str) -> Option<PathBuf> {
 /// stops it, and returns the spans and otel-run's stderr.
 fn serve(app: &Path, cwd: &Path) -> (Vec<Value>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("spans.json");
+    let console = crate::util::ConsoleFile::new();
     let port = free_port();
     let mut command = otel_run();
     command
-        .args([
-            "--traces-exporter",
-            "console",
-            "--console-output",
-            file.to_str().unwrap(),
-        ])
+        .args(console.flags())
         .args([
             "--service-name",
             "node-test",
@@ -54,7 +49,7 @@ fn serve(app: &Path, cwd: &Path) -> (Vec<Value>, String) {
     let mut server = Server::start(command, port, dir.path());
     assert_eq!(http_get(port, "/users/42"), 200);
     let spans = wait_for(Duration::from_secs(20), || {
-        let spans = console_spans(&file);
+        let spans = console.spans();
         spans
             .iter()
             .any(|s| s["kind"] == "SpanKind.SERVER")

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::util::{
-    Server, apps_python, console_spans, console_spans_in, fixture, free_port, http_get, otel_run,
-    wait_for,
+    ConsoleFile, Server, apps_python, console_spans, console_spans_in, fixture, free_port,
+    http_get, otel_run, wait_for,
 };
 
 fn apps_dir() -> PathBuf {
@@ -424,22 +424,16 @@ fn django_runserver_with_its_reloader_is_instrumented() {
 
 /// Runs a short program under otel-run (console output to a file).
 fn run_program(argv: &[String], env: &[(&str, &str)]) -> (std::process::Output, Vec<Value>) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("spans.json");
+    let console = ConsoleFile::new();
     let out = otel_run()
-        .args([
-            "--traces-exporter",
-            "console",
-            "--console-output",
-            file.to_str().unwrap(),
-            "--",
-        ])
+        .args(console.flags())
+        .arg("--")
         .args(argv)
         .current_dir(apps_dir())
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    (out, console_spans(&file))
+    (out, console.spans())
 }
 
 /// A plain HTTP server to call, not traced.
@@ -681,16 +675,10 @@ fn log_records_are_exported_when_logging_instrumentation_is_on() {
 fn check_runner(argv: &[String], cwd: &Path, env: &[(&str, String)]) {
     let target = target_server();
     let url = format!("http://127.0.0.1:{}/", target.port);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("spans.json");
+    let console = ConsoleFile::new();
     let out = otel_run()
-        .args([
-            "--traces-exporter",
-            "console",
-            "--console-output",
-            file.to_str().unwrap(),
-            "--",
-        ])
+        .args(console.flags())
+        .arg("--")
         .args(argv)
         .arg(apps_dir().join("script.py"))
         .arg(&url)
@@ -708,7 +696,7 @@ fn check_runner(argv: &[String], cwd: &Path, env: &[(&str, String)]) {
         "no warning about the runner's own Python: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let spans = console_spans(&file);
+    let spans = console.spans();
     let process = spans
         .iter()
         .find(|s| s["parent_id"].is_null())

@@ -3,29 +3,21 @@
 
 use std::path::Path;
 
-use crate::util::{
-    assert_success, attr, console_spans, fixture, otel_run, python, resource_attr, tool,
-};
+use crate::util::{assert_success, attr, fixture, otel_run, python, resource_attr, tool};
 
 /// Runs `otel-run` with the console exporter writing to a file; returns its spans.
 fn run_console(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (std::process::Output, Vec<serde_json::Value>) {
-    let dir = tempfile::tempdir().unwrap();
-    let output = dir.path().join("spans.json");
+    let console = crate::util::ConsoleFile::new();
     let out = otel_run()
         .envs(env.iter().copied())
-        .args([
-            "--traces-exporter",
-            "console",
-            "--console-output",
-            output.to_str().unwrap(),
-        ])
+        .args(console.flags())
         .args(args)
         .output()
         .unwrap();
-    (out, console_spans(&output))
+    (out, console.spans())
 }
 
 fn process_span(spans: &[serde_json::Value]) -> &serde_json::Value {

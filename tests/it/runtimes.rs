@@ -236,21 +236,15 @@ fn a_rust_program_reads_the_standard_environment_and_joins_the_process_span() {
     let Some(program) = rust_example() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("spans.json");
+    let console = crate::util::ConsoleFile::new();
     let out = otel_run()
-        .args([
-            "--traces-exporter",
-            "console",
-            "--console-output",
-            file.to_str().unwrap(),
-        ])
+        .args(console.flags())
         .args(["--service-name", "rust-test", "--"])
         .arg(&program)
         .output()
         .unwrap();
     assert_success(&out);
-    let spans = crate::util::console_spans(&file);
+    let spans = console.spans();
     let find = |name: &str| {
         spans
             .iter()

@@ -504,3 +504,33 @@ impl Drop for Postgres {
         }
     }
 }
+
+/// The console exporter writing to a file of its own: the flags that set it up,
+/// and the spans written so far.
+pub struct ConsoleFile {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ConsoleFile {
+    pub fn new() -> ConsoleFile {
+        let dir = tempfile::tempdir().unwrap();
+        ConsoleFile {
+            path: dir.path().join("spans.json"),
+            _dir: dir,
+        }
+    }
+
+    pub fn flags(&self) -> [&str; 4] {
+        [
+            "--traces-exporter",
+            "console",
+            "--console-output",
+            self.path.to_str().unwrap(),
+        ]
+    }
+
+    pub fn spans(&self) -> Vec<Value> {
+        console_spans(&self.path)
+    }
+}
