@@ -46,6 +46,9 @@ pub fn report(settings: &Settings, target: Option<Target>) -> String {
         };
         let _ = writeln!(out, "runtime:  {} ({how})", runtime.name());
     }
+    for found in &plan.found {
+        let _ = writeln!(out, "          {found}");
+    }
     out += "export:\n";
     for (signal, line) in export_lines(settings) {
         let _ = writeln!(out, "  {:8} {line}", signal.name());

@@ -126,6 +126,8 @@ pub struct Plan {
     pub runtime: Option<Runtime>,
     /// Why the runtime's agent is not injected, if it is not.
     pub notes: Vec<Note>,
+    /// What was found of the runtime, for `otel-run doctor`.
+    pub found: Vec<String>,
 }
 
 impl Plan {

@@ -153,6 +153,32 @@ fn entry_points(text: &str, group: &str) -> Vec<(String, String)> {
 pub fn inject(plan: &mut Plan, python: &Python) {
     if let (Some(interpreter), Some(site_packages)) = (&python.interpreter, &python.site_packages) {
         let installed = installed(site_packages);
+        plan.found.push(format!(
+            "interpreter {} ({})",
+            interpreter.display(),
+            site_packages.display()
+        ));
+        plan.found.push(format!(
+            "OpenTelemetry SDK {}",
+            if installed.sdk {
+                "installed"
+            } else {
+                "missing"
+            }
+        ));
+        let names: Vec<&str> = installed
+            .instrumentors
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        plan.found.push(format!(
+            "instrumentations: {}",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ));
         if !installed.sdk {
             plan.notes.push(Note::new(
                 format!(
@@ -166,6 +192,11 @@ pub fn inject(plan: &mut Plan, python: &Python) {
         plan.set(
             vars::PYTHON_INSTRUMENTORS,
             handover(&installed.instrumentors),
+        );
+    } else {
+        plan.found.push(
+            "the interpreter is chosen when the command runs (a runner or a shim script); the shim checks its environment then"
+                .into(),
         );
     }
     match shims::PYTHON.materialize() {

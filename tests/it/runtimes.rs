@@ -348,3 +348,27 @@ fn a_java_server_is_instrumented_by_the_agent_from_maven_central() {
         "{stderr}"
     );
 }
+
+#[test]
+fn doctor_shows_what_it_read_of_a_python_environment() {
+    let Some(python) = crate::util::apps_python() else {
+        return;
+    };
+    let out = otel_run()
+        .args(["doctor", "--"])
+        .arg(&python)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("runtime:  Python (detected)"), "{text}");
+    assert!(text.contains("OpenTelemetry SDK installed"), "{text}");
+    let instrumentations = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("instrumentations:"))
+        .unwrap_or_default();
+    for name in ["flask", "requests", "sqlalchemy"] {
+        assert!(instrumentations.contains(name), "{instrumentations}");
+    }
+    assert!(text.contains("problems: none"), "{text}");
+}
