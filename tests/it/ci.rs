@@ -47,12 +47,7 @@ fn nested_steps_under_github_actions_form_one_tree_with_cicd_attributes() {
         .unwrap();
     assert_success(&out);
     let spans = collector.wait_spans(3);
-    let find = |name: &str| {
-        spans
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("{name}: {spans:#?}"))
-    };
+    let find = |name: &str| crate::util::span_named(&spans, name);
     let (build, run, unit) = (find("build"), find("run-tests"), find("unit-tests"));
     assert_eq!(
         build["parentSpanId"],

@@ -107,12 +107,7 @@ fn child_spans_are_forwarded_with_their_own_resource() {
     );
     assert_success(&out);
     let spans = collector.wait_spans(3);
-    let find = |name: &str| {
-        spans
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("{name}: {spans:#?}"))
-    };
+    let find = |name: &str| crate::util::span_named(&spans, name);
     let (process, work, step) = (find("python"), find("work"), find("step"));
     assert_eq!(work["resource"]["telemetry.sdk.language"], "python");
     assert_eq!(work["resource"]["service.name"], "forwarded");

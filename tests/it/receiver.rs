@@ -89,12 +89,7 @@ fn nested_otel_run_calls_form_one_trace() {
     );
     let (out, spans) = run_console(&["--span-name", "level-1", "sh", "-c", &script], &[]);
     assert_success(&out);
-    let by_name = |n: &str| {
-        spans
-            .iter()
-            .find(|s| s["name"] == n)
-            .unwrap_or_else(|| panic!("{n}: {spans:#?}"))
-    };
+    let by_name = |name: &str| crate::util::span_named(&spans, name);
     let (l1, l2, l3) = (by_name("level-1"), by_name("level-2"), by_name("level-3"));
     assert_eq!(l1["parent_id"], serde_json::Value::Null);
     assert_eq!(l2["parent_id"], l1["context"]["span_id"]);

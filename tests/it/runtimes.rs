@@ -245,12 +245,7 @@ fn a_rust_program_reads_the_standard_environment_and_joins_the_process_span() {
         .unwrap();
     assert_success(&out);
     let spans = console.spans();
-    let find = |name: &str| {
-        spans
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("{name}: {spans:#?}"))
-    };
+    let find = |name: &str| crate::util::span_named(&spans, name);
     let (process, work, step) = (find("rust-otlp-example"), find("work"), find("step"));
     assert_eq!(work["parent_id"], process["context"]["span_id"]);
     assert_eq!(work["context"]["trace_id"], process["context"]["trace_id"]);

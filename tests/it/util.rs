@@ -534,3 +534,11 @@ impl ConsoleFile {
         console_spans(&self.path)
     }
 }
+
+/// The span called `name`, or a failure that lists the spans there are.
+pub fn span_named<'a>(spans: &'a [Value], name: &str) -> &'a Value {
+    spans
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no span {name}: {spans:#?}"))
+}
