@@ -81,26 +81,21 @@ pub enum Sub {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<OsString>,
     },
-    /// Install the instrumentations the target environment is missing (not available yet)
-    Bootstrap,
+    /// Install what the command's environment needs to be instrumented: Python
+    /// instrumentations (one resolve), the Node.js SDK, the Java agent
+    Bootstrap {
+        #[command(flatten)]
+        options: crate::bootstrap::Options,
+        /// The command whose environment to bootstrap
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
+    },
     /// Show what otel-run detects and would inject for a command, and what is missing
     Doctor {
         /// The command to look at
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<OsString>,
     },
-}
-
-impl Sub {
-    /// The subcommand as typed.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Sub::Config { .. } => "config",
-            Sub::Env { .. } => "env",
-            Sub::Bootstrap => "bootstrap",
-            Sub::Doctor { .. } => "doctor",
-        }
-    }
 }
 
 /// The parsed command line: the fixed options and the settings given as flags.

@@ -48,6 +48,17 @@ pub fn error(message: &str, hint: Option<&str>) {
     eprint!("{text}");
 }
 
+/// Writes otel-run's own output to stdout. A reader that went away
+/// (`otel-run config | head`) is not an error worth a message.
+pub fn stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 struct Prefixed;
 
 impl<S, N> FormatEvent<S, N> for Prefixed

@@ -5,6 +5,7 @@
 //! [`agent`] (start) → [`launch`] (spawn, wait) → [`agent`] (flush) → exit code.
 
 pub mod agent;
+pub mod bootstrap;
 pub mod cicd;
 pub mod cli;
 pub mod context;
@@ -59,7 +60,7 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
     }
     match cli.subcommand {
         Some(cli::Sub::Config { format }) => {
-            print!("{}", settings::report::render(&settings, format));
+            diag::stdout(&settings::report::render(&settings, format))?;
             Ok(0)
         }
         Some(cli::Sub::Env {
@@ -70,10 +71,14 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
         Some(cli::Sub::Doctor { command }) => {
             let command = resolve_optional(command, &cwd)?;
             let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
-            print!("{}", runtime::doctor::report(&settings, target));
+            diag::stdout(&runtime::doctor::report(&settings, target))?;
             Ok(0)
         }
-        Some(sub) => anyhow::bail!(Unavailable(sub.name())),
+        Some(cli::Sub::Bootstrap { options, command }) => {
+            let command = resolve_optional(command, &cwd)?;
+            let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
+            bootstrap::run(&settings, &options, target, &cwd)
+        }
         None if cli.command.is_empty() => {
             cli::command().print_help()?;
             Ok(USAGE)
@@ -178,12 +183,12 @@ fn run_env(
         let Some(traceparent) = traceparent else {
             anyhow::bail!("no TRACEPARENT: OpenTelemetry is disabled (OTEL_SDK_DISABLED)");
         };
-        println!("{traceparent}");
+        diag::stdout(&format!("{traceparent}\n"))?;
         return Ok(0);
     }
     let target = command.as_ref().map(|(c, argv)| c.target(argv, cwd));
     let plan = runtime::plan(settings, target, runtime::Destination::Direct, traceparent);
-    print!("{}", runtime::print::render(&plan.set, format)?);
+    diag::stdout(&runtime::print::render(&plan.set, format)?)?;
     Ok(0)
 }
 
@@ -235,11 +240,6 @@ fn resolve_optional(
     Ok(Some((command, argv)))
 }
 
-/// A reserved subcommand that a later version fills in.
-#[derive(Debug, thiserror::Error)]
-#[error("`otel-run {0}` is not available in this version")]
-struct Unavailable(&'static str);
-
 /// The exit code and hint for an error.
 fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     if let Some(e) = err.downcast_ref::<launch::LaunchError>() {
@@ -253,15 +253,6 @@ fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     }
     if err.downcast_ref::<settings::SettingsError>().is_some() {
         return (USAGE, None);
-    }
-    if let Some(e) = err.downcast_ref::<Unavailable>() {
-        return (
-            USAGE,
-            Some(format!(
-                "to run a program named `{}`, use `otel-run -- {}`",
-                e.0, e.0
-            )),
-        );
     }
     (1, None)
 }

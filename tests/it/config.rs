@@ -174,18 +174,6 @@ fn a_command_named_like_a_subcommand_runs_after_double_dash() {
 }
 
 #[test]
-fn reserved_subcommands_say_so() {
-    let out = otel_run().arg("bootstrap").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("`otel-run bootstrap` is not available in this version"),
-        "{err}"
-    );
-    assert!(err.contains("`otel-run -- bootstrap`"), "{err}");
-}
-
-#[test]
 fn missing_command_is_127_with_a_hint_for_scripts() {
     let out = otel_run().arg("app.py").output().unwrap();
     assert_eq!(out.status.code(), Some(127));

@@ -1,5 +1,6 @@
 //! Integration tests: the real `otel-run` binary against real peers.
 
+mod bootstrap;
 mod ci;
 mod collector;
 mod config;

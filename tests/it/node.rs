@@ -28,7 +28,7 @@ fn node_app(name: &str) -> Option<PathBuf> {
 
 /// Serves `server.js` of `app` under otel-run from `cwd`, requests `/users/42`,
 /// stops it, and returns the spans and otel-run's stderr.
-fn serve(app: &Path, cwd: &Path) -> (Vec<Value>, String) {
+pub(crate) fn serve(app: &Path, cwd: &Path) -> (Vec<Value>, String) {
     let dir = tempfile::tempdir().unwrap();
     let console = crate::util::ConsoleFile::new();
     let port = free_port();
@@ -60,7 +60,7 @@ fn serve(app: &Path, cwd: &Path) -> (Vec<Value>, String) {
     (spans, server.stderr_text())
 }
 
-fn check_server_span(spans: &[Value]) {
+pub(crate) fn check_server_span(spans: &[Value]) {
     let server = spans
         .iter()
         .find(|s| s["kind"] == "SpanKind.SERVER")
