@@ -100,7 +100,7 @@ def _start_sdk():
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as error:
         _warn_once("sdk", "cannot start the OpenTelemetry SDK for `%s`: %s" % (sys.executable, error),
-                   "`otel-run bootstrap` installs it")
+                   "`otel-run bootstrap --python %s` installs it" % sys.executable)
         return
     resource = Resource.create({"telemetry.distro.name": "otel-run"})
     provider = TracerProvider(resource=resource)
@@ -143,7 +143,7 @@ def _official_exporter(module, cls, signal):
         _warn_once("exporter-" + package,
                    "`%s` cannot export %s over OTLP/%s: opentelemetry-exporter-otlp-proto-%s is not installed"
                    % (sys.executable, signal.lower(), package, package),
-                   "`otel-run bootstrap` installs it")
+                   "`otel-run bootstrap --python %s` installs it" % sys.executable)
         return None
 
 
@@ -490,7 +490,7 @@ def _install():
     # otel-run hands the instrumentors over only after finding the SDK installed.
     if os.environ.get("OTEL_RUN_PYTHON_INSTRUMENTORS") is None and not _sdk_installed():
         _warn_once("sdk", "the OpenTelemetry SDK is not installed for `%s`; the program runs uninstrumented"
-                   % sys.executable, "`otel-run bootstrap` installs it")
+                   % sys.executable, "`otel-run bootstrap --python %s` installs it" % sys.executable)
         return
     callbacks = {"opentelemetry.trace": [_patch_trace_api]}
     tracing = bool(_exporters("OTEL_TRACES_EXPORTER"))
@@ -499,7 +499,7 @@ def _install():
     if tracing and not instrumentors:
         _warn_once("instrumentors", "no OpenTelemetry instrumentation package is installed for `%s`; "
                    "only the program's own spans are recorded" % sys.executable,
-                   "`otel-run bootstrap` installs the ones its libraries need")
+                   "`otel-run bootstrap --python %s` installs the ones its libraries need" % sys.executable)
     for name, target in instrumentors:
         if name in disabled or name in _NOT_ON_IMPORT:
             continue

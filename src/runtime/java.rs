@@ -21,7 +21,7 @@ pub fn downloaded_agent() -> Option<PathBuf> {
 
 /// Appends `-javaagent:JAR` to JAVA_TOOL_OPTIONS, keeping what was there.
 pub fn inject(plan: &mut Plan, agent: Option<PathBuf>) {
-    let hint = "`otel-run bootstrap` downloads the agent from Maven Central, or give one with `--java-agent JAR`";
+    let hint = "`otel-run bootstrap --java` downloads the agent from Maven Central, or give one with `--java-agent JAR`";
     let Some(jar) = agent else {
         plan.notes.push(Note::new(
             "no OpenTelemetry Java agent is available; the program runs uninstrumented",

@@ -69,7 +69,7 @@ pub fn inject(plan: &mut Plan, app_dir: &Path) {
     let Some(register) = register else {
         plan.notes.push(Note::new(
             format!("`{PACKAGE}` is not installed for the app in `{}`; it runs uninstrumented", app_dir.display()),
-            format!("`otel-run bootstrap` installs it (npm install --no-save {PACKAGE} @opentelemetry/sdk-node)"),
+            format!("`otel-run bootstrap --node` run in `{}` installs it (npm install --no-save {PACKAGE} @opentelemetry/sdk-node)", app_dir.display()),
         ));
         return;
     };

@@ -185,7 +185,10 @@ pub fn inject(plan: &mut Plan, python: &Python) {
                     "the OpenTelemetry SDK is not installed for `{}`; the program runs uninstrumented",
                     interpreter.display()
                 ),
-                "`otel-run bootstrap` installs it",
+                format!(
+                    "`otel-run bootstrap --python {}` installs it",
+                    interpreter.display()
+                ),
             ));
             return;
         }

@@ -596,7 +596,10 @@ fn without_the_sdk_the_program_runs_and_otel_run_says_why_once() {
         "{err}"
     );
     assert!(
-        err.contains("hint: `otel-run bootstrap` installs it"),
+        err.contains(&format!(
+            "hint: `otel-run bootstrap --python {}` installs it",
+            python.display()
+        )),
         "{err}"
     );
 }
