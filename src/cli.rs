@@ -66,12 +66,14 @@ pub struct Cli {
 pub enum Sub {
     /// Show the resolved settings and where each value came from (secrets redacted)
     Config {
+        /// Output format
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
     /// Print the environment otel-run would give a command, for a whole CI job:
     /// `eval "$(otel-run env)"`
     Env {
+        /// Output format: a shell's syntax, a dotenv file, JSON, or a CI system's own
         #[arg(long, value_enum, default_value = "sh")]
         format: crate::runtime::print::EnvFormat,
         /// Print only the TRACEPARENT value

@@ -53,9 +53,11 @@ pub struct Options {
     /// Check the .NET automatic instrumentation's home
     #[arg(long)]
     pub dotnet: bool,
-    /// Print what would be installed (a requirements file for Python) and change nothing
+    /// Print what would be installed (a requirements file for Python) and change
+    /// nothing; also `--requirements`
     #[arg(long, visible_alias = "requirements")]
     pub dry_run: bool,
+    /// `text` for people, `json` (the whole report) for scripts
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Python package index (default: PIP_INDEX_URL, UV_INDEX_URL, or PyPI)

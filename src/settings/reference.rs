@@ -1,5 +1,7 @@
-//! The configuration reference, generated from the settings list. A test keeps
-//! `docs/reference/configuration.md` equal to [`markdown`].
+//! The references, generated from the code: the settings list gives
+//! `docs/reference/configuration.md` ([`markdown`]) and the command line's
+//! subcommands `docs/reference/commands.md` ([`commands`]). A test keeps both
+//! equal to the committed files.
 
 use std::fmt::Write as _;
 
@@ -59,5 +61,76 @@ fn flags(var: &Var) -> String {
     match var.alias() {
         Some(alias) => format!("`--{}` (`--{alias}`)", var.flag()),
         None => format!("`--{}`", var.flag()),
+    }
+}
+
+/// The subcommands and their own options, from the clap definition.
+pub fn commands() -> String {
+    let mut out = String::new();
+    out += "# Command reference\n\n";
+    out += "<!-- Generated from src/cli.rs: `OTEL_RUN_UPDATE_DOCS=1 cargo test docs_reference`. -->\n\n";
+    out += "Every subcommand also takes the global flags: the settings of the \
+            [configuration reference](configuration.md), `--config`, `-v`.\n\n";
+    let mut root = crate::cli::command();
+    root.build();
+    for sub in root.get_subcommands() {
+        subcommand(&mut out, sub, "otel-run");
+    }
+    out
+}
+
+fn subcommand(out: &mut String, sub: &clap::Command, parent: &str) {
+    let name = format!("{parent} {}", sub.get_name());
+    let _ = writeln!(out, "## `{name}`\n");
+    if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+        let _ = writeln!(out, "{}\n", about.to_string().replace('\n', " "));
+    }
+    let options: Vec<&clap::Arg> = sub
+        .get_arguments()
+        .filter(|a| !a.is_global_set() && !a.is_hide_set() && a.get_id() != "help")
+        .collect();
+    if !options.is_empty() {
+        out.push_str("| Option | Default | Description |\n|---|---|---|\n");
+        for arg in options {
+            let spelled = match (arg.get_long(), arg.get_value_names()) {
+                (Some(long), Some(values))
+                    if arg.get_num_args().is_some_and(|n| n.takes_values()) =>
+                {
+                    format!("`--{long} {}`", values[0])
+                }
+                (Some(long), _) => format!("`--{long}`"),
+                (None, Some(values)) => format!("`-- {}...`", values[0]),
+                (None, None) => format!("`{}`", arg.get_id()),
+            };
+            let possible: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .map(|v| format!("`{}`", v.get_name()))
+                .collect();
+            let mut help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(|h| h.to_string().replace('\n', " "))
+                .unwrap_or_default();
+            if !possible.is_empty() && arg.get_long().is_some() {
+                help += &format!(" (one of {})", possible.join(", "));
+            }
+            let default: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| format!("`{}`", v.to_string_lossy()))
+                .collect();
+            let default =
+                if default.is_empty() || arg.get_num_args().is_some_and(|n| !n.takes_values()) {
+                    "—".to_string()
+                } else {
+                    default.join(", ")
+                };
+            let _ = writeln!(out, "| {spelled} | {default} | {} |", help.trim());
+        }
+        out.push('\n');
+    }
+    for nested in sub.get_subcommands() {
+        subcommand(out, nested, &name);
     }
 }

@@ -198,16 +198,23 @@ fn non_executable_file_is_126() {
 }
 
 #[test]
-fn docs_reference_is_generated_from_the_settings_list() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference/configuration.md");
-    let generated = otel_run::settings::reference::markdown();
-    if std::env::var("OTEL_RUN_UPDATE_DOCS").as_deref() == Ok("1") {
-        std::fs::write(&path, &generated).unwrap();
+fn docs_reference_is_generated_from_the_settings_list_and_the_cli() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference");
+    for (file, generated) in [
+        (
+            "configuration.md",
+            otel_run::settings::reference::markdown(),
+        ),
+        ("commands.md", otel_run::settings::reference::commands()),
+    ] {
+        let path = docs.join(file);
+        if std::env::var("OTEL_RUN_UPDATE_DOCS").as_deref() == Ok("1") {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/reference/{file} is out of date; regenerate it with `OTEL_RUN_UPDATE_DOCS=1 cargo test docs_reference`"
+        );
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "docs/reference/configuration.md is out of date; regenerate it with `OTEL_RUN_UPDATE_DOCS=1 cargo test docs_reference`"
-    );
 }
