@@ -23,7 +23,7 @@ pub struct Failure {
 
 impl Installer {
     /// uv on PATH (or beside the interpreter), else the environment's pip.
-    pub fn find(python: &Path, _venv: bool, has_pip: bool) -> Option<Installer> {
+    pub fn find(python: &Path, has_pip: bool) -> Option<Installer> {
         let beside = python.parent().map(|bin| bin.join("uv"));
         let uv = which::which("uv")
             .ok()

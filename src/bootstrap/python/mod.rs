@@ -102,6 +102,8 @@ struct Environment {
 pub struct Report {
     pub interpreter: String,
     pub python_version: String,
+    /// Whether the interpreter runs in a virtual environment.
+    pub venv: bool,
     pub how_found: String,
     pub index: String,
     pub table: TableSource,
@@ -151,6 +153,7 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
     let mut report = Report {
         interpreter: before.executable.clone(),
         python_version: before.version.clone(),
+        venv: before.venv,
         how_found,
         index: index.url().to_string(),
         table: source,
@@ -169,12 +172,11 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
         report.outcome = Outcome::AlreadyInstalled;
         return Ok(report);
     }
-    let installer =
-        install::Installer::find(&interpreter, before.venv, before.pip).ok_or_else(|| {
-            PythonError::NoInstaller {
-                interpreter: before.executable.clone(),
-            }
-        })?;
+    let installer = install::Installer::find(&interpreter, before.pip).ok_or_else(|| {
+        PythonError::NoInstaller {
+            interpreter: before.executable.clone(),
+        }
+    })?;
     report.installer = Some(installer.name().to_string());
     progress.say(&format!(
         "installing {} packages of release line {} with {} (one resolve)",
@@ -330,8 +332,15 @@ pub fn requirements(report: &Report) -> String {
 /// The human summary.
 pub fn summary(report: &Report) -> String {
     let mut out = format!(
-        "Python {} ({}), release line {}\n",
-        report.interpreter, report.how_found, report.line
+        "Python {} ({}{}), release line {}\n",
+        report.interpreter,
+        report.how_found,
+        if report.venv {
+            ""
+        } else {
+            ", not a virtual environment"
+        },
+        report.line
     );
     for library in &report.libraries {
         if library.in_range {
