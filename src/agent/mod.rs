@@ -114,6 +114,16 @@ impl Agent {
         }
     }
 
+    /// Where spans made outside the agent's runtime go (the probes' reader
+    /// thread); `None` when traces are not exported. Never blocks: a full queue
+    /// drops and counts.
+    pub fn traces_sink(&self) -> Option<Box<dyn Fn(ResourceSpans) + Send>> {
+        let pipeline = self.sinks.traces.clone()?;
+        Some(Box::new(move |spans| {
+            pipeline.push(spans);
+        }))
+    }
+
     /// Flushes every pipeline, each bounded by its export timeout, and reports
     /// what was exported and dropped.
     pub fn finish(self) -> Vec<(Signal, Totals)> {
