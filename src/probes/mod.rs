@@ -95,7 +95,7 @@ impl ProbeError {
             ProbeError::OldKernel { .. } => "run on a newer kernel".into(),
             ProbeError::Spec(_) => "write `--uprobe 'TARGET:PATTERN'`, e.g. `--uprobe ':app::handlers::*'` for the command's own functions".into(),
             ProbeError::TargetNotFound { .. } | ProbeError::NoTarget => "give a path (`./app:main`) or a library name (`libc.so.6:malloc`)".into(),
-            ProbeError::Go { .. } => "probe Go programs with a Go-aware tool (OpenTelemetry Go auto-instrumentation); otel-run runs the program without probes".into(),
+            ProbeError::Go { .. } => "trace Go programs with a Go-aware instrumentation such as OpenTelemetry Go auto-instrumentation".into(),
             ProbeError::NotFound { target, .. } => format!("`otel-run probes list {}` lists the functions that can be probed", target.display()),
             ProbeError::Stripped { target, .. } => format!("probe a build that keeps its symbols (not `strip`ped, no `-s`); `otel-run probes list {}` shows what is exported", target.display()),
             ProbeError::TooMany { .. } => "narrow the patterns; `otel-run probes list TARGET PATTERN` shows what they match".into(),
