@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Cost per probed call: otel-run's uprobes vs bpftrace's empty probes (the floor).
+#
+# Usage: bench/uprobe/run.sh [-r|--runs N] [-n|--calls N] [-h|--help]
+# See bench/uprobe/README.md for details.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: bench/uprobe/run.sh [OPTIONS]
+
+Times examples/uprobe-c's `work N` (N calls of `work()`) in one hyperfine run,
+each at 1 call and at N calls, so start-up cancels out of the per-call cost:
+  work N                                             (bare)
+  bpftrace -e 'uprobe:work:work {@a=count()} uretprobe:work:work {@b=count()}' -c 'work N'
+  otel-run --uprobe :work --traces-exporter console --console-output /dev/null -- work N
+Then runs `work` paced at 100 000 calls/s under otel-run and reports lost calls.
+
+Options:
+  -r, --runs N     hyperfine runs per command     (env BENCH_RUNS,  default 5)
+  -n, --calls N    calls in the long runs          (env BENCH_CALLS, default 500000)
+  -h, --help       show this help
+
+Environment:
+  OTEL_RUN         otel-run binary to measure (default: the repository's release build,
+                   built with `cargo build --release` if missing; it needs clang at build time)
+
+Needs root (eBPF). Results go to bench/uprobe/results/ (gitignored).
+USAGE
+}
+
+RUNS="${BENCH_RUNS:-5}"
+CALLS="${BENCH_CALLS:-500000}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -r|--runs)  RUNS="${2:?--runs needs a value}"; shift 2 ;;
+    -n|--calls) CALLS="${2:?--calls needs a value}"; shift 2 ;;
+    -h|--help)  usage; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+[[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -ge 2 ]] || { echo "run.sh: --runs must be >= 2" >&2; exit 2; }
+[[ "$CALLS" =~ ^[0-9]+$ && "$CALLS" -ge 1000 ]] || { echo "run.sh: --calls must be >= 1000" >&2; exit 2; }
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/../lib.sh"
+RESULTS_DIR="$SCRIPT_DIR/results"
+
+[[ "$(id -u)" -eq 0 ]] || die "eBPF probes need root: run with sudo"
+
+# --- tools -----------------------------------------------------------------------
+missing=()
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v bpftrace >/dev/null || missing+=(bpftrace)
+command -v gcc >/dev/null || missing+=(gcc)
+command -v clang >/dev/null || missing+=(clang)
+[[ -f /usr/include/bpf/bpf_helpers.h ]] || missing+=(libbpf-dev)
+command -v python3 >/dev/null || missing+=(python3)
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+# bpftrace attaches through tracefs; otel-run does not need it.
+if ! mountpoint -q /sys/kernel/tracing; then
+  log "mounting tracefs for bpftrace"
+  mount -t tracefs nodev /sys/kernel/tracing
+fi
+
+find_otel_run
+
+# --- the program -------------------------------------------------------------------
+BUILD="$SCRIPT_DIR/results/build"
+mkdir -p "$BUILD"
+WORK="$BUILD/work"
+gcc -O2 -g -o "$WORK" "$REPO_ROOT/examples/uprobe-c/work.c"
+
+while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true)
+
+BPFTRACE_PROG="uprobe:$WORK:work { @enter = count(); } uretprobe:$WORK:work { @return = count(); }"
+OTEL_FLAGS=(--uprobe :work --traces-exporter console --console-output /dev/null
+            --metrics-exporter none --logs-exporter none)
+
+q() { local out="" a; for a in "$@"; do out+="$(printf '%q' "$a") "; done; printf '%s' "${out% }"; }
+
+NAMES=() COMMANDS=()
+for n in 1 "$CALLS"; do
+  NAMES+=("bare $n");     COMMANDS+=("$(q "$WORK" "$n")")
+  NAMES+=("bpftrace $n"); COMMANDS+=("$(q bpftrace -e "$BPFTRACE_PROG" -c "$WORK $n")")
+  NAMES+=("otel-run $n"); COMMANDS+=("$(q "$OTEL_RUN_BIN" "${OTEL_FLAGS[@]}" -- "$WORK" "$n")")
+done
+
+# Sanity: probes really attach (a run that silently ran unprobed would look free).
+probe_check="$("$OTEL_RUN_BIN" -v "${OTEL_FLAGS[@]}" -- "$WORK" 1000 2>&1 >/dev/null)"
+grep -q "1000 probed calls recorded" <<<"$probe_check" \
+  || die "otel-run did not record the probed calls: $probe_check"
+bpftrace -e "$BPFTRACE_PROG" -c "$WORK 1000" 2>&1 | grep -q "@enter: 1000" \
+  || die "bpftrace did not count the probed calls"
+
+mkdir -p "$RESULTS_DIR"
+read -r LOAD1 _ < /proc/loadavg
+log "load average (1 min) before: $LOAD1 on $(nproc) CPUs"
+
+HF=(-N --warmup 1 --runs "$RUNS" --style basic
+    --export-json "$RESULTS_DIR/hyperfine.json" --export-markdown "$RESULTS_DIR/hyperfine.md")
+for i in "${!NAMES[@]}"; do HF+=(--command-name "${NAMES[$i]}" "${COMMANDS[$i]}"); done
+log "hyperfine: ${#NAMES[@]} commands, $RUNS runs each"
+hyperfine "${HF[@]}"
+
+# --- lost calls at 100 000 calls/s ----------------------------------------------------
+RATE=100000
+PACED=$((RATE * 3))
+log "otel-run at $RATE calls/s for 3 s"
+"$OTEL_RUN_BIN" -v "${OTEL_FLAGS[@]}" -- "$WORK" "$PACED" 0 "$RATE" \
+  >/dev/null 2>"$RESULTS_DIR/paced.stderr" || die "paced run failed: $(cat "$RESULTS_DIR/paced.stderr")"
+
+python3 - "$RESULTS_DIR" "$CALLS" "$PACED" "$LOAD1" <<'PY'
+import json, os, re, sys
+
+results, calls, paced, load_before = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+hf = {r["command"]: r for r in json.load(open(os.path.join(results, "hyperfine.json")))["results"]}
+
+def per_call_ns(tool):
+    # The slope between 1 call and N calls: start-up and attach costs cancel out.
+    return (hf[f"{tool} {calls}"]["median"] - hf[f"{tool} 1"]["median"]) / (calls - 1) * 1e9
+
+bare, bpf, otel = per_call_ns("bare"), per_call_ns("bpftrace"), per_call_ns("otel-run")
+stderr = open(os.path.join(results, "paced.stderr")).read()
+recorded = int(re.search(r"(\d+) probed calls recorded", stderr).group(1))
+lost = re.search(r"(\d+) probed calls were not recorded", stderr)
+lost = int(lost.group(1)) if lost else 0
+out = [
+    "# uprobe benchmark summary\n",
+    f"- host: {os.cpu_count()} CPUs; load average (1 min) {load_before} before, {os.getloadavg()[0]:.2f} after",
+    f"- per call, median of the runs, slope between 1 and {calls} calls:\n",
+    "| command | per call (ns) | probe cost over bare (ns) |",
+    "|---|---|---|",
+    f"| bare | {bare:.0f} | — |",
+    f"| bpftrace (empty count probes) | {bpf:.0f} | {bpf - bare:.0f} |",
+    f"| otel-run | {otel:.0f} | {otel - bare:.0f} |",
+    "",
+    f"- otel-run / bpftrace, probe cost per call: {(otel - bare) / (bpf - bare):.2f}x (target <= 1.2x)",
+    f"- otel-run / bpftrace, whole program per call: {otel / bpf:.2f}x",
+    f"- at 100000 calls/s for {paced} calls: {recorded} recorded, {lost} lost in the ring buffer",
+]
+text = "\n".join(out) + "\n"
+print("\n" + text)
+open(os.path.join(results, "summary.md"), "w").write(text)
+PY
+log "results in $RESULTS_DIR (hyperfine.json, hyperfine.md, paced.stderr, summary.md)"
