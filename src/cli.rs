@@ -229,6 +229,26 @@ mod tests {
     }
 
     #[test]
+    fn uprobe_repeats_into_one_list() {
+        let parsed = parse_str(&[
+            "--uprobe",
+            ":app::*",
+            "--uprobe",
+            "libc.so.6:malloc",
+            "--",
+            "app",
+        ]);
+        assert_eq!(parsed.flags[vars::UPROBE.name], ":app::*,libc.so.6:malloc");
+        let parsed = parse_str(&["probes", "list", "./app", "app::*"]);
+        assert!(matches!(
+            parsed.cli.subcommand,
+            Some(Sub::Probes {
+                action: ProbesAction::List { ref target, pattern: Some(ref p) },
+            }) if target == "./app" && p == "app::*"
+        ));
+    }
+
+    #[test]
     fn command_and_its_flags_are_the_childs() {
         let p = parse_str(&["--service-name", "a", "python", "-v", "--service-name", "b"]);
         assert_eq!(p.flags["OTEL_SERVICE_NAME"], "a");
