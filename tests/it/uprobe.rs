@@ -4,6 +4,7 @@
 //! `examples/uprobe-rust` (`handlers::handle` calls `handlers::parse`), built by
 //! `.ci/run`. Loading probes needs root and an otel-run built with clang.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -272,6 +273,12 @@ fn without_privileges_the_command_runs_and_otel_run_says_why() {
     let Some(setpriv) = tool("setpriv") else {
         return;
     };
+    // Copies `nobody` can run wherever the checkout is (it may be under /root).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (bin, work_copy) = (dir.path().join("otel-run"), dir.path().join("work"));
+    std::fs::copy(crate::util::BIN, &bin).unwrap();
+    std::fs::copy(&work, &work_copy).unwrap();
     let out = otel_run()
         .args([
             "--traces-exporter",
@@ -280,9 +287,9 @@ fn without_privileges_the_command_runs_and_otel_run_says_why() {
             "/dev/null",
         ])
         .args(["--uprobe", ":work", "--"])
-        .arg(&work)
+        .arg(&work_copy)
         .arg("1")
-        .output_as_nobody(&setpriv);
+        .output_as_nobody(&setpriv, &bin);
     assert_success(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -298,16 +305,17 @@ fn without_privileges_the_command_runs_and_otel_run_says_why() {
 
 /// Runs a prepared `otel-run` command as `nobody`, with no capabilities.
 trait AsNobody {
-    fn output_as_nobody(&mut self, setpriv: &Path) -> std::process::Output;
+    /// `program` stands for the command's own program.
+    fn output_as_nobody(&mut self, setpriv: &Path, program: &Path) -> std::process::Output;
 }
 
 impl AsNobody for Command {
-    fn output_as_nobody(&mut self, setpriv: &Path) -> std::process::Output {
+    fn output_as_nobody(&mut self, setpriv: &Path, program: &Path) -> std::process::Output {
         let mut wrapped = Command::new(setpriv);
         wrapped
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .args(["--inh-caps=-all", "--bounding-set=-all"])
-            .arg(self.get_program())
+            .arg(program)
             .args(self.get_args());
         for (key, value) in self.get_envs() {
             match value {
