@@ -216,13 +216,13 @@ fn read(
             drop(item);
             if batch.len() == BATCH {
                 total += batch.len() as u64;
-                sink(spans.batch(&batch));
+                sink.push_with(batch.len(), || spans.batch(&batch));
                 batch.clear();
             }
         }
         if !batch.is_empty() {
             total += batch.len() as u64;
-            sink(spans.batch(&batch));
+            sink.push_with(batch.len(), || spans.batch(&batch));
             batch.clear();
         }
         if stopping {

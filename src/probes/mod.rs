@@ -26,8 +26,6 @@ pub mod symbols;
 
 use std::path::{Path, PathBuf};
 
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-
 use crate::context::SpanContext;
 use crate::runtime::elf::{self, Toolchain};
 use crate::settings::{Settings, vars};
@@ -38,7 +36,7 @@ use symbols::Binary;
 pub const MAX_FUNCTIONS: usize = 512;
 
 /// Where the spans go: the agent's traces pipeline.
-pub type Sink = Box<dyn Fn(ResourceSpans) + Send>;
+pub type Sink = crate::agent::SpanSink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
