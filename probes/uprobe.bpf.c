@@ -91,21 +91,26 @@ static __always_inline int is_traced(__u32 tgid)
 	return bpf_map_lookup_elem(&traced, &tgid) != 0;
 }
 
-static __always_inline __u64 new_span_id(void)
+/* Random high half, the entry time's low half: unique among a run's calls
+ * for one random number per call. */
+static __always_inline __u64 new_span_id(__u64 now)
 {
-	__u64 id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+	__u64 id = ((__u64)bpf_get_prandom_u32() << 32) | (__u32)now;
 	return id ? id : 1;
 }
 
+/* A thread has an entry in `stacks` only if its process is traced, so a probed
+ * call of a traced thread costs one map lookup on entry and one on return; the
+ * `traced` set is consulted only for a thread's first call. */
 SEC("uprobe")
 int call_enter(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	if (!is_traced(tgid))
-		return 0;
 	struct frames *f = bpf_map_lookup_elem(&stacks, &tid);
 	if (!f) {
+		if (!is_traced(tgid))
+			return 0;
 		__u32 zero = 0;
 		struct frames *blank = bpf_map_lookup_elem(&empty, &zero);
 		if (!blank)
@@ -122,11 +127,12 @@ int call_enter(struct pt_regs *ctx)
 		count_lost(OTEL_RUN_LOST_DEPTH);
 		return 0;
 	}
-	__u64 span_id = new_span_id();
+	__u64 now = bpf_ktime_get_ns();
+	__u64 span_id = new_span_id(now);
 	if (depth == 0)
 		f->root_span_id = span_id;
 	f->frame[depth].span_id = span_id;
-	f->frame[depth].start_ns = bpf_ktime_get_ns();
+	f->frame[depth].start_ns = now;
 	return 0;
 }
 
@@ -136,8 +142,6 @@ int call_return(struct pt_regs *ctx)
 	__u64 end_ns = bpf_ktime_get_ns();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	if (!is_traced(tgid))
-		return 0;
 	struct frames *f = bpf_map_lookup_elem(&stacks, &tid);
 	if (!f || f->depth == 0)
 		return 0;

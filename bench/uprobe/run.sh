@@ -14,7 +14,8 @@ each at 1 call and at N calls, so start-up cancels out of the per-call cost:
   work N                                             (bare)
   bpftrace -e 'uprobe:work:work {@a=count()} uretprobe:work:work {@b=count()}' -c 'work N'
   otel-run --uprobe :work --traces-exporter console --console-output /dev/null -- work N
-Then runs `work` paced at 100 000 calls/s under otel-run and reports lost calls.
+Then runs `work` paced at 100 000 calls/s under otel-run (traces queue of 65536,
+100 ms schedule) and reports lost calls and exported spans.
 
 Options:
   -r, --runs N     hyperfine runs per command     (env BENCH_RUNS,  default 5)
@@ -122,7 +123,10 @@ done
 RATE=100000
 PACED=$((RATE * 3))
 log "otel-run at $RATE calls/s for 3 s"
-"$OTEL_RUN_BIN" -v "${OTEL_FLAGS[@]}" -- "$WORK" "$PACED" 0 "$RATE" \
+# A queue that holds a few batches of this rate: the default (2048 spans, 5 s
+# schedule) is sized for application spans and would drop most of these.
+"$OTEL_RUN_BIN" -v "${OTEL_FLAGS[@]}" --bsp-max-queue-size 65536 --bsp-schedule-delay 100 \
+  -- "$WORK" "$PACED" 0 "$RATE" \
   >/dev/null 2>"$RESULTS_DIR/paced.stderr" || die "paced run failed: $(cat "$RESULTS_DIR/paced.stderr")"
 
 python3 - "$RESULTS_DIR" "$CALLS" "$PACED" "$LOAD1" <<'PY'
@@ -145,6 +149,10 @@ stderr = open(os.path.join(results, "paced.stderr")).read()
 recorded = int(re.search(r"(\d+) probed calls recorded", stderr).group(1))
 lost = re.search(r"(\d+) probed calls were not recorded", stderr)
 lost = int(lost.group(1)) if lost else 0
+exported = re.search(r"(\d+) spans exported", stderr)
+exported = int(exported.group(1)) if exported else 0
+dropped = re.search(r"(\d+) dropped", stderr)
+dropped = int(dropped.group(1)) if dropped else 0
 probe = {name: cpu[name] - cpu["bare"] for name in ("bpftrace", "otel-run")}
 out = [
     "# uprobe benchmark summary\n",
@@ -159,7 +167,8 @@ out = [
     "",
     f"- otel-run / bpftrace, probe cost per call paid by the program (CPU): {probe['otel-run'] / probe['bpftrace']:.2f}x (target <= 1.2x)",
     f"- otel-run / bpftrace, wall per call of the whole run (includes otel-run building and exporting spans): {(otel - bare) / (bpf - bare):.2f}x",
-    f"- at 100000 calls/s for {paced} calls: {recorded} recorded, {lost} lost in the ring buffer",
+    f"- at 100000 calls/s for {paced} calls: {recorded} recorded, {lost} lost in the ring buffer; "
+    f"{exported} spans exported (the process span included), {dropped} dropped by the traces queue",
 ]
 text = "\n".join(out) + "\n"
 print("\n" + text)
