@@ -63,14 +63,17 @@ impl Session {
         )
         .map_err(load_error)?;
         launcher.set(0, std::process::id(), 0).map_err(load_error)?;
-        for name in ["follow_fork", "forget_exec", "forget_exit"] {
+        for (name, tracepoint) in [
+            ("follow_fork", "sched_process_fork"),
+            ("forget_exec", "sched_process_exec"),
+            ("forget_exit", "sched_process_exit"),
+        ] {
             let program: &mut RawTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| missing(name))?
                 .try_into()
                 .map_err(load_error)?;
             program.load().map_err(load_error)?;
-            let tracepoint = name_of_tracepoint(name);
             program.attach(tracepoint).map_err(load_error)?;
         }
         for name in ["call_enter", "call_return"] {
@@ -169,14 +172,6 @@ impl Session {
 
 fn missing(name: &str) -> ProbeError {
     ProbeError::Load(format!("the probes object has no `{name}`"))
-}
-
-fn name_of_tracepoint(program: &str) -> &'static str {
-    match program {
-        "follow_fork" => "sched_process_fork",
-        "forget_exec" => "sched_process_exec",
-        _ => "sched_process_exit",
-    }
 }
 
 /// The reader thread: waits for the probes' wakeup, the timer or the end, drains
