@@ -357,3 +357,40 @@ fn probes_list_shows_what_a_pattern_matches() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no function of"), "{stderr}");
 }
+
+#[test]
+fn probes_can_be_set_in_otel_run_toml() {
+    let Some(work) = c_example() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("otel-run.toml"),
+        "uprobe = [':work', ':leaf']\nuprobe_parent = 'process'\n",
+    )
+    .unwrap();
+    let console = ConsoleFile::new();
+    let out = otel_run()
+        .current_dir(dir.path())
+        .args(console.flags())
+        .arg("--")
+        .arg(&work)
+        .arg("2")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let spans = console.spans();
+    assert_eq!(named(&spans, "leaf").len(), 2, "{spans:#?}");
+    let process = spans
+        .iter()
+        .find(|s| s["attributes"].get("process.command").is_some())
+        .unwrap();
+    let calls: Vec<_> = named(&spans, "work")
+        .into_iter()
+        .filter(|s| s["attributes"].get("code.function.name").is_some())
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["parent_id"] == process["context"]["span_id"])
+    );
+}
