@@ -17,6 +17,18 @@ fi
 packages=()
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || packages+=(ca-certificates)
 command -v cc >/dev/null || packages+=(gcc)
+# clang and libbpf's headers compile the eBPF probes of `--uprobe`; without them
+# otel-run builds and runs, with `--uprobe` unavailable.
+probe_packages=()
+command -v clang >/dev/null || probe_packages+=(clang)
+[[ -f /usr/include/bpf/bpf_helpers.h ]] || probe_packages+=(libbpf-dev)
+if ((${#probe_packages[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    packages+=("${probe_packages[@]}")
+  else
+    say "note: without ${probe_packages[*]} (install them as root), \`--uprobe\` is unavailable"
+  fi
+fi
 if ((${#packages[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing ${packages[*]}"

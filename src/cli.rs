@@ -98,6 +98,22 @@ pub enum Sub {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<OsString>,
     },
+    /// The functions `--uprobe` can turn into spans
+    Probes {
+        #[command(subcommand)]
+        action: ProbesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbesAction {
+    /// List the functions of a binary or shared library that PATTERN matches
+    List {
+        /// A binary or library: a path, a program on PATH, or a library name (`libc.so.6`)
+        target: String,
+        /// A glob over demangled names, e.g. `app::handlers::*`; every function by default
+        pattern: Option<String>,
+    },
 }
 
 /// The parsed command line: the fixed options and the settings given as flags.
@@ -135,12 +151,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::E
 }
 
 /// A global flag's value, wherever on the command line (or subcommand) it was given.
+/// A repeated flag (`--uprobe`) gives its values as one comma-separated list.
 fn flag_value(matches: &ArgMatches, var: &Var) -> Option<String> {
-    matches.get_one::<String>(var.name).cloned().or_else(|| {
-        matches
-            .subcommand()
-            .and_then(|(_, sub)| sub.get_one::<String>(var.name).cloned())
-    })
+    let joined = |m: &ArgMatches| {
+        m.get_many::<String>(var.name)
+            .map(|values| values.cloned().collect::<Vec<_>>().join(","))
+    };
+    joined(matches).or_else(|| matches.subcommand().and_then(|(_, sub)| joined(sub)))
 }
 
 /// The full clap command: the derive plus one flag per setting.
@@ -165,6 +182,9 @@ fn setting_arg(var: &'static Var) -> Arg {
         .global(true);
     if let Some(alias) = var.alias() {
         arg = arg.alias(alias);
+    }
+    if std::ptr::eq(var, &vars::UPROBE) {
+        arg = arg.action(ArgAction::Append).value_name("TARGET:PATTERN");
     }
     // otel-run's own booleans are switches (`--fail-on-export-error`); the
     // specification's keep `--flag VALUE`, as `opentelemetry-instrument` takes them.
@@ -202,6 +222,26 @@ mod tests {
                 .map(OsString::from),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn uprobe_repeats_into_one_list() {
+        let parsed = parse_str(&[
+            "--uprobe",
+            ":app::*",
+            "--uprobe",
+            "libc.so.6:malloc",
+            "--",
+            "app",
+        ]);
+        assert_eq!(parsed.flags[vars::UPROBE.name], ":app::*,libc.so.6:malloc");
+        let parsed = parse_str(&["probes", "list", "./app", "app::*"]);
+        assert!(matches!(
+            parsed.cli.subcommand,
+            Some(Sub::Probes {
+                action: ProbesAction::List { ref target, pattern: Some(ref p) },
+            }) if target == "./app" && p == "app::*"
+        ));
     }
 
     #[test]

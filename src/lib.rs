@@ -11,6 +11,7 @@ pub mod cli;
 pub mod context;
 pub mod diag;
 pub mod launch;
+pub mod probes;
 pub mod runtime;
 pub mod settings;
 
@@ -79,6 +80,12 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
             let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
             bootstrap::run(&settings, &options, target, &cwd)
         }
+        Some(cli::Sub::Probes {
+            action: cli::ProbesAction::List { target, pattern },
+        }) => {
+            diag::stdout(&probes::list(&target, pattern.as_deref(), &cwd)?)?;
+            Ok(0)
+        }
         None if cli.command.is_empty() => {
             cli::command().print_help()?;
             Ok(USAGE)
@@ -125,14 +132,43 @@ fn run_command(
     for note in &plan.notes {
         tracing::warn!("{note}");
     }
+    let mut probes = agent
+        .as_ref()
+        .and_then(|agent| start_probes(settings, agent, &command.program, cwd, span.as_ref()));
     let mut pid = 0;
-    let exit = launch::run(&command, &plan, |p| pid = p)?;
+    let launched = launch::run(&command, &plan, |p| {
+        pid = p;
+        if let Some(probes) = probes.as_mut() {
+            probes.spawned(p);
+        }
+    });
+    if let Some(probes) = probes {
+        probes.finish();
+    }
+    let exit = launched?;
     let code = exit.code.clamp(0, 255) as u8;
     let Some(agent) = agent else { return Ok(code) };
     if let Some(spans) = span.and_then(|s| s.finish(settings, pid, &exit)) {
         agent.record(spans);
     }
     Ok(export_outcome(settings, agent.finish(), code))
+}
+
+/// `--uprobe`: probes attached before the child is spawned, or `None` with one
+/// warning saying why not (the command runs anyway).
+fn start_probes(
+    settings: &Settings,
+    agent: &Agent,
+    program: &std::path::Path,
+    cwd: &std::path::Path,
+    span: Option<&ProcessSpan>,
+) -> Option<probes::Session> {
+    let sink = agent.traces_sink()?;
+    probes::start(settings, program, cwd, span.map(|s| &s.context), sink).unwrap_or_else(|e| {
+        let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+        tracing::warn!("{e}; running the command without probes{hint}");
+        None
+    })
 }
 
 /// The exit code once telemetry is flushed: the command's, unless the user asked
@@ -253,6 +289,9 @@ fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     }
     if err.downcast_ref::<settings::SettingsError>().is_some() {
         return (USAGE, None);
+    }
+    if let Some(e) = err.downcast_ref::<probes::ProbeError>() {
+        return (1, e.hint());
     }
     (1, None)
 }

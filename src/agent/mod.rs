@@ -114,6 +114,12 @@ impl Agent {
         }
     }
 
+    /// Where spans made outside the agent's runtime go (the probes' reader
+    /// thread); `None` when traces are not exported.
+    pub fn traces_sink(&self) -> Option<SpanSink> {
+        self.sinks.traces.clone().map(SpanSink)
+    }
+
     /// Flushes every pipeline, each bounded by its export timeout, and reports
     /// what was exported and dropped.
     pub fn finish(self) -> Vec<(Signal, Totals)> {
@@ -139,6 +145,21 @@ impl Agent {
         runtime.shutdown_background();
         reporter.summary(&totals);
         totals
+    }
+}
+
+/// The traces queue, for a producer on its own thread. Never blocks: a full
+/// queue drops and counts, and spans that would be dropped are not even built.
+pub struct SpanSink(Pipeline<ResourceSpans>);
+
+impl SpanSink {
+    /// Queues the `n` spans `build` makes, or counts them dropped.
+    pub fn push_with(&self, n: usize, build: impl FnOnce() -> ResourceSpans) {
+        if self.0.has_room(n) {
+            self.0.push(build());
+        } else {
+            self.0.drop_full(n);
+        }
     }
 }
 

@@ -114,11 +114,7 @@ impl<T: Payload> Pipeline<T> {
         let mut queue = self.shared.queue.lock().expect("queue lock");
         if queue.closed || queue.count + n > self.shared.config.max_queue {
             drop(queue);
-            self.shared
-                .counters
-                .dropped_queue_full
-                .fetch_add(n as u64, Ordering::Relaxed);
-            self.shared.reporter.queue_full(T::SIGNAL);
+            self.drop_full(n);
             return n as u64;
         }
         queue.count += n;
@@ -129,6 +125,22 @@ impl<T: Payload> Pipeline<T> {
             self.shared.wake.notify_one();
         }
         0
+    }
+
+    /// Whether `n` more records fit now: a hint for a producer that can skip
+    /// building what would be dropped ([`Self::push`] still checks).
+    pub fn has_room(&self, n: usize) -> bool {
+        let queue = self.shared.queue.lock().expect("queue lock");
+        !queue.closed && queue.count + n <= self.shared.config.max_queue
+    }
+
+    /// Counts `n` records dropped because the queue was full.
+    pub fn drop_full(&self, n: usize) {
+        self.shared
+            .counters
+            .dropped_queue_full
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.shared.reporter.queue_full(T::SIGNAL);
     }
 
     /// Stops accepting items and exports what is queued; returns the totals once
@@ -415,6 +427,10 @@ mod tests {
             Pipeline::start(config(5, 100), vec![exporter(&url)], Arc::default());
         assert_eq!(pipeline.push(spans(4)), 0);
         assert_eq!(pipeline.push(spans(2)), 2, "4 + 2 exceeds the queue of 5");
+        // A producer that asks first drops without building.
+        assert!(!pipeline.has_room(2));
+        pipeline.drop_full(2);
+        assert!(pipeline.has_room(1));
         assert_eq!(pipeline.push(spans(1)), 0);
         let totals = pipeline
             .shutdown(worker, Instant::now() + Duration::from_secs(10))
@@ -423,7 +439,7 @@ mod tests {
             totals,
             Totals {
                 exported: 5,
-                dropped_queue_full: 2,
+                dropped_queue_full: 4,
                 dropped_export_failed: 0
             }
         );

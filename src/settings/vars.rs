@@ -680,6 +680,25 @@ var!(
     "Where the `console` exporter writes: `stderr`, `stdout`, or a file path (appended to)."
 );
 
+// eBPF uprobes.
+const UPROBE_PARENTS: &[&str] = &["root", "process"];
+var!(
+    UPROBE,
+    "OTEL_RUN_UPROBE",
+    Kind::Text,
+    None,
+    Launcher,
+    "Functions whose calls become spans: `TARGET:PATTERN` (a binary or library, empty for the command; a glob over demangled names), comma-separated; `--uprobe` is repeatable. Needs root or CAP_BPF+CAP_PERFMON."
+);
+var!(
+    UPROBE_PARENT,
+    "OTEL_RUN_UPROBE_PARENT",
+    Kind::Choice(UPROBE_PARENTS),
+    Some("root"),
+    Launcher,
+    "Where a top-level probed call hangs: `root` starts a trace per call, `process` puts it under the process span."
+);
+
 /// Every setting, in documentation order.
 pub static ALL: &[&Var] = &[
     &SDK_DISABLED,
@@ -760,6 +779,8 @@ pub static ALL: &[&Var] = &[
     &FAIL_ON_EXPORT_ERROR,
     &AGENT,
     &CONSOLE_OUTPUT,
+    &UPROBE,
+    &UPROBE_PARENT,
 ];
 
 /// Variables otel-run reads but never sets through a flag: the specification's

@@ -10,4 +10,5 @@ mod node;
 mod python;
 mod receiver;
 mod runtimes;
+mod uprobe;
 mod util;

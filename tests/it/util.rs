@@ -542,3 +542,18 @@ pub fn span_named<'a>(spans: &'a [Value], name: &str) -> &'a Value {
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("no span {name}: {spans:#?}"))
 }
+
+/// Running as root, for tests that load eBPF probes (a skip otherwise, a failure
+/// under OTEL_RUN_TEST_REQUIRE_ALL).
+pub fn root() -> Option<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Some(());
+    }
+    let message = "skipped: missing root (eBPF probes need it)";
+    if std::env::var("OTEL_RUN_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{message}");
+    }
+    eprintln!("{message}");
+    None
+}

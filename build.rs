@@ -1,0 +1,66 @@
+//! Compiles the eBPF probes in `probes/` with clang when it is available.
+//!
+//! Without clang (or without libbpf's headers) the crate still builds: the
+//! `otel_run_probes` cfg stays unset and `--uprobe` explains how to get probe
+//! support. Set `OTEL_RUN_CLANG` to use another clang.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Every eBPF source, compiled to `$OUT_DIR/<name>.o`.
+const PROBES: &[&str] = &["uprobe"];
+/// Headers the sources include.
+const HEADERS: &[&str] = &["probes/event.h"];
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(otel_run_probes)");
+    println!("cargo::rerun-if-env-changed=OTEL_RUN_CLANG");
+    for header in HEADERS {
+        println!("cargo::rerun-if-changed={header}");
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let clang = std::env::var("OTEL_RUN_CLANG").unwrap_or_else(|_| "clang".into());
+    let arch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => "x86",
+        Ok("aarch64") => "arm64",
+        Ok(other) => {
+            println!(
+                "cargo::warning=eBPF probes are not built for {other}; `--uprobe` is unavailable"
+            );
+            return;
+        }
+        Err(_) => return,
+    };
+    let multiarch = match arch {
+        "x86" => "/usr/include/x86_64-linux-gnu",
+        _ => "/usr/include/aarch64-linux-gnu",
+    };
+    for probe in PROBES {
+        let source = format!("probes/{probe}.bpf.c");
+        println!("cargo::rerun-if-changed={source}");
+        let object = out.join(format!("{probe}.bpf.o"));
+        let status = Command::new(&clang)
+            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+            .arg(format!("-D__TARGET_ARCH_{arch}"))
+            .arg(format!("-I{multiarch}"))
+            .args(["-Iprobes", "-c", &source, "-o"])
+            .arg(&object)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(_) => {
+                println!(
+                    "cargo::warning=clang could not compile {source} (are libbpf's headers installed? `apt-get install libbpf-dev`); `--uprobe` is unavailable"
+                );
+                return;
+            }
+            Err(_) => {
+                println!(
+                    "cargo::warning=no clang: eBPF probes are not built and `--uprobe` is unavailable (`apt-get install clang libbpf-dev`, then rebuild)"
+                );
+                return;
+            }
+        }
+    }
+    println!("cargo::rustc-cfg=otel_run_probes");
+}

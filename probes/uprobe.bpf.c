@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Function-call spans for otel-run.
+ *
+ * Every probed function gets this uprobe and uretprobe, each attached with a
+ * cookie naming the function. Only processes in `traced` are observed: the
+ * child otel-run spawns (caught when otel-run forks it, before it execs) and
+ * every process it forks in turn. Each call becomes one ring-buffer record at
+ * return, with its own span id and its parent's, so user space builds spans
+ * without reassembling entry/return pairs. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "event.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Ring buffer of finished calls. Its size is set by otel-run at load time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} calls SEC(".maps");
+
+/* tgid -> 1 for every process whose calls become spans. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced SEC(".maps");
+
+/* [0] = otel-run's own tgid while it spawns the child: what it forks is traced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} launcher SEC(".maps");
+
+/* Calls that could not be recorded, per reason (OTEL_RUN_LOST_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OTEL_RUN_LOST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+struct frame {
+	__u64 start_ns;
+	__u64 span_id;
+};
+
+/* The probed calls in progress on one thread. */
+struct frames {
+	__u32 depth;
+	__u32 _pad;
+	__u64 root_span_id;
+	struct frame frame[OTEL_RUN_MAX_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct frames);
+} stacks SEC(".maps");
+
+/* A zeroed `frames`, too large for the BPF stack, to create a thread's entry from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct frames);
+} empty SEC(".maps");
+
+/* Bytes of unread records above which a record wakes the reader; below, the
+ * reader's timer picks them up, so a busy function costs no wakeup per call.
+ * Set by otel-run at load time (a quarter of the ring buffer by default). */
+volatile const __u64 wakeup_bytes = 1 << 20;
+
+static __always_inline void count_lost(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&lost, &slot);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline int is_traced(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&traced, &tgid) != 0;
+}
+
+/* Random high half, the entry time's low half: unique among a run's calls
+ * for one random number per call. */
+static __always_inline __u64 new_span_id(__u64 now)
+{
+	__u64 id = ((__u64)bpf_get_prandom_u32() << 32) | (__u32)now;
+	return id ? id : 1;
+}
+
+/* A thread has an entry in `stacks` only if its process is traced, so a probed
+ * call of a traced thread costs one map lookup on entry and one on return; the
+ * `traced` set is consulted only for a thread's first call. */
+SEC("uprobe")
+int call_enter(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	struct frames *f = bpf_map_lookup_elem(&stacks, &tid);
+	if (!f) {
+		if (!is_traced(tgid))
+			return 0;
+		__u32 zero = 0;
+		struct frames *blank = bpf_map_lookup_elem(&empty, &zero);
+		if (!blank)
+			return 0;
+		bpf_map_update_elem(&stacks, &tid, blank, BPF_NOEXIST);
+		f = bpf_map_lookup_elem(&stacks, &tid);
+		if (!f)
+			return 0;
+	}
+	/* 64-bit, so the bounds check below holds for the index the compiler uses. */
+	__u64 depth = f->depth;
+	f->depth = depth + 1;
+	if (depth >= OTEL_RUN_MAX_DEPTH) {
+		count_lost(OTEL_RUN_LOST_DEPTH);
+		return 0;
+	}
+	__u64 now = bpf_ktime_get_ns();
+	__u64 span_id = new_span_id(now);
+	if (depth == 0)
+		f->root_span_id = span_id;
+	f->frame[depth].span_id = span_id;
+	f->frame[depth].start_ns = now;
+	return 0;
+}
+
+SEC("uretprobe")
+int call_return(struct pt_regs *ctx)
+{
+	__u64 end_ns = bpf_ktime_get_ns();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	struct frames *f = bpf_map_lookup_elem(&stacks, &tid);
+	if (!f || f->depth == 0)
+		return 0;
+	__u64 depth = f->depth - 1;
+	f->depth = depth;
+	if (depth >= OTEL_RUN_MAX_DEPTH)
+		return 0;
+	struct otel_run_call *call = bpf_ringbuf_reserve(&calls, sizeof(*call), 0);
+	if (!call) {
+		count_lost(OTEL_RUN_LOST_RINGBUF);
+		return 0;
+	}
+	call->start_ns = f->frame[depth].start_ns;
+	call->end_ns = end_ns;
+	call->span_id = f->frame[depth].span_id;
+	call->parent_span_id = depth > 0 ? f->frame[depth - 1].span_id : 0;
+	call->root_span_id = f->root_span_id;
+	call->cookie = bpf_get_attach_cookie(ctx);
+	call->pid = tgid;
+	call->tid = tid;
+	call->depth = depth;
+	call->_pad = 0;
+	__u64 unread = bpf_ringbuf_query(&calls, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(call, unread >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* Just the fields needed of the kernel's task_struct; CO-RE relocates them
+ * against the running kernel's BTF. */
+struct task_struct {
+	int pid;
+	int tgid;
+} __attribute__((preserve_access_index));
+
+/* A traced process's children are traced, and so is the child otel-run spawns. */
+SEC("raw_tracepoint/sched_process_fork")
+int follow_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 child_pid = BPF_CORE_READ(child, pid);
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+	if (child_pid != child_tgid)
+		return 0; /* a new thread of the same process */
+	__u32 parent = bpf_get_current_pid_tgid() >> 32;
+	__u32 zero = 0;
+	__u32 *launcher_tgid = bpf_map_lookup_elem(&launcher, &zero);
+	if (is_traced(parent) || (launcher_tgid && *launcher_tgid && *launcher_tgid == parent)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&traced, &child_tgid, &one, BPF_ANY);
+	}
+	return 0;
+}
+
+/* A new program starts with no calls in progress. */
+SEC("raw_tracepoint/sched_process_exec")
+int forget_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&stacks, &tid);
+	return 0;
+}
+
+SEC("raw_tracepoint/sched_process_exit")
+int forget_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	bpf_map_delete_elem(&stacks, &tid);
+	if (tid == tgid)
+		bpf_map_delete_elem(&traced, &tgid);
+	return 0;
+}

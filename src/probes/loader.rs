@@ -1,0 +1,227 @@
+//! Loading `probes/uprobe.bpf.c` with aya, attaching it, and reading its ring buffer.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::{RawTracePoint, UProbe};
+use aya::{Ebpf, EbpfLoader};
+
+use super::events::{Call, Spans};
+use super::{Probe, ProbeError, Sink};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/uprobe.bpf.o"));
+
+/// Ring buffer size: 4 MiB holds 65536 calls, about half a second of a function
+/// called 100 000 times a second between two reads.
+const RING_BYTES: u32 = 4 << 20;
+/// The probes wake the reader only past this many unread bytes.
+const WAKEUP_BYTES: u64 = RING_BYTES as u64 / 4;
+/// The reader's timer: how stale a span can be when calls are few.
+const POLL_MS: i32 = 200;
+/// Spans per item handed to the traces pipeline.
+const BATCH: usize = 512;
+
+/// Slots of the `lost` counters, as in `probes/event.h`.
+const LOST_RINGBUF: u32 = 0;
+const LOST_DEPTH: u32 = 1;
+
+pub struct Session {
+    ebpf: Ebpf,
+    stop: Arc<AtomicBool>,
+    /// Written to end the reader's wait at once.
+    wake: Arc<OwnedFd>,
+    reader: JoinHandle<u64>,
+}
+
+/// The error in one line; the verifier's log, when there is one, only at `-vv`.
+fn load_error(e: impl Into<anyhow::Error>) -> ProbeError {
+    let text = format!("{:#}", e.into());
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default().to_string();
+    if lines.next().is_some() {
+        tracing::debug!("probes: {text}");
+    }
+    ProbeError::Load(first)
+}
+
+impl Session {
+    pub fn start(probes: &[Probe], spans: Spans, sink: Sink) -> Result<Session, ProbeError> {
+        let wakeup = WAKEUP_BYTES;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("calls", RING_BYTES)
+            .override_global("wakeup_bytes", &wakeup, true)
+            .load(OBJECT)
+            .map_err(load_error)?;
+        // Armed before any probe fires: what otel-run forks from now on is traced.
+        let mut launcher: Array<_, u32> = Array::try_from(
+            ebpf.map_mut("launcher")
+                .ok_or_else(|| missing("launcher"))?,
+        )
+        .map_err(load_error)?;
+        launcher.set(0, std::process::id(), 0).map_err(load_error)?;
+        for (name, tracepoint) in [
+            ("follow_fork", "sched_process_fork"),
+            ("forget_exec", "sched_process_exec"),
+            ("forget_exit", "sched_process_exit"),
+        ] {
+            let program: &mut RawTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| missing(name))?
+                .try_into()
+                .map_err(load_error)?;
+            program.load().map_err(load_error)?;
+            program.attach(tracepoint).map_err(load_error)?;
+        }
+        for name in ["call_enter", "call_return"] {
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| missing(name))?
+                .try_into()
+                .map_err(load_error)?;
+            program.load().map_err(load_error)?;
+            for (cookie, probe) in probes.iter().enumerate() {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(probe.offset),
+                    cookie: Some(cookie as u64),
+                };
+                program
+                    .attach(point, &probe.path, UProbeScope::AllProcesses)
+                    .map_err(|e| ProbeError::Attach {
+                        function: probe.name.clone(),
+                        message: format!("{:#}", anyhow::Error::from(e)),
+                    })?;
+            }
+        }
+        let ring = RingBuf::try_from(ebpf.take_map("calls").ok_or_else(|| missing("calls"))?)
+            .map_err(load_error)?;
+        // SAFETY: eventfd returns a new descriptor we own, or -1.
+        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if wake < 0 {
+            return Err(load_error(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `wake` is a fresh descriptor owned by nothing else.
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(wake) });
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (stop, wake) = (stop.clone(), wake.clone());
+            std::thread::Builder::new()
+                .name("otel-run-probes".into())
+                .spawn(move || read(ring, &stop, &wake, &spans, &sink))
+                .map_err(load_error)?
+        };
+        Ok(Session {
+            ebpf,
+            stop,
+            wake,
+            reader,
+        })
+    }
+
+    /// The child was forked (and added to `traced` by the fork hook): disarm the
+    /// launcher, so nothing else otel-run forks is traced.
+    pub fn spawned(&mut self, pid: u32) {
+        let mut disarm = || -> Result<(), ProbeError> {
+            let map = self
+                .ebpf
+                .map_mut("launcher")
+                .ok_or_else(|| missing("launcher"))?;
+            let mut launcher: Array<_, u32> = Array::try_from(map).map_err(load_error)?;
+            launcher.set(0, 0, 0).map_err(load_error)
+        };
+        if let Err(e) = disarm() {
+            tracing::debug!("probes: cannot disarm the launcher after spawning {pid}: {e}");
+        }
+    }
+
+    pub fn finish(self) {
+        let Session {
+            mut ebpf,
+            stop,
+            wake,
+            reader,
+        } = self;
+        stop.store(true, Ordering::Relaxed);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes from a live buffer to our eventfd.
+        unsafe { libc::write(wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        let calls = reader.join().unwrap_or(0);
+        let mut lost = |slot| -> u64 {
+            ebpf.map_mut("lost")
+                .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+                .and_then(|a| a.get(&slot, 0).ok())
+                .map_or(0, |values| values.iter().sum())
+        };
+        let (full, deep) = (lost(LOST_RINGBUF), lost(LOST_DEPTH));
+        tracing::info!("{calls} probed calls recorded");
+        if full > 0 {
+            tracing::warn!(
+                "{full} probed calls were not recorded: the probes' ring buffer was full\nhint: probe fewer or less frequently called functions"
+            );
+        }
+        if deep > 0 {
+            tracing::warn!(
+                "{deep} probed calls were not recorded: they were nested more than 32 deep on one thread"
+            );
+        }
+    }
+}
+
+fn missing(name: &str) -> ProbeError {
+    ProbeError::Load(format!("the probes object has no `{name}`"))
+}
+
+/// The reader thread: waits for the probes' wakeup, the timer or the end, drains
+/// the ring buffer, and hands spans to the sink in batches. Returns the number of
+/// calls read.
+fn read(
+    mut ring: RingBuf<MapData>,
+    stop: &AtomicBool,
+    wake: &OwnedFd,
+    spans: &Spans,
+    sink: &Sink,
+) -> u64 {
+    let mut total = 0u64;
+    let mut batch: Vec<Call> = Vec::with_capacity(BATCH);
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if !stopping {
+            let mut fds = [
+                libc::pollfd {
+                    fd: ring.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: wake.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: polling two descriptors we own, in an array we own.
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, POLL_MS) };
+        }
+        while let Some(item) = ring.next() {
+            if let Some(call) = Call::from_bytes(&item) {
+                batch.push(call);
+            }
+            drop(item);
+            if batch.len() == BATCH {
+                total += batch.len() as u64;
+                sink.push_with(batch.len(), || spans.batch(&batch));
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            total += batch.len() as u64;
+            sink.push_with(batch.len(), || spans.batch(&batch));
+            batch.clear();
+        }
+        if stopping {
+            return total;
+        }
+    }
+}
