@@ -137,13 +137,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::E
     Ok(Parsed { cli, flags })
 }
 
+/// Settings whose flag may be given more than once; the values join into one list.
+/// `--route` is the short spelling of `--proxy-routes`.
+const REPEATABLE: &[(&Var, Option<&str>)] =
+    &[(&vars::PROXY, None), (&vars::PROXY_ROUTES, Some("route"))];
+
 /// A global flag's value, wherever on the command line (or subcommand) it was given.
 fn flag_value(matches: &ArgMatches, var: &Var) -> Option<String> {
-    matches.get_one::<String>(var.name).cloned().or_else(|| {
-        matches
-            .subcommand()
-            .and_then(|(_, sub)| sub.get_one::<String>(var.name).cloned())
-    })
+    let get = |m: &ArgMatches| {
+        m.get_many::<String>(var.name)
+            .map(|values| values.cloned().collect::<Vec<_>>().join(","))
+    };
+    get(matches).or_else(|| matches.subcommand().and_then(|(_, sub)| get(sub)))
 }
 
 /// The full clap command: the derive plus one flag per setting.
@@ -168,6 +173,12 @@ fn setting_arg(var: &'static Var) -> Arg {
         .global(true);
     if let Some(alias) = var.alias() {
         arg = arg.alias(alias);
+    }
+    if let Some((_, short)) = REPEATABLE.iter().find(|(v, _)| v.name == var.name) {
+        arg = arg.action(ArgAction::Append);
+        if let Some(short) = short {
+            arg = arg.visible_alias(*short);
+        }
     }
     // otel-run's own booleans are switches (`--fail-on-export-error`); the
     // specification's keep `--flag VALUE`, as `opentelemetry-instrument` takes them.
@@ -306,6 +317,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn proxy_and_route_are_repeatable() {
+        let p = parse_str(&[
+            "--proxy",
+            "8080=5000",
+            "--proxy",
+            "8081=5001",
+            "--route",
+            "/users/{id}",
+            "--route",
+            "/orders/{id}",
+            "--egress-proxy",
+            "./server",
+        ]);
+        assert_eq!(p.flags["OTEL_RUN_PROXY"], "8080=5000,8081=5001");
+        assert_eq!(p.flags["OTEL_RUN_PROXY_ROUTES"], "/users/{id},/orders/{id}");
+        assert_eq!(p.flags["OTEL_RUN_EGRESS_PROXY"], "true");
+        assert_eq!(p.cli.command, ["./server"]);
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn sample(settings: &Settings, parent: Option<&SpanContext>, trace_id: &[u8; 16]
 }
 
 /// Applies the attribute count and value length limits to otel-run's own span.
-fn limit(settings: &Settings, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
+pub(crate) fn limit(settings: &Settings, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
     let count = settings
         .count(&vars::SPAN_ATTRIBUTE_COUNT_LIMIT)
         .or_else(|| settings.count(&vars::ATTRIBUTE_COUNT_LIMIT));
@@ -255,7 +255,7 @@ fn limit(settings: &Settings, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
     attributes
 }
 
-fn kv(key: &str, value: Value) -> KeyValue {
+pub(crate) fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue { value: Some(value) }),
@@ -263,7 +263,7 @@ fn kv(key: &str, value: Value) -> KeyValue {
     }
 }
 
-fn nanos(t: SystemTime) -> u64 {
+pub(crate) fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
