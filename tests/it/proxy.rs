@@ -431,8 +431,17 @@ fn malformed_oversized_and_slow_requests_are_refused_and_the_proxy_lives_on() {
     run.server.stop();
 }
 
+/// A masked client frame (RFC 6455 §5.2) with a short payload.
+fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend(mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
 #[test]
-fn upgrades_pass_through_as_one_span() {
+fn websocket_upgrades_pass_through_as_one_span() {
     let Some(python) = python3() else {
         return;
     };
@@ -442,8 +451,12 @@ fn upgrades_pass_through_as_one_span() {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    // The handshake of RFC 6455 §1.3, whose accept value is known.
     stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
         .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -451,21 +464,35 @@ fn upgrades_pass_through_as_one_span() {
         stream.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    for message in ["hello", "over the tunnel"] {
-        stream.write_all(message.as_bytes()).unwrap();
-        let mut echoed = vec![0u8; message.len()];
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    for message in ["hello", "over the websocket"] {
+        stream.write_all(&ws_frame(1, message.as_bytes())).unwrap();
+        let mut echoed = vec![0u8; 2 + message.len()];
         stream.read_exact(&mut echoed).unwrap();
-        assert_eq!(echoed, message.as_bytes());
+        assert_eq!(echoed[0], 0x81);
+        assert_eq!(&echoed[2..], message.as_bytes());
     }
+    stream.write_all(&ws_frame(8, b"")).unwrap();
+    let mut close = [0u8; 2];
+    stream.read_exact(&mut close).unwrap();
+    assert_eq!(close[0], 0x88);
     drop(stream);
     std::thread::sleep(Duration::from_millis(300));
     run.server.stop();
     let spans = server_spans(&console);
-    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(
+        spans.len(),
+        1,
+        "one span for the whole connection: {spans:#?}"
+    );
     assert_eq!(attr(&spans[0], "http.response.status_code"), 101);
-    assert_eq!(attr(&spans[0], "http.request.body.size"), 20);
+    // Both messages and the close frame, as sent by the client.
+    assert_eq!(attr(&spans[0], "http.request.body.size"), 6 * 3 + 5 + 18);
 }
 
 #[test]
