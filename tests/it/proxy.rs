@@ -570,7 +570,7 @@ fn egress_proxy_records_client_spans_under_the_process_span() {
         r#"
 import os, json, subprocess, requests
 r = requests.get("http://127.0.0.1:{port}/out?sig=s3cret")
-print(json.dumps({{"status": r.status_code, "seen": r.json(), "proxy": os.environ["HTTP_PROXY"]}}))
+print(json.dumps({{"status": r.status_code, "seen": r.json(), "proxy": os.environ["HTTP_PROXY"], "no_proxy": os.environ["NO_PROXY"], "agent": os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]}}))
 # CONNECT, as for https: a tunnel the proxy does not look into.
 subprocess.run(["curl", "-sS", "-o", "/dev/null", "--proxytunnel", "http://127.0.0.1:{port}/tunnelled"], check=True)
 # Not an open reverse proxy: a request without a host is refused.
@@ -597,6 +597,15 @@ print(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{{http_code}}", "
             .starts_with("http://127.0.0.1:")
     );
     assert_eq!(lines.next(), Some("400"));
+    // The command's own telemetry goes straight to the agent.
+    let agent = report["agent"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://");
+    assert!(
+        report["no_proxy"].as_str().unwrap().contains(agent),
+        "{report:#?}"
+    );
 
     let spans = console.spans();
     let process = span_named(&spans, "job");
@@ -623,4 +632,78 @@ print(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{{http_code}}", "
     assert_eq!(tunnel["kind"], "SpanKind.CLIENT");
     assert_eq!(attr(tunnel, "server.port"), port);
     assert!(attr(tunnel, "http.response.body.size").as_i64().unwrap() > 0);
+}
+
+#[test]
+fn egress_https_goes_through_a_connect_tunnel_untouched() {
+    let (Some(python), Some(openssl), Some(_)) = (python3(), tool("openssl"), tool("curl")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new(openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert_success(&made);
+    let port = free_port();
+    let server = format!(
+        r#"
+import http.server, ssl
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain({cert:?}, {key:?})
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"secret over tls"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#
+    );
+    let mut tls = Command::new(&python);
+    tls.args(["-c", &server]);
+    let _tls = Server::start(tls, port, dir.path());
+    let console = ConsoleFile::new();
+    // curl checks the server's own certificate: the proxy cannot have looked inside.
+    let out = otel_run()
+        .args(console.flags())
+        .args(["--egress-proxy", "--", "curl", "-sS", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://localhost:{port}/private?token=t"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "secret over tls");
+    let spans = console.spans();
+    let tunnel = span_named(&spans, "CONNECT");
+    assert_eq!(tunnel["kind"], "SpanKind.CLIENT");
+    assert_eq!(attr(tunnel, "server.address"), "localhost");
+    assert_eq!(attr(tunnel, "server.port"), port);
+    assert_eq!(attr(tunnel, "http.request.method"), "CONNECT");
+    // Nothing of the encrypted request (its path) is known, so none is recorded.
+    assert!(attr(tunnel, "url.full").is_null());
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|s| s["kind"] == "SpanKind.CLIENT")
+            .count(),
+        1
+    );
 }
