@@ -33,8 +33,9 @@ pub async fn serve(listener: TcpListener, egress: Egress, shared: Arc<Shared>) {
         .local_addr()
         .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
     let egress = Arc::new(egress);
-    super::accept_loop(listener, shared, move |shared, peer, request| {
-        handle(shared, egress.clone(), local, peer, request)
+    super::accept_loop(listener, shared.clone(), move |peer| {
+        let (shared, egress) = (shared.clone(), egress.clone());
+        move |request| handle(shared.clone(), egress.clone(), local, peer, request)
     })
     .await
 }
@@ -112,7 +113,7 @@ async fn handle(
     };
     let uri = request.uri().clone();
     relay::relay(
-        &shared.client,
+        |r| relay::pooled(&shared.client, r),
         request,
         uri,
         shared.timeout,

@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::agent::Agent;
 use crate::agent::process_span;
@@ -172,7 +172,7 @@ fn parse_mapping(text: &str) -> Result<Mapping, String> {
     })
 }
 
-/// What every request handler shares.
+/// What every request handler shares: one per thread serving requests.
 pub struct Shared {
     pub client: Client,
     pub recorder: Recorder,
@@ -180,6 +180,42 @@ pub struct Shared {
     pub sampler: Sampler,
     pub timeout: Duration,
     builder: auto::Builder<TokioExecutor>,
+}
+
+/// What a thread needs to make its [`Shared`].
+#[derive(Clone)]
+struct Base {
+    recorder: Recorder,
+    propagators: Propagators,
+    sampler: Sampler,
+    timeout: Duration,
+    header_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl Base {
+    /// The handlers' state, with a connection pool of its own.
+    fn shared(&self) -> Arc<Shared> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(self.max_header_bytes)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.max_header_bytes as u32);
+        Arc::new(Shared {
+            client: relay::client(),
+            recorder: self.recorder.clone(),
+            propagators: self.propagators,
+            sampler: self.sampler,
+            timeout: self.timeout,
+            builder,
+        })
+    }
 }
 
 /// The running proxies.
@@ -232,19 +268,7 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
             span
         }),
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
-        .max_buf_size(config.max_header_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(config.max_header_bytes as u32);
-    let shared = Arc::new(Shared {
-        client: relay::client(),
+    let base = Base {
         recorder,
         propagators: Propagators::new(&settings.list(&vars::PROPAGATORS)),
         sampler: Sampler::new(
@@ -254,25 +278,10 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
             settings.text(&vars::TRACES_SAMPLER_ARG),
         ),
         timeout: config.timeout,
-        builder,
-    });
-    for mapping in &config.reverse {
-        match handle.block_on(TcpListener::bind(mapping.listen)) {
-            Ok(listener) => {
-                tracing::info!("proxying {} to {}", mapping.listen, mapping.upstream);
-                handle.spawn(reverse::serve(
-                    listener,
-                    mapping.upstream.clone(),
-                    shared.clone(),
-                ));
-            }
-            Err(e) => tracing::warn!(
-                "cannot listen on {} for `--proxy {}` ({e}); the command runs without this proxy",
-                mapping.listen,
-                mapping.text
-            ),
-        }
-    }
+        header_timeout: config.header_timeout,
+        max_header_bytes: config.max_header_bytes,
+    };
+    start_reverse(&config.reverse, &base);
     let mut env = Vec::new();
     if config.egress {
         let agent_addr = run
@@ -289,7 +298,7 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
                         process: run.process,
                         agent: agent_addr,
                     },
-                    shared.clone(),
+                    base.shared(),
                 ));
                 env = egress_env(&url, agent_addr, |name| std::env::var(name).ok());
             }
@@ -305,6 +314,89 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
         sink,
         env,
     })
+}
+
+/// The reverse proxies run on threads of their own, one per core (at most 4),
+/// each with a single-threaded runtime, its own upstream connection pool and its
+/// own listening socket on the port (SO_REUSEPORT: the kernel spreads connections).
+/// A request and its upstream exchange then stay on one thread, without the
+/// cross-thread wake-ups a shared runtime costs on every request.
+fn start_reverse(mappings: &[Mapping], base: &Base) {
+    if mappings.is_empty() {
+        return;
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let mut per_thread: Vec<Vec<(TcpSocket, Authority)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for mapping in mappings {
+        // A plain bind first: SO_REUSEPORT alone would share a port another
+        // otel-run already proxies instead of saying it is taken.
+        let sockets = std::net::TcpListener::bind(mapping.listen).and_then(|probe| {
+            drop(probe);
+            (0..threads)
+                .map(|_| reuse_port_socket(mapping.listen))
+                .collect::<std::io::Result<Vec<TcpSocket>>>()
+        });
+        match sockets {
+            Ok(sockets) => {
+                tracing::info!("proxying {} to {}", mapping.listen, mapping.upstream);
+                for (thread, socket) in per_thread.iter_mut().zip(sockets) {
+                    thread.push((socket, mapping.upstream.clone()));
+                }
+            }
+            Err(e) => tracing::warn!(
+                "cannot listen on {} for `--proxy {}` ({e}); the command runs without this proxy",
+                mapping.listen,
+                mapping.text
+            ),
+        }
+    }
+    for sockets in per_thread.into_iter().filter(|s| !s.is_empty()) {
+        let base = base.clone();
+        let spawned = std::thread::Builder::new()
+            .name("otel-run-proxy".into())
+            .spawn(move || serve_thread(sockets, base));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a proxy thread: {e}");
+        }
+    }
+}
+
+fn reuse_port_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// One proxy thread: serves its sockets until the process ends.
+fn serve_thread(sockets: Vec<(TcpSocket, Authority)>, base: Base) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return tracing::warn!("cannot start a proxy thread: {e}"),
+    };
+    runtime.block_on(async move {
+        let shared = base.shared();
+        let mut servers = tokio::task::JoinSet::new();
+        for (socket, upstream) in sockets {
+            match socket.listen(1024) {
+                Ok(listener) => {
+                    servers.spawn(reverse::serve(listener, upstream, shared.clone()));
+                }
+                Err(e) => tracing::warn!("proxy: cannot listen: {e}"),
+            }
+        }
+        while servers.join_next().await.is_some() {}
+    });
 }
 
 /// HTTP_PROXY, HTTPS_PROXY (both spellings) at the forward proxy; NO_PROXY keeps
@@ -361,11 +453,13 @@ impl Proxies {
     }
 }
 
-/// Serves each accepted connection with `handle`: HTTP/1.1 (keep-alive, upgrades)
-/// or HTTP/2 with prior knowledge (h2c), chosen by what the client sends.
-async fn accept_loop<F, Fut>(listener: TcpListener, shared: Arc<Shared>, handle: F)
+/// Serves each accepted connection with the handler `connection` makes for it:
+/// HTTP/1.1 (keep-alive, upgrades) or HTTP/2 with prior knowledge (h2c), chosen
+/// by what the client sends.
+async fn accept_loop<C, H, Fut>(listener: TcpListener, shared: Arc<Shared>, connection: C)
 where
-    F: Fn(Arc<Shared>, SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    C: Fn(SocketAddr) -> H,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     loop {
@@ -380,12 +474,11 @@ where
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let handle = handle.clone();
+        let handle = connection(peer);
         tokio::spawn(async move {
-            let service = service_fn(|request| handle(shared.clone(), peer, request));
             let _ = shared
                 .builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(handle))
                 .await;
         });
     }

@@ -3,26 +3,85 @@
 //! (WebSocket) spliced through, and upstream failures as 502 / 504.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 
 use super::sink::Recorder;
 use super::span::Exchange;
 
 /// A pooled HTTP/1.1 client to the upstreams.
 pub type Client = LegacyClient<HttpConnector, Body>;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends through the pool.
+pub async fn pooled(
+    client: &Client,
+    request: Request<Body>,
+) -> Result<Response<Incoming>, BoxError> {
+    Ok(client.request(request).await?)
+}
+
+/// One upstream connection for one client connection. An HTTP/1.1 client sends
+/// its requests one after another, so they can share one upstream connection
+/// without a pool's bookkeeping on every request. Requests go in origin form.
+pub struct Dedicated {
+    upstream: Authority,
+    sender: Mutex<Option<SendRequest<Body>>>,
+}
+
+impl Dedicated {
+    pub fn new(upstream: Authority) -> Dedicated {
+        Dedicated {
+            upstream,
+            sender: Mutex::new(None),
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, BoxError> {
+        let cached = self.sender.lock().expect("sender lock").take();
+        let mut sender = match cached {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => self.connect().await?,
+        };
+        if sender.ready().await.is_err() {
+            sender = self.connect().await?;
+        }
+        // Kept for the next request only once this one has its response: a
+        // request abandoned (timed out) closes its connection with it.
+        let response = sender.send_request(request).await?;
+        *self.sender.lock().expect("sender lock") = Some(sender);
+        Ok(response)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
+        let port = self.upstream.port_u16().unwrap_or(80);
+        let stream = TcpStream::connect((self.upstream.host(), port)).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
 
 pub fn client() -> Client {
     let mut connector = HttpConnector::new();
@@ -83,14 +142,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 
 /// Sends `request` upstream and returns the response for the client; records the
 /// exchange when the response body ends (or the client goes away).
-pub async fn relay(
-    client: &Client,
+pub async fn relay<F, Fut>(
+    send: F,
     mut request: Request<Incoming>,
     upstream_uri: http::Uri,
     timeout: Duration,
     mut exchange: Exchange,
     recorder: &Recorder,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, Infallible>
+where
+    F: FnOnce(Request<Body>) -> Fut,
+    Fut: Future<Output = Result<Response<Incoming>, BoxError>>,
+{
     let upgrade = is_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
@@ -111,13 +174,11 @@ pub async fn relay(
         count: request_bytes.clone(),
         finish: None,
     };
-    let outcome =
-        tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body))).await;
+    let outcome = tokio::time::timeout(timeout, send(Request::from_parts(parts, body))).await;
     let mut response = match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
-            let reason =
-                std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+            let reason = e.source().map_or_else(|| e.to_string(), |s| s.to_string());
             exchange.error = Some(("502", format!("upstream unreachable: {reason}")));
             return Ok(local(
                 StatusCode::BAD_GATEWAY,

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use super::Shared;
-use super::relay::{self, Body};
+use super::relay::{self, Body, Dedicated};
 use super::span::{Exchange, Kind, child_context};
 
 /// Accepts connections until the runtime stops.
@@ -22,8 +22,19 @@ pub async fn serve(listener: TcpListener, upstream: Authority, shared: Arc<Share
         .local_addr()
         .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
     let upstream = Arc::new(upstream);
-    super::accept_loop(listener, shared, move |shared, peer, request| {
-        handle(shared, upstream.clone(), local, peer, request)
+    super::accept_loop(listener, shared.clone(), move |peer| {
+        let (shared, upstream) = (shared.clone(), upstream.clone());
+        let dedicated = Arc::new(Dedicated::new((*upstream).clone()));
+        move |request| {
+            handle(
+                shared.clone(),
+                upstream.clone(),
+                dedicated.clone(),
+                local,
+                peer,
+                request,
+            )
+        }
     })
     .await
 }
@@ -31,6 +42,7 @@ pub async fn serve(listener: TcpListener, upstream: Authority, shared: Arc<Share
 async fn handle(
     shared: Arc<Shared>,
     upstream: Arc<Authority>,
+    dedicated: Arc<Dedicated>,
     local: SocketAddr,
     peer: SocketAddr,
     mut request: Request<Incoming>,
@@ -43,7 +55,7 @@ async fn handle(
         let authority = request.uri().authority()?;
         header::HeaderValue::from_str(authority.as_str()).ok()
     });
-    let mut exchange = Exchange {
+    let exchange = Exchange {
         kind: Kind::Server,
         context,
         parent: parent.map(|p| p.span_id),
@@ -62,22 +74,32 @@ async fn handle(
         end: start,
     };
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    // HTTP/1.1 requests share their connection's upstream connection; HTTP/2
+    // streams (concurrent) and upgrades (which take the connection) use the pool.
+    if request.version() != http::Version::HTTP_2 && !relay::is_upgrade(request.headers()) {
+        let Ok(uri) = Uri::try_from(path) else {
+            return Ok(bad_target(exchange, &shared));
+        };
+        return relay::relay(
+            |r| dedicated.send(r),
+            request,
+            uri,
+            shared.timeout,
+            exchange,
+            &shared.recorder,
+        )
+        .await;
+    }
     let uri = Uri::builder()
         .scheme("http")
         .authority((*upstream).clone())
         .path_and_query(path)
         .build();
     let Ok(uri) = uri else {
-        exchange.error = Some(("400", "the request target is not a path".into()));
-        return Ok(relay::local(
-            StatusCode::BAD_REQUEST,
-            exchange,
-            &shared.recorder,
-            None,
-        ));
+        return Ok(bad_target(exchange, &shared));
     };
     relay::relay(
-        &shared.client,
+        |r| relay::pooled(&shared.client, r),
         request,
         uri,
         shared.timeout,
@@ -85,4 +107,9 @@ async fn handle(
         &shared.recorder,
     )
     .await
+}
+
+fn bad_target(mut exchange: Exchange, shared: &Shared) -> Response<Body> {
+    exchange.error = Some(("400", "the request target is not a path".into()));
+    relay::local(StatusCode::BAD_REQUEST, exchange, &shared.recorder, None)
 }

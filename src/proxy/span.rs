@@ -338,7 +338,7 @@ impl Propagators {
     pub fn inject(&self, headers: &mut HeaderMap, context: &SpanContext) {
         let value = |s: String| HeaderValue::from_str(&s).expect("hex is a valid header value");
         if self.tracecontext {
-            headers.insert(TRACEPARENT.clone(), value(context.traceparent()));
+            headers.insert(TRACEPARENT.clone(), traceparent(context));
             match HeaderValue::from_str(&context.trace_state) {
                 Ok(state) if !context.trace_state.is_empty() => {
                     headers.insert(TRACESTATE.clone(), state);
@@ -360,6 +360,29 @@ impl Propagators {
             headers.remove(&B3_PARENT);
         }
     }
+}
+
+/// The `traceparent` value, written without the formatting machinery: it is
+/// made for every request.
+fn traceparent(context: &SpanContext) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 55];
+    out[..3].copy_from_slice(b"00-");
+    let mut at = 3;
+    for byte in &context.trace_id {
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
+    }
+    out[at] = b'-';
+    at += 1;
+    for byte in &context.span_id {
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
+    }
+    out[at..].copy_from_slice(if context.sampled { b"-01" } else { b"-00" });
+    HeaderValue::from_bytes(&out).expect("hex is a valid header value")
 }
 
 /// `b3: {traceid}-{spanid}[-{sampled}[-{parent}]]`; a lone `0`/`d` carries no parent.
@@ -447,6 +470,12 @@ mod tests {
             redact_url(&uri, false),
             "http://REDACTED:REDACTED@example.com:8080/p?Signature=REDACTED&q=1"
         );
+    }
+
+    #[test]
+    fn traceparent_header_matches_the_formatter() {
+        let ctx = child_context(&Sampler::new("always_on", None), None);
+        assert_eq!(traceparent(&ctx), ctx.traceparent().as_str());
     }
 
     #[test]
