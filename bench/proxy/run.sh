@@ -15,6 +15,7 @@ ways, one after another in one run:
   direct    wrk -> upstream
   otel-run  wrk -> otel-run --proxy (a SERVER span per request, exported over OTLP) -> upstream
   nginx     wrk -> nginx proxy_pass (no tracing) -> upstream
+  otel-run-untraced  the otel-run proxy with every exporter `none` (the proxying alone)
 
 Options:
   -d, --duration D      measured wrk run per row   (env BENCH_DURATION,    default 10s)
@@ -76,7 +77,7 @@ wait_port() {
   die "nothing listens on port $1"
 }
 
-UPSTREAM=$(free_port); OTEL_PORT=$(free_port); NGINX_PORT=$(free_port)
+UPSTREAM=$(free_port); OTEL_PORT=$(free_port); NGINX_PORT=$(free_port); BARE_PORT=$(free_port)
 
 # The upstream: nginx with one worker answering from memory, so it is not the
 # bottleneck. The proxying nginx gets two workers, as otel-run's agent has two
@@ -160,6 +161,10 @@ OTEL_BSP_MAX_QUEUE_SIZE=200000 OTEL_BSP_SCHEDULE_DELAY=200 OTEL_BSP_MAX_EXPORT_B
   "$OTEL_RUN_BIN" "${EXPORT[@]}" --service-name bench-proxy \
   --proxy "$OTEL_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 2>"$WORK/otel-run.err" & OTEL_PID=$!
 wait_port "$OTEL_PORT"
+# The same proxy with nothing exported: what the proxying alone costs.
+"$OTEL_RUN_BIN" --traces-exporter none --metrics-exporter none \
+  --proxy "$BARE_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 & BARE_PID=$!
+wait_port "$BARE_PORT"
 "$NGINX" -c "$RESULTS_DIR/nginx-proxy.conf" & PIDS+=($!)
 wait_port "$NGINX_PORT"
 
@@ -186,7 +191,9 @@ LOAD_BEFORE="$(uptime)"
 run_wrk direct "$UPSTREAM"
 run_wrk otel-run "$OTEL_PORT"
 run_wrk nginx "$NGINX_PORT"
+run_wrk otel-run-untraced "$BARE_PORT"
 LOAD_AFTER="$(uptime)"
+kill -TERM "$BARE_PID"
 
 # Stop otel-run as a user would; it flushes and says what it exported.
 kill -TERM "$OTEL_PID"
@@ -205,13 +212,14 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   echo
   echo "| row | req/s | p50 µs | p99 µs | added p50 µs | errors |"
   echo "| --- | ---: | ---: | ---: | ---: | --- |"
-  for row in direct otel-run nginx; do
+  for row in direct otel-run nginx otel-run-untraced; do
     echo "| $row | ${RPS[$row]} | ${P50[$row]} | ${P99[$row]} | $(minus "${P50[$row]}" "${P50[direct]}") | ${ERRORS[$row]:-} |"
   done
   echo
   echo "- throughput otel-run / nginx: **$(ratio "${RPS[otel-run]}" "${RPS[nginx]}")** (target ≥ 1.0)"
   echo "- added p50 latency otel-run: **$(minus "${P50[otel-run]}" "${P50[direct]}") µs** (target ≤ 100), nginx: $(minus "${P50[nginx]}" "${P50[direct]}") µs"
   echo "- p99 otel-run / nginx: $(ratio "${P99[otel-run]}" "${P99[nginx]}")"
+  echo "- the proxy alone (no export) / nginx: $(ratio "${RPS[otel-run-untraced]}" "${RPS[nginx]}"); tracing keeps $(ratio "${RPS[otel-run]}" "${RPS[otel-run-untraced]}") of its throughput"
   echo
   echo "otel-run's own report:"
   echo

@@ -253,7 +253,7 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
         }
     };
     let _guard = handle.enter();
-    let limits = settings.clone();
+    let limits = process_span::Limits::of(settings);
     let (recorder, sink) = sink::start(sink::Options {
         agent: run.agent.map(Agent::recorder),
         resource: process_span::resource(settings, run.command_name),
@@ -264,7 +264,7 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
             .unwrap_or(Duration::from_secs(60))
             .max(Duration::from_millis(100)),
         limit: Box::new(move |mut span| {
-            span.attributes = process_span::limit(&limits, span.attributes);
+            span.attributes = limits.apply(span.attributes);
             span
         }),
     });
