@@ -158,7 +158,7 @@ fi
 
 # Spans are exported, not dropped: a queue that holds a few seconds of them.
 OTEL_BSP_MAX_QUEUE_SIZE=200000 OTEL_BSP_SCHEDULE_DELAY=200 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048 \
-  "$OTEL_RUN_BIN" "${EXPORT[@]}" --service-name bench-proxy \
+  "$OTEL_RUN_BIN" -v "${EXPORT[@]}" --service-name bench-proxy \
   --proxy "$OTEL_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 2>"$WORK/otel-run.err" & OTEL_PID=$!
 wait_port "$OTEL_PORT"
 # The same proxy with nothing exported: what the proxying alone costs.
@@ -179,7 +179,7 @@ run_wrk() {
   # run_wrk NAME PORT
   local out="$RESULTS_DIR/$STAMP-$1.wrk.txt"
   log "$1: wrk -t$THREADS -c$CONNECTIONS (2s warm-up, then $DURATION)"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$2/" >/dev/null
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$2/" >"$WORK/$1.warmup.txt"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$2/" >"$out"
   RPS[$1]=$(awk '/^Requests\/sec/ {print $2}' "$out")
   P50[$1]=$(awk '$1=="50%" {print $2}' "$out" | to_us)
@@ -198,6 +198,11 @@ kill -TERM "$BARE_PID"
 # Stop otel-run as a user would; it flushes and says what it exported.
 kill -TERM "$OTEL_PID"
 wait "$OTEL_PID" 2>/dev/null || true
+
+# Every request through the traced proxy should be a span at the collector.
+SERVED=$(awk '/requests in/ {print $1}' "$RESULTS_DIR/$STAMP-otel-run.wrk.txt")
+WARMUP_SERVED=$(awk '/requests in/ {print $1}' "$WORK/otel-run.warmup.txt")
+SPANS=$(awk '/spans exported/ {print $2}' "$WORK/otel-run.err")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
@@ -220,6 +225,8 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   echo "- added p50 latency otel-run: **$(minus "${P50[otel-run]}" "${P50[direct]}") µs** (target ≤ 100), nginx: $(minus "${P50[nginx]}" "${P50[direct]}") µs"
   echo "- p99 otel-run / nginx: $(ratio "${P99[otel-run]}" "${P99[nginx]}")"
   echo "- the proxy alone (no export) / nginx: $(ratio "${RPS[otel-run-untraced]}" "${RPS[nginx]}"); tracing keeps $(ratio "${RPS[otel-run]}" "${RPS[otel-run-untraced]}") of its throughput"
+  echo
+  echo "- spans otel-run exported (its own count, \`-v\`): ${SPANS:-none}, for $SERVED + $WARMUP_SERVED (warm-up) requests"
   echo
   echo "otel-run's own report:"
   echo
