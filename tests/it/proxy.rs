@@ -711,3 +711,28 @@ srv.serve_forever()
         1
     );
 }
+
+#[test]
+fn proxies_are_configured_in_otel_run_toml_too() {
+    let Some(_) = tool("curl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (port, closed) = (free_port(), free_port());
+    let config = dir.path().join("otel-run.toml");
+    std::fs::write(
+        &config,
+        format!("proxy = \"{port}=127.0.0.1:{closed}\"\nproxy_timeout = 2000\n"),
+    )
+    .unwrap();
+    // Nothing listens upstream: the proxy from the file answers 502.
+    let out = otel_run()
+        .arg("--config")
+        .arg(&config)
+        .args(["--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "502");
+}
