@@ -212,6 +212,7 @@ wait "$OTEL_PID" 2>/dev/null || true
 # Every request through the traced proxy should be a span at the collector.
 SERVED=$(awk '/requests in/ {print $1}' "$RESULTS_DIR/$STAMP-otel-run.wrk.txt")
 WARMUP_SERVED=$(awk '/requests in/ {print $1}' "$WORK/otel-run.warmup.txt")
+C1_SERVED=$(awk '/requests in/ {print $1}' "$RESULTS_DIR/$STAMP-otel-run.c1.wrk.txt")
 SPANS=$(awk '/spans exported/ {print $2}' "$WORK/otel-run.err")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -245,7 +246,7 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   echo "- p99 otel-run / nginx: $(ratio "${P99[otel-run]}" "${P99[nginx]}")"
   echo "- the proxy alone (no export) / nginx: $(ratio "${RPS[otel-run-untraced]}" "${RPS[nginx]}"); tracing keeps $(ratio "${RPS[otel-run]}" "${RPS[otel-run-untraced]}") of its throughput"
   echo
-  echo "- spans otel-run exported (its own count, \`-v\`): ${SPANS:-none}, for $SERVED + $WARMUP_SERVED (warm-up) requests"
+  echo "- spans otel-run exported (its own count, \`-v\`): ${SPANS:-none}, for $SERVED + $WARMUP_SERVED (warm-up) + $C1_SERVED (one connection) requests"
   echo
   echo "otel-run's own report:"
   echo
