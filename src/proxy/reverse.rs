@@ -73,10 +73,19 @@ async fn handle(
         start,
         end: start,
     };
+    let one_at_a_time =
+        request.version() != http::Version::HTTP_2 && !relay::is_upgrade(request.headers());
+    // HTTP/1.0 clients may send no Host; the upstream speaks HTTP/1.1 and needs one.
+    if one_at_a_time
+        && !request.headers().contains_key(header::HOST)
+        && let Ok(host) = header::HeaderValue::from_str(upstream.as_str())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     // HTTP/1.1 requests share their connection's upstream connection; HTTP/2
     // streams (concurrent) and upgrades (which take the connection) use the pool.
-    if request.version() != http::Version::HTTP_2 && !relay::is_upgrade(request.headers()) {
+    if one_at_a_time {
         let Ok(uri) = Uri::try_from(path) else {
             return Ok(bad_target(exchange, &shared));
         };

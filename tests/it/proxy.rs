@@ -408,6 +408,10 @@ fn malformed_oversized_and_slow_requests_are_refused_and_the_proxy_lives_on() {
             "16384",
         ],
     );
+    // An HTTP/1.0 request without Host still reaches the HTTP/1.1 upstream.
+    let (response, _) = raw(run.proxy, b"GET /old HTTP/1.0\r\n\r\n");
+    assert!(response.contains(" 200 OK"), "{response}");
+    assert!(response.contains("\"host\": \"127.0.0.1:"), "{response}");
     let (response, _) = raw(run.proxy, b"THIS IS NOT HTTP\r\n\r\n");
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     let big = format!(
