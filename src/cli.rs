@@ -150,6 +150,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::E
     Ok(Parsed { cli, flags })
 }
 
+/// Settings whose flag may be given more than once; the values join into one list.
+/// `--route` is the short spelling of `--proxy-routes`.
+const REPEATABLE: &[(&Var, Option<&str>)] = &[
+    (&vars::PROXY, None),
+    (&vars::PROXY_ROUTES, Some("route")),
+    (&vars::UPROBE, None),
+];
+
 /// A global flag's value, wherever on the command line (or subcommand) it was given.
 /// A repeated flag (`--uprobe`) gives its values as one comma-separated list.
 fn flag_value(matches: &ArgMatches, var: &Var) -> Option<String> {
@@ -183,8 +191,14 @@ fn setting_arg(var: &'static Var) -> Arg {
     if let Some(alias) = var.alias() {
         arg = arg.alias(alias);
     }
-    if std::ptr::eq(var, &vars::UPROBE) {
-        arg = arg.action(ArgAction::Append).value_name("TARGET:PATTERN");
+    if let Some((_, short)) = REPEATABLE.iter().find(|(v, _)| v.name == var.name) {
+        arg = arg.action(ArgAction::Append);
+        if std::ptr::eq(var, &vars::UPROBE) {
+            arg = arg.value_name("TARGET:PATTERN");
+        }
+        if let Some(short) = short {
+            arg = arg.visible_alias(*short);
+        }
     }
     // otel-run's own booleans are switches (`--fail-on-export-error`); the
     // specification's keep `--flag VALUE`, as `opentelemetry-instrument` takes them.
@@ -343,6 +357,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn proxy_and_route_are_repeatable() {
+        let p = parse_str(&[
+            "--proxy",
+            "8080=5000",
+            "--proxy",
+            "8081=5001",
+            "--route",
+            "/users/{id}",
+            "--route",
+            "/orders/{id}",
+            "--egress-proxy",
+            "./server",
+        ]);
+        assert_eq!(p.flags["OTEL_RUN_PROXY"], "8080=5000,8081=5001");
+        assert_eq!(p.flags["OTEL_RUN_PROXY_ROUTES"], "/users/{id},/orders/{id}");
+        assert_eq!(p.flags["OTEL_RUN_EGRESS_PROXY"], "true");
+        assert_eq!(p.cli.command, ["./server"]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod context;
 pub mod diag;
 pub mod launch;
 pub mod probes;
+pub mod proxy;
 pub mod runtime;
 pub mod settings;
 
@@ -101,6 +102,7 @@ fn run_command(
     cwd: &std::path::Path,
 ) -> anyhow::Result<u8> {
     let command = launch::resolve(argv, cwd)?;
+    let proxy_config = proxy::Config::from_settings(settings)?;
     let argv = command.argv_lossy();
     let ci = Ci::detect(|name| std::env::var(name).ok());
     let span = (!settings.disabled()).then(|| {
@@ -128,9 +130,28 @@ fn run_command(
     };
     let target = command.target(&argv, cwd);
     let traceparent = span.as_ref().map(|s| s.context.traceparent());
-    let plan = runtime::plan(settings, Some(target), destination, traceparent);
+    let mut plan = runtime::plan(settings, Some(target), destination, traceparent);
     for note in &plan.notes {
         tracing::warn!("{note}");
+    }
+    let command_name = command.program.file_name().map_or_else(
+        || command.program.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let proxies = proxy_config.and_then(|config| {
+        let run = proxy::Run {
+            agent: agent.as_ref(),
+            process: span.as_ref().map(|s| s.context.clone()),
+            command_name: &command_name,
+        };
+        proxy::start(&config, settings, run)
+            .map_err(|e| {
+                tracing::warn!("cannot start the proxy ({e}); running the command without it")
+            })
+            .ok()
+    });
+    if let Some(proxies) = &proxies {
+        plan.set.extend(proxies.env.iter().cloned());
     }
     let mut probes = agent
         .as_ref()
@@ -144,6 +165,9 @@ fn run_command(
     });
     if let Some(probes) = probes {
         probes.finish();
+    }
+    if let Some(proxies) = proxies {
+        proxies.stop();
     }
     let exit = launched?;
     let code = exit.code.clamp(0, 255) as u8;
@@ -286,6 +310,9 @@ fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
             "keys are the variable names without `OTEL_`, lower-case, e.g. `service_name`; `otel-run --help` lists them".to_string()
         });
         return (USAGE, hint);
+    }
+    if let Some(e) = err.downcast_ref::<proxy::ConfigError>() {
+        return (USAGE, Some(e.hint().to_string()));
     }
     if err.downcast_ref::<settings::SettingsError>().is_some() {
         return (USAGE, None);

@@ -14,6 +14,7 @@ pub mod report;
 use std::sync::Arc;
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::time::Instant;
 
@@ -109,9 +110,17 @@ impl Agent {
 
     /// Queues one of otel-run's own spans.
     pub fn record(&self, spans: ResourceSpans) {
-        if let Some(pipeline) = &self.sinks.traces {
-            pipeline.push(spans);
-        }
+        self.recorder().spans(spans);
+    }
+
+    /// A handle that records otel-run's own telemetry from any task.
+    pub fn recorder(&self) -> Recorder {
+        Recorder(self.sinks.clone())
+    }
+
+    /// The agent's runtime, for otel-run's own servers (the proxy).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
     }
 
     /// Where spans made outside the agent's runtime go (the probes' reader
@@ -159,6 +168,34 @@ impl SpanSink {
             self.0.push(build());
         } else {
             self.0.drop_full(n);
+        }
+    }
+}
+
+/// Records otel-run's own spans and metrics into the agent's pipelines; cheap to
+/// clone, usable from any thread. A full queue drops (and counts) what it cannot take.
+#[derive(Clone)]
+pub struct Recorder(Arc<Sinks>);
+
+impl Recorder {
+    pub fn spans(&self, spans: ResourceSpans) {
+        if let Some(pipeline) = &self.0.traces {
+            pipeline.push(spans);
+        }
+    }
+
+    pub fn metrics(&self, metrics: ResourceMetrics) {
+        if let Some(pipeline) = &self.0.metrics {
+            pipeline.push(metrics);
+        }
+    }
+
+    /// Whether a signal is exported at all.
+    pub fn exports(&self, signal: Signal) -> bool {
+        match signal {
+            Signal::Traces => self.0.traces.is_some(),
+            Signal::Metrics => self.0.metrics.is_some(),
+            Signal::Logs => self.0.logs.is_some(),
         }
     }
 }

@@ -222,19 +222,40 @@ fn sample(settings: &Settings, parent: Option<&SpanContext>, trace_id: &[u8; 16]
 }
 
 /// Applies the attribute count and value length limits to otel-run's own span.
-fn limit(settings: &Settings, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
-    let count = settings
-        .count(&vars::SPAN_ATTRIBUTE_COUNT_LIMIT)
-        .or_else(|| settings.count(&vars::ATTRIBUTE_COUNT_LIMIT));
-    if let Some(count) = count {
-        attributes.truncate(count as usize);
+fn limit(settings: &Settings, attributes: Vec<KeyValue>) -> Vec<KeyValue> {
+    Limits::of(settings).apply(attributes)
+}
+
+/// The span attribute limits, read once for spans made in numbers (the proxy's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    count: Option<usize>,
+    length: Option<usize>,
+}
+
+impl Limits {
+    pub(crate) fn of(settings: &Settings) -> Limits {
+        let count = settings
+            .count(&vars::SPAN_ATTRIBUTE_COUNT_LIMIT)
+            .or_else(|| settings.count(&vars::ATTRIBUTE_COUNT_LIMIT));
+        let length = settings
+            .count(&vars::SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT)
+            .or_else(|| settings.count(&vars::ATTRIBUTE_VALUE_LENGTH_LIMIT));
+        Limits {
+            count: count.map(|c| c as usize),
+            length: length.map(|l| l as usize),
+        }
     }
-    let length = settings
-        .count(&vars::SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT)
-        .or_else(|| settings.count(&vars::ATTRIBUTE_VALUE_LENGTH_LIMIT));
-    if let Some(length) = length {
+
+    pub(crate) fn apply(&self, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
+        if let Some(count) = self.count {
+            attributes.truncate(count);
+        }
+        let Some(length) = self.length else {
+            return attributes;
+        };
         let cut = |s: &mut String| {
-            if let Some((i, _)) = s.char_indices().nth(length as usize) {
+            if let Some((i, _)) = s.char_indices().nth(length) {
                 s.truncate(i);
             }
         };
@@ -251,11 +272,11 @@ fn limit(settings: &Settings, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
                 _ => {}
             }
         }
+        attributes
     }
-    attributes
 }
 
-fn kv(key: &str, value: Value) -> KeyValue {
+pub(crate) fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue { value: Some(value) }),
@@ -263,7 +284,7 @@ fn kv(key: &str, value: Value) -> KeyValue {
     }
 }
 
-fn nanos(t: SystemTime) -> u64 {
+pub(crate) fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -42,6 +42,7 @@ pub enum Group {
     Limits,
     Runtimes,
     Launcher,
+    Proxy,
 }
 
 impl Group {
@@ -55,6 +56,7 @@ impl Group {
             Group::Limits => "Limits",
             Group::Runtimes => "Runtimes",
             Group::Launcher => "otel-run",
+            Group::Proxy => "HTTP proxy",
         }
     }
 }
@@ -699,6 +701,64 @@ var!(
     "Where a top-level probed call hangs: `root` starts a trace per call, `process` puts it under the process span."
 );
 
+// The HTTP sidecar proxy.
+var!(
+    PROXY,
+    "OTEL_RUN_PROXY",
+    Kind::Text,
+    None,
+    Proxy,
+    "Reverse proxies in front of the command, `LISTEN=UPSTREAM,...` (`--proxy 8080=127.0.0.1:5000`, repeatable): one SERVER span per request. LISTEN is a port on loopback or `ADDRESS:PORT`."
+);
+var!(
+    PROXY_ROUTES,
+    "OTEL_RUN_PROXY_ROUTES",
+    Kind::Text,
+    None,
+    Proxy,
+    "Route templates for `http.route` and span names, `/users/{id},...` (`--route`, repeatable); `{name}` matches one path segment, a final `{name*}` the rest."
+);
+var!(
+    EGRESS_PROXY,
+    "OTEL_RUN_EGRESS_PROXY",
+    Kind::Bool,
+    Some("false"),
+    Proxy,
+    "Start a forward proxy on loopback and point the child's HTTP_PROXY/HTTPS_PROXY at it: one CLIENT span per outgoing request or CONNECT tunnel."
+);
+var!(
+    PROXY_TIMEOUT,
+    "OTEL_RUN_PROXY_TIMEOUT",
+    Kind::Millis,
+    Some("30000"),
+    Proxy,
+    "How long the proxies wait for an upstream's response headers before answering 504."
+);
+var!(
+    PROXY_HEADER_TIMEOUT,
+    "OTEL_RUN_PROXY_HEADER_TIMEOUT",
+    Kind::Millis,
+    Some("10000"),
+    Proxy,
+    "How long a client may take to send a request's headers before the connection is closed."
+);
+var!(
+    PROXY_MAX_HEADER_BYTES,
+    "OTEL_RUN_PROXY_MAX_HEADER_BYTES",
+    Kind::Count,
+    Some("65536"),
+    Proxy,
+    "Largest request head (request line and headers) the proxies accept; larger ones get 431."
+);
+var!(
+    PROXY_REDACT_QUERY,
+    "OTEL_RUN_PROXY_REDACT_QUERY",
+    Kind::Bool,
+    Some("false"),
+    Proxy,
+    "Record every query value as `REDACTED` in `url.query` and `url.full` (signature parameters such as `sig` always are)."
+);
+
 /// Every setting, in documentation order.
 pub static ALL: &[&Var] = &[
     &SDK_DISABLED,
@@ -781,6 +841,13 @@ pub static ALL: &[&Var] = &[
     &CONSOLE_OUTPUT,
     &UPROBE,
     &UPROBE_PARENT,
+    &PROXY,
+    &PROXY_ROUTES,
+    &EGRESS_PROXY,
+    &PROXY_TIMEOUT,
+    &PROXY_HEADER_TIMEOUT,
+    &PROXY_MAX_HEADER_BYTES,
+    &PROXY_REDACT_QUERY,
 ];
 
 /// Variables otel-run reads but never sets through a flag: the specification's

@@ -7,6 +7,7 @@ mod config;
 mod examples;
 mod launch;
 mod node;
+mod proxy;
 mod python;
 mod receiver;
 mod runtimes;

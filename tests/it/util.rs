@@ -203,7 +203,9 @@ impl Collector {
     pub fn spans(&self) -> Vec<Value> {
         let text = self.raw_output();
         let mut spans = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        // A line without its newline is still being written: read it next time.
+        let complete = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        for line in complete.filter(|l| !l.trim().is_empty()) {
             let data: Value = serde_json::from_str(line).expect("collector output is JSON lines");
             for rs in data["resourceSpans"].as_array().into_iter().flatten() {
                 let resource = flatten_attributes(&rs["resource"]["attributes"]);

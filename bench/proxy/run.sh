@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Proxy benchmark: what does otel-run's reverse proxy (tracing every request)
+# add to a request, compared with no proxy and with nginx as a plain reverse proxy?
+#
+# Usage: bench/proxy/run.sh [-d|--duration D] [-c|--connections N] [-t|--threads N] [-h|--help]
+# See bench/proxy/README.md for details.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: bench/proxy/run.sh [OPTIONS]
+
+Loads one fast upstream (nginx answering a static 200) with wrk on loopback, three
+ways, one after another in one run:
+  direct    wrk -> upstream
+  otel-run  wrk -> otel-run --proxy (a SERVER span per request, exported over OTLP) -> upstream
+  nginx     wrk -> nginx proxy_pass (no tracing) -> upstream
+  otel-run-untraced  the otel-run proxy with every exporter `none` (the proxying alone)
+
+Options:
+  -d, --duration D      measured wrk run per row   (env BENCH_DURATION,    default 10s)
+  -c, --connections N   wrk connections            (env BENCH_CONNECTIONS, default 32)
+  -t, --threads N       wrk threads                (env BENCH_THREADS,     default 1)
+  -h, --help            show this help
+
+Environment:
+  OTEL_RUN   otel-run binary to measure (default: <repo>/target/release/otel-run, built if missing)
+  OTELCOL    an OpenTelemetry Collector binary to export to (default: the one
+             .ci/otelcol/build.sh builds; without one, spans go to the console
+             exporter writing to /dev/null)
+
+Results go to bench/proxy/results/ (gitignored).
+USAGE
+}
+
+DURATION="${BENCH_DURATION:-10s}"
+CONNECTIONS="${BENCH_CONNECTIONS:-32}"
+THREADS="${BENCH_THREADS:-1}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -d|--duration)    DURATION="${2:?--duration needs a value}"; shift 2 ;;
+    -c|--connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
+    -t|--threads)     THREADS="${2:?--threads needs a value}"; shift 2 ;;
+    -h|--help)        usage; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/../lib.sh"
+RESULTS_DIR="$SCRIPT_DIR/results"
+mkdir -p "$RESULTS_DIR"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null || apt_install wrk
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || apt_install nginx-light
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+find_otel_run
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "nothing listens on port $1"
+}
+
+UPSTREAM=$(free_port); OTEL_PORT=$(free_port); NGINX_PORT=$(free_port); BARE_PORT=$(free_port)
+
+# The upstream: nginx with one worker answering from memory, so it is not the
+# bottleneck. The proxying nginx gets two workers, as otel-run's agent has two
+# threads, and keep-alive connections to the upstream, as otel-run pools them.
+nginx_conf() {
+  # nginx_conf NAME WORKERS SERVER_BLOCK
+  cat >"$RESULTS_DIR/nginx-$1.conf" <<CONF
+daemon off;
+worker_processes $2;
+pid $WORK/nginx-$1.pid;
+error_log $WORK/nginx-$1.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1-body;
+  proxy_temp_path $WORK/$1-proxy;
+  fastcgi_temp_path $WORK/$1-fastcgi;
+  uwsgi_temp_path $WORK/$1-uwsgi;
+  scgi_temp_path $WORK/$1-scgi;
+  keepalive_requests 1000000;
+$3
+}
+CONF
+}
+nginx_conf upstream 1 "  server {
+    listen 127.0.0.1:$UPSTREAM;
+    location / { return 200 \"ok\\n\"; }
+  }"
+nginx_conf proxy 2 "  upstream app { server 127.0.0.1:$UPSTREAM; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+    }
+  }"
+"$NGINX" -c "$RESULTS_DIR/nginx-upstream.conf" & PIDS+=($!)
+wait_port "$UPSTREAM"
+
+# Where otel-run's spans go: a local collector (debug exporter, basic verbosity),
+# else the console exporter into /dev/null.
+OTELCOL="${OTELCOL:-}"
+if [[ -z "$OTELCOL" && -x "$REPO_ROOT/.ci/otelcol/build.sh" ]]; then
+  OTELCOL="$(bash "$REPO_ROOT/.ci/otelcol/build.sh" 2>/dev/null | tail -n1 || true)"
+fi
+if [[ -n "$OTELCOL" && -x "$OTELCOL" ]]; then
+  GRPC=$(free_port)
+  cat >"$WORK/otelcol.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$GRPC
+exporters:
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+    metrics:
+      receivers: [otlp]
+      exporters: [debug]
+YAML
+  "$OTELCOL" --config "$WORK/otelcol.yaml" >"$WORK/otelcol.log" 2>&1 & PIDS+=($!)
+  wait_port "$GRPC"
+  EXPORT=(--traces-exporter otlp --metrics-exporter otlp --exporter-otlp-endpoint "http://127.0.0.1:$GRPC")
+  EXPORT_DESC="OTLP gRPC to a local collector (debug exporter)"
+else
+  EXPORT=(--traces-exporter console --console-output /dev/null --metrics-exporter none)
+  EXPORT_DESC="console exporter into /dev/null"
+fi
+
+# Spans are exported, not dropped: a queue that holds a few seconds of them.
+OTEL_BSP_MAX_QUEUE_SIZE=200000 OTEL_BSP_SCHEDULE_DELAY=200 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048 \
+  "$OTEL_RUN_BIN" -v "${EXPORT[@]}" --service-name bench-proxy \
+  --proxy "$OTEL_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 2>"$WORK/otel-run.err" & OTEL_PID=$!
+wait_port "$OTEL_PORT"
+# The same proxy with nothing exported: what the proxying alone costs.
+"$OTEL_RUN_BIN" --traces-exporter none --metrics-exporter none \
+  --proxy "$BARE_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 & BARE_PID=$!
+wait_port "$BARE_PORT"
+"$NGINX" -c "$RESULTS_DIR/nginx-proxy.conf" & PIDS+=($!)
+wait_port "$NGINX_PORT"
+
+# wrk's latency distribution in microseconds.
+to_us() {
+  awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v }
+         else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 }
+         else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000000 } }'
+}
+declare -A RPS P50 P99 ERRORS
+run_wrk() {
+  # run_wrk NAME PORT
+  local out="$RESULTS_DIR/$STAMP-$1.wrk.txt"
+  log "$1: wrk -t$THREADS -c$CONNECTIONS (2s warm-up, then $DURATION)"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$2/" >"$WORK/$1.warmup.txt"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$2/" >"$out"
+  RPS[$1]=$(awk '/^Requests\/sec/ {print $2}' "$out")
+  P50[$1]=$(awk '$1=="50%" {print $2}' "$out" | to_us)
+  P99[$1]=$(awk '$1=="99%" {print $2}' "$out" | to_us)
+  ERRORS[$1]=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
+}
+
+LOAD_BEFORE="$(uptime)"
+run_wrk direct "$UPSTREAM"
+run_wrk otel-run "$OTEL_PORT"
+run_wrk nginx "$NGINX_PORT"
+run_wrk otel-run-untraced "$BARE_PORT"
+# Latency without queueing: one connection, one request at a time.
+declare -A P50_1 P99_1
+for row in direct otel-run nginx; do
+  case $row in direct) port=$UPSTREAM ;; otel-run) port=$OTEL_PORT ;; nginx) port=$NGINX_PORT ;; esac
+  out="$RESULTS_DIR/$STAMP-$row.c1.wrk.txt"
+  log "$row: wrk -t1 -c1 -d5s (latency at one connection)"
+  wrk -t1 -c1 -d5s --latency "http://127.0.0.1:$port/" >"$out"
+  P50_1[$row]=$(awk '$1=="50%" {print $2}' "$out" | to_us)
+  P99_1[$row]=$(awk '$1=="99%" {print $2}' "$out" | to_us)
+done
+LOAD_AFTER="$(uptime)"
+kill -TERM "$BARE_PID"
+
+# Stop otel-run as a user would; it flushes and says what it exported.
+kill -TERM "$OTEL_PID"
+wait "$OTEL_PID" 2>/dev/null || true
+
+# Every request through the traced proxy should be a span at the collector.
+SERVED=$(awk '/requests in/ {print $1}' "$RESULTS_DIR/$STAMP-otel-run.wrk.txt")
+WARMUP_SERVED=$(awk '/requests in/ {print $1}' "$WORK/otel-run.warmup.txt")
+C1_SERVED=$(awk '/requests in/ {print $1}' "$RESULTS_DIR/$STAMP-otel-run.c1.wrk.txt")
+SPANS=$(awk '/spans exported/ {print $2}' "$WORK/otel-run.err")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
+REPORT="$RESULTS_DIR/$STAMP.md"
+{
+  echo "# bench/proxy $STAMP"
+  echo
+  echo "- wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loopback; upstream: nginx (1 worker) returning a static 200"
+  echo "- otel-run: $("$OTEL_RUN_BIN" --version), spans via $EXPORT_DESC"
+  echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'), 2 workers, proxy_pass with upstream keep-alive"
+  echo "- cores: $(nproc); load before: ${LOAD_BEFORE##*load average: }; after: ${LOAD_AFTER##*load average: }"
+  echo
+  echo "| row | req/s | p50 µs | p99 µs | added p50 µs | errors |"
+  echo "| --- | ---: | ---: | ---: | ---: | --- |"
+  for row in direct otel-run nginx otel-run-untraced; do
+    echo "| $row | ${RPS[$row]} | ${P50[$row]} | ${P99[$row]} | $(minus "${P50[$row]}" "${P50[direct]}") | ${ERRORS[$row]:-} |"
+  done
+  echo
+  echo "One connection (\`wrk -t1 -c1 -d5s\`), no queueing:"
+  echo
+  echo "| row | p50 µs | p99 µs | added p50 µs |"
+  echo "| --- | ---: | ---: | ---: |"
+  for row in direct otel-run nginx; do
+    echo "| $row | ${P50_1[$row]} | ${P99_1[$row]} | $(minus "${P50_1[$row]}" "${P50_1[direct]}") |"
+  done
+  echo
+  echo "- added p50 at one connection: otel-run **$(minus "${P50_1[otel-run]}" "${P50_1[direct]}") µs** (target ≤ 100), nginx $(minus "${P50_1[nginx]}" "${P50_1[direct]}") µs"
+  echo "- throughput otel-run / nginx: **$(ratio "${RPS[otel-run]}" "${RPS[nginx]}")** (target ≥ 1.0)"
+  echo "- added p50 under load (-c$CONNECTIONS): otel-run $(minus "${P50[otel-run]}" "${P50[direct]}") µs, nginx $(minus "${P50[nginx]}" "${P50[direct]}") µs"
+  echo "- p99 otel-run / nginx: $(ratio "${P99[otel-run]}" "${P99[nginx]}")"
+  echo "- the proxy alone (no export) / nginx: $(ratio "${RPS[otel-run-untraced]}" "${RPS[nginx]}"); tracing keeps $(ratio "${RPS[otel-run]}" "${RPS[otel-run-untraced]}") of its throughput"
+  echo
+  echo "- spans otel-run exported (its own count, \`-v\`): ${SPANS:-none}, for $SERVED + $WARMUP_SERVED (warm-up) + $C1_SERVED (one connection) requests"
+  echo
+  echo "otel-run's own report:"
+  echo
+  echo '```'
+  cat "$WORK/otel-run.err"
+  echo '```'
+} | tee "$REPORT"
+log "report: $REPORT"

@@ -1,0 +1,529 @@
+//! The HTTP sidecar proxy: spans for programs that have no OpenTelemetry SDK, at
+//! their network boundary.
+//!
+//! - [`reverse`]: `--proxy LISTEN=UPSTREAM` listens in front of the command; one
+//!   SERVER span per request, the incoming context continued and the span's own
+//!   injected upstream. A request without context starts its own trace: a server's
+//!   requests never hang under the process span (a week-long server is not one trace).
+//! - [`forward`]: `--egress-proxy` is the command's HTTP_PROXY; one CLIENT span per
+//!   outgoing request, under the process span unless the request carries context.
+//!
+//! Both run on the agent's runtime. A request only queues a cheap record
+//! ([`span::Exchange`]); [`sink`] builds spans and the duration histogram off the
+//! request path and hands them to the agent's pipelines.
+
+pub mod forward;
+pub mod metrics;
+pub mod relay;
+pub mod reverse;
+pub mod route;
+pub mod sink;
+pub mod span;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpSocket};
+
+use crate::agent::Agent;
+use crate::agent::process_span;
+use crate::context::SpanContext;
+use crate::settings::{Settings, vars};
+use relay::{Body, Client};
+use route::Routes;
+use sink::Recorder;
+use span::{Propagators, Sampler};
+
+/// A bad `--proxy` or `--route` value: the flag (or variable, or key) and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value `{value}` for {place}: {why}")]
+pub struct ConfigError {
+    place: String,
+    value: String,
+    why: String,
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> &'static str {
+        "`--proxy LISTEN=UPSTREAM`, e.g. `--proxy 8080=127.0.0.1:5000` (LISTEN: a port on loopback, or `ADDRESS:PORT`); `--route '/users/{id}'`"
+    }
+}
+
+/// One reverse proxy: where it listens, where it sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    pub listen: SocketAddr,
+    pub upstream: Authority,
+    /// As the user wrote it, for messages.
+    pub text: String,
+}
+
+/// The proxies to run, validated before anything starts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub reverse: Vec<Mapping>,
+    pub egress: bool,
+    pub routes: Routes,
+    pub timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub redact_query: bool,
+}
+
+impl Config {
+    /// `None` when no proxy is asked for.
+    pub fn from_settings(settings: &Settings) -> Result<Option<Config>, ConfigError> {
+        let egress = settings.flag(&vars::EGRESS_PROXY);
+        let place = |var: &crate::settings::vars::Var| {
+            settings
+                .get(var)
+                .map_or_else(|| var.name.to_string(), |r| r.source.describe(var))
+        };
+        let mut reverse = Vec::new();
+        for item in settings.list(&vars::PROXY) {
+            reverse.push(parse_mapping(&item).map_err(|why| ConfigError {
+                place: place(&vars::PROXY),
+                value: item.clone(),
+                why,
+            })?);
+        }
+        let routes = settings.list(&vars::PROXY_ROUTES);
+        let routes =
+            Routes::parse(routes.iter().map(String::as_str)).map_err(|why| ConfigError {
+                place: place(&vars::PROXY_ROUTES),
+                value: settings
+                    .text(&vars::PROXY_ROUTES)
+                    .unwrap_or_default()
+                    .into(),
+                why,
+            })?;
+        if reverse.is_empty() && !egress {
+            return Ok(None);
+        }
+        let ms = |var, default| {
+            settings
+                .millis(var)
+                .unwrap_or(Duration::from_millis(default))
+        };
+        Ok(Some(Config {
+            reverse,
+            egress,
+            routes,
+            timeout: ms(&vars::PROXY_TIMEOUT, 30_000),
+            header_timeout: ms(&vars::PROXY_HEADER_TIMEOUT, 10_000),
+            // hyper's smallest read buffer.
+            max_header_bytes: settings
+                .count(&vars::PROXY_MAX_HEADER_BYTES)
+                .unwrap_or(65536)
+                .max(8192) as usize,
+            redact_query: settings.flag(&vars::PROXY_REDACT_QUERY),
+        }))
+    }
+}
+
+/// `LISTEN=UPSTREAM`: a bare port is on loopback; an upstream may be `http://host:port`.
+fn parse_mapping(text: &str) -> Result<Mapping, String> {
+    let Some((listen, upstream)) = text.split_once('=') else {
+        return Err("expected LISTEN=UPSTREAM".into());
+    };
+    let (listen, upstream) = (listen.trim(), upstream.trim());
+    let listen = if let Ok(port) = listen.parse::<u16>() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    } else if let Some(port) = listen.strip_prefix("localhost:") {
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{listen}` is not ADDRESS:PORT"))?;
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    } else {
+        listen.parse().map_err(|_| {
+            format!("LISTEN `{listen}` is neither a port nor an ADDRESS:PORT such as 0.0.0.0:8080")
+        })?
+    };
+    if upstream.starts_with("https://") {
+        return Err(
+            "the upstream is spoken to in plain HTTP; https:// upstreams are not supported".into(),
+        );
+    }
+    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
+    let upstream = if let Ok(port) = upstream.parse::<u16>() {
+        format!("127.0.0.1:{port}")
+    } else {
+        upstream.to_string()
+    };
+    let authority: Authority = upstream
+        .parse()
+        .map_err(|_| format!("UPSTREAM `{upstream}` is not HOST:PORT"))?;
+    if authority.port_u16().is_none() || upstream.contains('/') {
+        return Err(format!("UPSTREAM `{upstream}` needs a port, as HOST:PORT"));
+    }
+    Ok(Mapping {
+        listen,
+        upstream: authority,
+        text: text.to_string(),
+    })
+}
+
+/// What every request handler shares: one per thread serving requests.
+pub struct Shared {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub propagators: Propagators,
+    pub sampler: Sampler,
+    pub timeout: Duration,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+/// What a thread needs to make its [`Shared`].
+#[derive(Clone)]
+struct Base {
+    recorder: Recorder,
+    propagators: Propagators,
+    sampler: Sampler,
+    timeout: Duration,
+    header_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl Base {
+    /// The handlers' state, with a connection pool of its own.
+    fn shared(&self) -> Arc<Shared> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(self.max_header_bytes)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.max_header_bytes as u32);
+        Arc::new(Shared {
+            client: relay::client(),
+            recorder: self.recorder.clone(),
+            propagators: self.propagators,
+            sampler: self.sampler,
+            timeout: self.timeout,
+            builder,
+        })
+    }
+}
+
+/// The running proxies.
+pub struct Proxies {
+    handle: tokio::runtime::Handle,
+    /// A runtime of their own when there is no agent (nothing is exported, but
+    /// the command's traffic must still flow).
+    own_runtime: Option<tokio::runtime::Runtime>,
+    sink: sink::Sink,
+    /// Variables for the command: HTTP_PROXY and friends.
+    pub env: Vec<(String, String)>,
+}
+
+/// What the proxies need of the run besides their settings.
+pub struct Run<'a> {
+    pub agent: Option<&'a Agent>,
+    /// The process span: the parent of the command's own outgoing requests.
+    pub process: Option<SpanContext>,
+    /// The command's base name, for an unnamed service's resource.
+    pub command_name: &'a str,
+}
+
+/// Starts the proxies. A port that cannot be bound is a warning: the command
+/// still runs, without that proxy.
+pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<Proxies> {
+    let (handle, own_runtime) = match run.agent {
+        Some(agent) => (agent.handle(), None),
+        None => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("otel-run-proxy")
+                .enable_all()
+                .build()?;
+            (runtime.handle().clone(), Some(runtime))
+        }
+    };
+    let _guard = handle.enter();
+    let limits = process_span::Limits::of(settings);
+    let (recorder, sink) = sink::start(sink::Options {
+        agent: run.agent.map(Agent::recorder),
+        resource: process_span::resource(settings, run.command_name),
+        routes: config.routes.clone(),
+        redact_query: config.redact_query,
+        metric_interval: settings
+            .millis(&vars::METRIC_EXPORT_INTERVAL)
+            .unwrap_or(Duration::from_secs(60))
+            .max(Duration::from_millis(100)),
+        limit: Box::new(move |mut span| {
+            span.attributes = limits.apply(span.attributes);
+            span
+        }),
+    });
+    let base = Base {
+        recorder,
+        propagators: Propagators::new(&settings.list(&vars::PROPAGATORS)),
+        sampler: Sampler::new(
+            settings
+                .text(&vars::TRACES_SAMPLER)
+                .unwrap_or("parentbased_always_on"),
+            settings.text(&vars::TRACES_SAMPLER_ARG),
+        ),
+        timeout: config.timeout,
+        header_timeout: config.header_timeout,
+        max_header_bytes: config.max_header_bytes,
+    };
+    start_reverse(&config.reverse, &base);
+    let mut env = Vec::new();
+    if config.egress {
+        let agent_addr = run
+            .agent
+            .and_then(Agent::endpoint)
+            .and_then(|e| e.trim_start_matches("http://").parse::<SocketAddr>().ok());
+        match handle.block_on(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))) {
+            Ok(listener) => {
+                let url = format!("http://{}", listener.local_addr()?);
+                tracing::info!("forward proxy for the command's HTTP requests at {url}");
+                handle.spawn(forward::serve(
+                    listener,
+                    forward::Egress {
+                        process: run.process,
+                        agent: agent_addr,
+                    },
+                    base.shared(),
+                ));
+                env = egress_env(&url, agent_addr, |name| std::env::var(name).ok());
+            }
+            Err(e) => tracing::warn!(
+                "cannot start the forward proxy ({e}); the command's requests are not traced"
+            ),
+        }
+    }
+    drop(_guard);
+    Ok(Proxies {
+        handle,
+        own_runtime,
+        sink,
+        env,
+    })
+}
+
+/// The reverse proxies run on threads of their own, one per core (at most 4),
+/// each with a single-threaded runtime, its own upstream connection pool and its
+/// own listening socket on the port (SO_REUSEPORT: the kernel spreads connections).
+/// A request and its upstream exchange then stay on one thread, without the
+/// cross-thread wake-ups a shared runtime costs on every request.
+fn start_reverse(mappings: &[Mapping], base: &Base) {
+    if mappings.is_empty() {
+        return;
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let mut per_thread: Vec<Vec<(TcpSocket, Authority)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for mapping in mappings {
+        // A plain bind first: SO_REUSEPORT alone would share a port another
+        // otel-run already proxies instead of saying it is taken.
+        let sockets = std::net::TcpListener::bind(mapping.listen).and_then(|probe| {
+            drop(probe);
+            (0..threads)
+                .map(|_| reuse_port_socket(mapping.listen))
+                .collect::<std::io::Result<Vec<TcpSocket>>>()
+        });
+        match sockets {
+            Ok(sockets) => {
+                tracing::info!("proxying {} to {}", mapping.listen, mapping.upstream);
+                for (thread, socket) in per_thread.iter_mut().zip(sockets) {
+                    thread.push((socket, mapping.upstream.clone()));
+                }
+            }
+            Err(e) => tracing::warn!(
+                "cannot listen on {} for `--proxy {}` ({e}); the command runs without this proxy",
+                mapping.listen,
+                mapping.text
+            ),
+        }
+    }
+    for sockets in per_thread.into_iter().filter(|s| !s.is_empty()) {
+        let base = base.clone();
+        let spawned = std::thread::Builder::new()
+            .name("otel-run-proxy".into())
+            .spawn(move || serve_thread(sockets, base));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a proxy thread: {e}");
+        }
+    }
+}
+
+fn reuse_port_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// One proxy thread: serves its sockets until the process ends.
+fn serve_thread(sockets: Vec<(TcpSocket, Authority)>, base: Base) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return tracing::warn!("cannot start a proxy thread: {e}"),
+    };
+    runtime.block_on(async move {
+        let shared = base.shared();
+        let mut servers = tokio::task::JoinSet::new();
+        for (socket, upstream) in sockets {
+            match socket.listen(1024) {
+                Ok(listener) => {
+                    servers.spawn(reverse::serve(listener, upstream, shared.clone()));
+                }
+                Err(e) => tracing::warn!("proxy: cannot listen: {e}"),
+            }
+        }
+        while servers.join_next().await.is_some() {}
+    });
+}
+
+/// HTTP_PROXY, HTTPS_PROXY (both spellings) at the forward proxy; NO_PROXY keeps
+/// what the user had and adds the agent's address, so the command's telemetry goes
+/// straight to the agent.
+fn egress_env(
+    url: &str,
+    agent: Option<SocketAddr>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> =
+        ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"]
+            .into_iter()
+            .map(|n| (n.to_string(), url.to_string()))
+            .collect();
+    let mut no_proxy: Vec<String> = env("NO_PROXY")
+        .or_else(|| env("no_proxy"))
+        .into_iter()
+        .flat_map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(agent) = agent {
+        no_proxy.push(agent.to_string());
+        no_proxy.push(format!("localhost:{}", agent.port()));
+    }
+    if !no_proxy.is_empty() {
+        let value = no_proxy.join(",");
+        vars.push(("NO_PROXY".into(), value.clone()));
+        vars.push(("no_proxy".into(), value));
+    }
+    vars
+}
+
+impl Proxies {
+    /// Records what is left; connections still open are left to the runtime's end.
+    pub fn stop(self) {
+        let Proxies {
+            handle,
+            own_runtime,
+            sink,
+            ..
+        } = self;
+        handle.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(5), sink.stop()).await;
+        });
+        if let Some(runtime) = own_runtime {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Serves each accepted connection with the handler `connection` makes for it:
+/// HTTP/1.1 (keep-alive, upgrades) or HTTP/2 with prior knowledge (h2c), chosen
+/// by what the client sends.
+async fn accept_loop<C, H, Fut>(listener: TcpListener, shared: Arc<Shared>, connection: C)
+where
+    C: Fn(SocketAddr) -> H,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::debug!("proxy accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let handle = connection(peer);
+        tokio::spawn(async move {
+            let _ = shared
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(handle))
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings() {
+        let m = parse_mapping("8080=127.0.0.1:5000").unwrap();
+        assert_eq!(m.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(m.upstream.as_str(), "127.0.0.1:5000");
+        let m = parse_mapping("0.0.0.0:8080=http://app:5000/").unwrap();
+        assert_eq!(m.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(m.upstream.as_str(), "app:5000");
+        assert_eq!(
+            parse_mapping("8080=5000").unwrap().upstream.as_str(),
+            "127.0.0.1:5000"
+        );
+        for bad in [
+            "8080",
+            "x=127.0.0.1:5000",
+            "8080=host",
+            "8080=https://h:1",
+            "8080=h:1/p",
+        ] {
+            assert!(parse_mapping(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_proxy_is_extended_with_the_agent() {
+        let env = egress_env(
+            "http://127.0.0.1:9",
+            Some("127.0.0.1:4318".parse().unwrap()),
+            |n| (n == "no_proxy").then(|| "example.com, .internal".to_string()),
+        );
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("HTTP_PROXY"), Some("http://127.0.0.1:9"));
+        assert_eq!(get("https_proxy"), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            get("NO_PROXY"),
+            Some("example.com,.internal,127.0.0.1:4318,localhost:4318")
+        );
+    }
+}

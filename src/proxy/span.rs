@@ -1,0 +1,569 @@
+//! What the proxies record of one exchange, the context they propagate, and how
+//! a record becomes an OTLP span following the stable HTTP semantic conventions.
+//!
+//! A request only copies cheap handles (method, URI, header values) into an
+//! [`Exchange`]; the span itself is built off the request path, by the sink.
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri, Version};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status, span::SpanKind, status::StatusCode};
+
+use crate::agent::process_span::{kv, nanos};
+use crate::context::{SpanContext, SpanId, TraceId, hex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The reverse proxy: a request to the command.
+    Server,
+    /// The forward proxy: a request the command makes.
+    Client,
+}
+
+/// One request through a proxy, as recorded when its response has ended.
+pub struct Exchange {
+    pub kind: Kind,
+    pub context: SpanContext,
+    pub parent: Option<SpanId>,
+    pub method: Method,
+    /// Origin-form for the reverse proxy, absolute (or authority for CONNECT) for the forward one.
+    pub uri: Uri,
+    pub version: Version,
+    /// The Host header (or HTTP/2 authority) the client sent.
+    pub host: Option<HeaderValue>,
+    /// The proxy's own address, when the request names no host.
+    pub local: SocketAddr,
+    pub client: SocketAddr,
+    pub user_agent: Option<HeaderValue>,
+    pub status: Option<u16>,
+    /// Why the exchange failed, for `error.type` and the span status.
+    pub error: Option<(&'static str, String)>,
+    pub request_size: Option<u64>,
+    pub response_size: Option<u64>,
+    pub start: SystemTime,
+    pub end: SystemTime,
+}
+
+impl Exchange {
+    pub fn duration_secs(&self) -> f64 {
+        self.end
+            .duration_since(self.start)
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
+
+    /// The method as the conventions record it: known methods as sent, others `_OTHER`.
+    pub fn method_name(&self) -> &str {
+        if KNOWN_METHODS.contains(&self.method.as_str()) {
+            self.method.as_str()
+        } else {
+            "_OTHER"
+        }
+    }
+
+    /// `error.type`: the transport failure, else a 5xx status (4xx too for a client).
+    pub fn error_type(&self) -> Option<String> {
+        if let Some((kind, _)) = &self.error {
+            return Some((*kind).to_string());
+        }
+        let status = self.status?;
+        let failed = status >= 500 || (self.kind == Kind::Client && status >= 400);
+        failed.then(|| status.to_string())
+    }
+
+    /// `server.address` and `server.port`.
+    pub fn server(&self) -> (String, u16) {
+        let default_port = if self.uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        if self.kind == Kind::Client
+            && let Some(authority) = self.uri.authority()
+        {
+            return (
+                authority.host().trim_matches(['[', ']']).to_string(),
+                authority.port_u16().unwrap_or(default_port),
+            );
+        }
+        let from_host = self
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok());
+        match from_host {
+            Some(a) => (
+                a.host().trim_matches(['[', ']']).to_string(),
+                a.port_u16().unwrap_or(default_port),
+            ),
+            None => (self.local.ip().to_string(), self.local.port()),
+        }
+    }
+
+    /// The OTLP span; `route` is the matched template, if any.
+    pub fn to_span(&self, route: Option<&str>, redact_all: bool) -> Span {
+        let method = self.method_name();
+        let name = match (self.kind, route) {
+            _ if self.method == Method::CONNECT => "CONNECT".to_string(),
+            (_, _) if method == "_OTHER" => "HTTP".to_string(),
+            (Kind::Server, Some(route)) => format!("{method} {route}"),
+            _ => method.to_string(),
+        };
+        let string = |s: String| Value::StringValue(s);
+        let mut attributes = vec![kv("http.request.method", string(method.to_string()))];
+        if method == "_OTHER" {
+            attributes.push(kv(
+                "http.request.method_original",
+                string(self.method.as_str().to_string()),
+            ));
+        }
+        let (address, port) = self.server();
+        match self.kind {
+            Kind::Server => {
+                attributes.push(kv("url.path", string(self.uri.path().to_string())));
+                if let Some(query) = self.uri.query() {
+                    attributes.push(kv("url.query", string(redact_query(query, redact_all))));
+                }
+                attributes.push(kv("url.scheme", string("http".into())));
+                if let Some(route) = route {
+                    attributes.push(kv("http.route", string(route.to_string())));
+                }
+                attributes.push(kv("client.address", string(self.client.ip().to_string())));
+                attributes.push(kv(
+                    "network.peer.port",
+                    Value::IntValue(self.client.port().into()),
+                ));
+            }
+            Kind::Client => {
+                if self.method != Method::CONNECT {
+                    attributes.push(kv("url.full", string(redact_url(&self.uri, redact_all))));
+                }
+            }
+        }
+        attributes.push(kv("server.address", string(address)));
+        attributes.push(kv("server.port", Value::IntValue(port.into())));
+        attributes.push(kv(
+            "network.protocol.version",
+            string(protocol_version(self.version).into()),
+        ));
+        if let Some(agent) = self.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+            attributes.push(kv("user_agent.original", string(agent.to_string())));
+        }
+        if let Some(status) = self.status {
+            attributes.push(kv(
+                "http.response.status_code",
+                Value::IntValue(status.into()),
+            ));
+        }
+        if let Some(size) = self.request_size {
+            attributes.push(kv("http.request.body.size", Value::IntValue(size as i64)));
+        }
+        if let Some(size) = self.response_size {
+            attributes.push(kv("http.response.body.size", Value::IntValue(size as i64)));
+        }
+        let error = self.error_type();
+        if let Some(error) = &error {
+            attributes.push(kv("error.type", string(error.clone())));
+        }
+        let status = match (&self.error, &error) {
+            (Some((_, message)), _) => Status {
+                code: StatusCode::Error as i32,
+                message: message.clone(),
+            },
+            (None, Some(_)) => Status {
+                code: StatusCode::Error as i32,
+                message: String::new(),
+            },
+            _ => Status::default(),
+        };
+        Span {
+            trace_id: self.context.trace_id.to_vec(),
+            span_id: self.context.span_id.to_vec(),
+            trace_state: self.context.trace_state.clone(),
+            parent_span_id: self.parent.map(|p| p.to_vec()).unwrap_or_default(),
+            flags: 0x100
+                | u32::from(self.context.sampled)
+                | (u32::from(self.parent.is_some()) << 9),
+            name,
+            kind: match self.kind {
+                Kind::Server => SpanKind::Server,
+                Kind::Client => SpanKind::Client,
+            } as i32,
+            start_time_unix_nano: nanos(self.start),
+            end_time_unix_nano: nanos(self.end),
+            attributes,
+            status: Some(status),
+            ..Default::default()
+        }
+    }
+}
+
+const KNOWN_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
+];
+
+pub fn protocol_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+/// Query parameters that carry credentials in their value, as the conventions list them.
+const SENSITIVE_PARAMS: &[&str] = &["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+
+/// The query with sensitive values (or all of them) replaced by `REDACTED`.
+pub fn redact_query(query: &str, all: bool) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if all || SENSITIVE_PARAMS.contains(&key) => format!("{key}=REDACTED"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `url.full` without credentials: user info and sensitive query values redacted.
+fn redact_url(uri: &Uri, all: bool) -> String {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("REDACTED:REDACTED@{host}"),
+        None => authority.to_string(),
+    };
+    let mut url = format!("{scheme}://{authority}{}", uri.path());
+    if let Some(query) = uri.query() {
+        url.push('?');
+        url.push_str(&redact_query(query, all));
+    }
+    url
+}
+
+/// The sampler of the proxies' spans, decided once from OTEL_TRACES_SAMPLER.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampler {
+    /// Follow a remote parent's decision.
+    parent_based: bool,
+    /// The share of root traces kept, 0.0 to 1.0.
+    ratio: f64,
+}
+
+impl Sampler {
+    pub fn new(sampler: &str, arg: Option<&str>) -> Sampler {
+        let parent_based = sampler.starts_with("parentbased_")
+            || !matches!(sampler, "always_on" | "always_off" | "traceidratio");
+        let ratio = match sampler.trim_start_matches("parentbased_") {
+            "always_off" => 0.0,
+            "traceidratio" => arg.and_then(|a| a.parse().ok()).unwrap_or(1.0),
+            _ => 1.0,
+        };
+        Sampler {
+            parent_based,
+            ratio,
+        }
+    }
+
+    pub fn sample(&self, parent: Option<&SpanContext>, trace_id: &TraceId) -> bool {
+        match parent {
+            Some(parent) if self.parent_based => parent.sampled,
+            _ => {
+                let low = u64::from_be_bytes(trace_id[8..].try_into().expect("8 bytes"));
+                self.ratio >= 1.0 || (low as f64) < self.ratio * (u64::MAX as f64)
+            }
+        }
+    }
+}
+
+/// The propagators of OTEL_PROPAGATORS the proxies speak. Baggage needs no work:
+/// the header passes through the proxy unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Propagators {
+    pub tracecontext: bool,
+    pub b3: bool,
+    pub b3multi: bool,
+}
+
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+static B3: HeaderName = HeaderName::from_static("b3");
+static B3_TRACE: HeaderName = HeaderName::from_static("x-b3-traceid");
+static B3_SPAN: HeaderName = HeaderName::from_static("x-b3-spanid");
+static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+static B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+
+impl Propagators {
+    pub fn new(names: &[String]) -> Propagators {
+        let has = |n: &str| names.iter().any(|x| x == n);
+        Propagators {
+            tracecontext: has("tracecontext"),
+            b3: has("b3"),
+            b3multi: has("b3multi"),
+        }
+    }
+
+    /// The remote parent a request carries, in the configured formats' order of precedence.
+    pub fn extract(&self, headers: &HeaderMap) -> Option<SpanContext> {
+        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        if self.tracecontext
+            && let Some(ctx) = SpanContext::from_env(text(&TRACEPARENT), text(&TRACESTATE))
+        {
+            return Some(ctx);
+        }
+        if self.b3
+            && let Some(ctx) = text(&B3).and_then(parse_b3)
+        {
+            return Some(ctx);
+        }
+        if self.b3multi {
+            let trace_id = unhex_trace(text(&B3_TRACE)?)?;
+            let span_id = unhex::<8>(text(&B3_SPAN)?)?;
+            let sampled = !matches!(text(&B3_SAMPLED), Some("0" | "false"));
+            return Some(SpanContext {
+                trace_id,
+                span_id,
+                sampled,
+                trace_state: String::new(),
+            });
+        }
+        None
+    }
+
+    /// Writes `context` into the request for the next hop, replacing what was there.
+    pub fn inject(&self, headers: &mut HeaderMap, context: &SpanContext) {
+        let value = |s: String| HeaderValue::from_str(&s).expect("hex is a valid header value");
+        if self.tracecontext {
+            headers.insert(TRACEPARENT.clone(), traceparent(context));
+            match HeaderValue::from_str(&context.trace_state) {
+                Ok(state) if !context.trace_state.is_empty() => {
+                    headers.insert(TRACESTATE.clone(), state);
+                }
+                _ => {
+                    headers.remove(&TRACESTATE);
+                }
+            }
+        }
+        let (trace, span) = (hex(&context.trace_id), hex(&context.span_id));
+        let sampled = if context.sampled { "1" } else { "0" };
+        if self.b3 {
+            headers.insert(B3.clone(), value(format!("{trace}-{span}-{sampled}")));
+        }
+        if self.b3multi {
+            headers.insert(B3_TRACE.clone(), value(trace));
+            headers.insert(B3_SPAN.clone(), value(span));
+            headers.insert(B3_SAMPLED.clone(), HeaderValue::from_static(sampled));
+            headers.remove(&B3_PARENT);
+        }
+    }
+}
+
+/// The `traceparent` value, written without the formatting machinery: it is
+/// made for every request.
+fn traceparent(context: &SpanContext) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 55];
+    out[..3].copy_from_slice(b"00-");
+    let mut at = 3;
+    for byte in &context.trace_id {
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
+    }
+    out[at] = b'-';
+    at += 1;
+    for byte in &context.span_id {
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
+    }
+    out[at..].copy_from_slice(if context.sampled { b"-01" } else { b"-00" });
+    HeaderValue::from_bytes(&out).expect("hex is a valid header value")
+}
+
+/// `b3: {traceid}-{spanid}[-{sampled}[-{parent}]]`; a lone `0`/`d` carries no parent.
+fn parse_b3(value: &str) -> Option<SpanContext> {
+    let mut parts = value.trim().split('-');
+    let trace_id = unhex_trace(parts.next()?)?;
+    let span_id = unhex::<8>(parts.next()?)?;
+    let sampled = !matches!(parts.next(), Some("0"));
+    Some(SpanContext {
+        trace_id,
+        span_id,
+        sampled,
+        trace_state: String::new(),
+    })
+}
+
+/// A B3 trace id: 32 hex digits, or 16 (left-padded with zeros).
+fn unhex_trace(s: &str) -> Option<TraceId> {
+    let s = s.to_ascii_lowercase();
+    let padded = if s.len() == 16 {
+        format!("{:0>32}", s)
+    } else {
+        s
+    };
+    let id = unhex::<16>(&padded)?;
+    (id != [0; 16]).then_some(id)
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    (out != [0; N]).then_some(out)
+}
+
+/// Fast ids for per-request spans: unique, not secret, so a per-thread generator
+/// seeded from the OS (wyrand) rather than a system call per request.
+pub fn fast_id<const N: usize>() -> [u8; N] {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(u64::from_ne_bytes(crate::context::random_id()));
+    }
+    let mut out = [0u8; N];
+    while out == [0u8; N] {
+        for chunk in out.chunks_mut(8) {
+            let n = STATE.with(|s| {
+                let v = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+                s.set(v);
+                let t = u128::from(v) * u128::from(v ^ 0xe703_7ed1_a0b4_28db);
+                ((t >> 64) as u64) ^ (t as u64)
+            });
+            chunk.copy_from_slice(&n.to_ne_bytes()[..chunk.len()]);
+        }
+    }
+    out
+}
+
+/// The context of a new span under `parent` (or a new trace).
+pub fn child_context(sampler: &Sampler, parent: Option<&SpanContext>) -> SpanContext {
+    let trace_id = parent.map_or_else(fast_id, |p| p.trace_id);
+    SpanContext {
+        trace_id,
+        span_id: fast_id(),
+        sampled: sampler.sample(parent, &trace_id),
+        trace_state: parent.map(|p| p.trace_state.clone()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_redaction() {
+        assert_eq!(redact_query("a=1&sig=abc&b", false), "a=1&sig=REDACTED&b");
+        assert_eq!(redact_query("a=1&b=2", true), "a=REDACTED&b=REDACTED");
+        let uri: Uri = "http://user:pw@example.com:8080/p?Signature=x&q=1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            redact_url(&uri, false),
+            "http://REDACTED:REDACTED@example.com:8080/p?Signature=REDACTED&q=1"
+        );
+    }
+
+    #[test]
+    fn traceparent_header_matches_the_formatter() {
+        let ctx = child_context(&Sampler::new("always_on", None), None);
+        assert_eq!(traceparent(&ctx), ctx.traceparent().as_str());
+    }
+
+    #[test]
+    fn b3_round_trip_and_precedence() {
+        let all = Propagators::new(&["tracecontext".into(), "b3".into(), "b3multi".into()]);
+        let ctx = SpanContext {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            sampled: true,
+            trace_state: "k=v".into(),
+        };
+        let mut headers = HeaderMap::new();
+        all.inject(&mut headers, &ctx);
+        assert_eq!(headers["tracestate"], "k=v");
+        assert_eq!(
+            headers["b3"],
+            "07070707070707070707070707070707-0909090909090909-1"
+        );
+        assert_eq!(headers["x-b3-sampled"], "1");
+        assert_eq!(all.extract(&headers), Some(ctx.clone()));
+        let b3_only = Propagators::new(&["b3".into()]);
+        headers.remove("traceparent");
+        let got = b3_only.extract(&headers).unwrap();
+        assert_eq!((got.trace_id, got.span_id), (ctx.trace_id, ctx.span_id));
+        let mut short = HeaderMap::new();
+        short.insert(
+            "b3",
+            HeaderValue::from_static("a3ce929d0e0e4736-00f067aa0ba902b7-0"),
+        );
+        let got = b3_only.extract(&short).unwrap();
+        assert!(!got.sampled);
+        assert_eq!(hex(&got.trace_id), "0000000000000000a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn no_propagator_extracts_nothing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        assert!(Propagators::new(&[]).extract(&headers).is_none());
+        assert!(
+            Propagators::new(&["tracecontext".into()])
+                .extract(&headers)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn sampler_follows_parent_or_ratio() {
+        let parent = SpanContext {
+            trace_id: [1; 16],
+            span_id: [1; 8],
+            sampled: false,
+            trace_state: String::new(),
+        };
+        let s = Sampler::new("parentbased_always_on", None);
+        assert!(!s.sample(Some(&parent), &parent.trace_id));
+        assert!(s.sample(None, &[0xff; 16]));
+        assert!(Sampler::new("always_on", None).sample(Some(&parent), &[0xff; 16]));
+        assert!(!Sampler::new("traceidratio", Some("0")).sample(None, &[0x01; 16]));
+    }
+
+    #[test]
+    fn unknown_methods_are_other() {
+        let e = Exchange {
+            kind: Kind::Server,
+            context: child_context(&Sampler::new("always_on", None), None),
+            parent: None,
+            method: Method::from_bytes(b"BREW").unwrap(),
+            uri: "/pot?x=1".parse().unwrap(),
+            version: Version::HTTP_11,
+            host: Some(HeaderValue::from_static("example.com:8080")),
+            local: "127.0.0.1:1".parse().unwrap(),
+            client: "127.0.0.1:2".parse().unwrap(),
+            user_agent: None,
+            status: Some(503),
+            error: None,
+            request_size: None,
+            response_size: Some(3),
+            start: SystemTime::now(),
+            end: SystemTime::now(),
+        };
+        let span = e.to_span(Some("/pot"), false);
+        assert_eq!(span.name, "HTTP");
+        assert_eq!(e.server(), ("example.com".to_string(), 8080));
+        assert_eq!(e.error_type().as_deref(), Some("503"));
+        assert_eq!(span.status.unwrap().code, StatusCode::Error as i32);
+    }
+}
