@@ -6,26 +6,20 @@
 pub mod console;
 pub mod otlp;
 
-use std::future::Future;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-    logs_service_client::LogsServiceClient,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-    metrics_service_client::MetricsServiceClient,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-    trace_service_client::TraceServiceClient,
 };
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use tonic::codec::CompressionEncoding;
-use tonic::transport::Channel;
 
 use crate::settings::otlp::Signal;
 
@@ -61,7 +55,6 @@ pub trait Payload:
 
     /// Spans, data points or log records in this message (what limits count).
     fn count(&self) -> usize;
-    fn request(batch: Vec<Self>) -> Self::Request;
     fn items(request: Self::Request) -> Vec<Self>;
     /// A response telling the sender that `rejected` records were not accepted.
     fn response(rejected: u64, message: String) -> Self::Response;
@@ -72,24 +65,22 @@ pub trait Payload:
         out.push_str(&serde_json::to_string(self).expect("OTLP messages serialize"));
         out.push('\n');
     }
-    /// Sends one request over an OTLP/gRPC channel.
-    fn grpc(
-        channel: Channel,
-        gzip: bool,
-        request: tonic::Request<Self::Request>,
-    ) -> impl Future<Output = Result<Self::Response, tonic::Status>> + Send;
+    /// The gRPC method the request goes to.
+    const GRPC_PATH: &'static str;
+    /// The request's one field in OTLP/JSON.
+    const JSON_FIELD: &'static str;
 }
 
 /// The parts of [`Payload`] that differ between signals only by name.
 macro_rules! otlp_messages {
-    ($signal:expr, $request:ident { $items:ident }, $response:ident, $partial:ident { $rejected:ident }, $client:ident) => {
+    ($signal:expr, $request:ident { $items:ident: $json:literal }, $response:ident, $partial:ident { $rejected:ident }, $service:literal) => {
         const SIGNAL: Signal = $signal;
         type Request = $request;
         type Response = $response;
+        const GRPC_PATH: &'static str =
+            concat!("/opentelemetry.proto.collector.", $service, "/Export");
+        const JSON_FIELD: &'static str = $json;
 
-        fn request($items: Vec<Self>) -> Self::Request {
-            $request { $items }
-        }
         fn items(request: Self::Request) -> Vec<Self> {
             request.$items
         }
@@ -106,31 +97,18 @@ macro_rules! otlp_messages {
             (p.$rejected > 0 || !p.error_message.is_empty())
                 .then(|| (p.$rejected, p.error_message.clone()))
         }
-        async fn grpc(
-            channel: Channel,
-            gzip: bool,
-            request: tonic::Request<Self::Request>,
-        ) -> Result<Self::Response, tonic::Status> {
-            // Collectors answer a compressed request with a compressed response.
-            let mut client = $client::new(channel).accept_compressed(CompressionEncoding::Gzip);
-            if gzip {
-                client = client.send_compressed(CompressionEncoding::Gzip);
-            }
-            client
-                .export(request)
-                .await
-                .map(tonic::Response::into_inner)
-        }
     };
 }
 
 impl Payload for ResourceSpans {
     otlp_messages!(
         Signal::Traces,
-        ExportTraceServiceRequest { resource_spans },
+        ExportTraceServiceRequest {
+            resource_spans: "resourceSpans"
+        },
         ExportTraceServiceResponse,
         ExportTracePartialSuccess { rejected_spans },
-        TraceServiceClient
+        "trace.v1.TraceService"
     );
 
     fn count(&self) -> usize {
@@ -145,12 +123,14 @@ impl Payload for ResourceSpans {
 impl Payload for ResourceMetrics {
     otlp_messages!(
         Signal::Metrics,
-        ExportMetricsServiceRequest { resource_metrics },
+        ExportMetricsServiceRequest {
+            resource_metrics: "resourceMetrics"
+        },
         ExportMetricsServiceResponse,
         ExportMetricsPartialSuccess {
             rejected_data_points
         },
-        MetricsServiceClient
+        "metrics.v1.MetricsService"
     );
 
     /// Data points; a metric without any counts as one.
@@ -174,12 +154,14 @@ impl Payload for ResourceMetrics {
 impl Payload for ResourceLogs {
     otlp_messages!(
         Signal::Logs,
-        ExportLogsServiceRequest { resource_logs },
+        ExportLogsServiceRequest {
+            resource_logs: "resourceLogs"
+        },
         ExportLogsServiceResponse,
         ExportLogsPartialSuccess {
             rejected_log_records
         },
-        LogsServiceClient
+        "logs.v1.LogsService"
     );
 
     fn count(&self) -> usize {

@@ -65,11 +65,15 @@ impl Client {
         )
     }
 
+    /// Sends `batch` as one request. It is encoded straight from the batch,
+    /// which the pipeline keeps for retries and other exporters: never copied.
     pub async fn export<T: Payload>(&self, batch: &[T]) -> Result<(), ExportError> {
-        let request = T::request(batch.to_vec());
         let response = match &self.transport {
-            Transport::Grpc(channel) => self.export_grpc::<T>(channel, request).await?,
-            Transport::Http(client) => self.export_http::<T>(client, request).await?,
+            Transport::Grpc(channel) => {
+                self.export_grpc::<T>(channel, encode_protobuf(batch))
+                    .await?
+            }
+            Transport::Http(client) => self.export_http::<T>(client, batch).await?,
         };
         if let Some((rejected, message)) = response.as_ref().and_then(T::rejected) {
             tracing::warn!(
@@ -83,9 +87,9 @@ impl Client {
     async fn export_grpc<T: Payload>(
         &self,
         channel: &Channel,
-        body: T::Request,
+        body: Vec<u8>,
     ) -> Result<Option<T::Response>, ExportError> {
-        let mut request = tonic::Request::new(body);
+        let mut request = tonic::Request::new(bytes::Bytes::from(body));
         request.set_timeout(self.target.timeout);
         for (name, value) in &self.target.headers {
             // Both were checked in `new`.
@@ -94,7 +98,7 @@ impl Client {
             let value = AsciiMetadataValue::try_from(value.as_str()).expect("checked header value");
             request.metadata_mut().insert(key, value);
         }
-        match T::grpc(channel.clone(), self.target.gzip, request).await {
+        match grpc_unary::<T>(channel.clone(), self.target.gzip, request).await {
             Ok(response) => Ok(Some(response)),
             Err(status) => Err(classify_grpc(&status)),
         }
@@ -103,17 +107,11 @@ impl Client {
     async fn export_http<T: Payload>(
         &self,
         client: &reqwest::Client,
-        body: T::Request,
+        batch: &[T],
     ) -> Result<Option<T::Response>, ExportError> {
         let (content_type, mut bytes) = match self.target.protocol {
-            Protocol::HttpJson => (
-                "application/json",
-                serde_json::to_vec(&body).expect("OTLP messages serialize"),
-            ),
-            _ => (
-                "application/x-protobuf",
-                prost::Message::encode_to_vec(&body),
-            ),
+            Protocol::HttpJson => ("application/json", encode_json(batch)),
+            _ => ("application/x-protobuf", encode_protobuf(batch)),
         };
         let mut request = client
             .post(self.target.url.clone())
@@ -183,6 +181,109 @@ fn snippet(body: &str) -> String {
 
 /// The specification's retryable gRPC codes; a connection that was refused is
 /// told apart so it can be reported as "nothing listens there".
+/// An `Export*ServiceRequest` in protobuf, from its items: the request's one
+/// field (number 1, repeated) is each item as a length-delimited record.
+fn encode_protobuf<T: Payload>(batch: &[T]) -> Vec<u8> {
+    use prost::encoding::message;
+    let len = batch.iter().map(|item| message::encoded_len(1, item)).sum();
+    let mut buf = Vec::with_capacity(len);
+    for item in batch {
+        message::encode(1, item, &mut buf);
+    }
+    buf
+}
+
+/// An `Export*ServiceRequest` in OTLP/JSON, from its items.
+fn encode_json<T: Payload>(batch: &[T]) -> Vec<u8> {
+    struct Request<'a, T>(&'a [T]);
+    impl<T: Payload> serde::Serialize for Request<'_, T> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = serializer.serialize_map(Some(1))?;
+            map.serialize_entry(T::JSON_FIELD, self.0)?;
+            map.end()
+        }
+    }
+    serde_json::to_vec(&Request(batch)).expect("OTLP messages serialize")
+}
+
+/// One unary OTLP/gRPC call with an already encoded request. Collectors answer
+/// a compressed request with a compressed response.
+async fn grpc_unary<T: Payload>(
+    channel: Channel,
+    gzip: bool,
+    request: tonic::Request<bytes::Bytes>,
+) -> Result<T::Response, tonic::Status> {
+    use tonic::codec::CompressionEncoding;
+    let mut grpc = tonic::client::Grpc::new(channel).accept_compressed(CompressionEncoding::Gzip);
+    if gzip {
+        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    }
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("the channel was not ready: {e}")))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(T::GRPC_PATH);
+    grpc.unary(request, path, codec::Raw::<T::Response>::default())
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A gRPC codec that sends bytes as they are and decodes a prost response.
+mod codec {
+    use std::marker::PhantomData;
+
+    use bytes::BufMut as _;
+    use tonic::Status;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    pub struct Raw<R>(PhantomData<R>);
+
+    impl<R> Default for Raw<R> {
+        fn default() -> Self {
+            Raw(PhantomData)
+        }
+    }
+
+    impl<R: prost::Message + Default + Send + 'static> Codec for Raw<R> {
+        type Encode = bytes::Bytes;
+        type Decode = R;
+        type Encoder = Bytes;
+        type Decoder = Prost<R>;
+
+        fn encoder(&mut self) -> Bytes {
+            Bytes
+        }
+        fn decoder(&mut self) -> Prost<R> {
+            Prost(PhantomData)
+        }
+    }
+
+    pub struct Bytes;
+
+    impl Encoder for Bytes {
+        type Item = bytes::Bytes;
+        type Error = Status;
+
+        fn encode(&mut self, item: bytes::Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put(item);
+            Ok(())
+        }
+    }
+
+    pub struct Prost<R>(PhantomData<R>);
+
+    impl<R: prost::Message + Default> Decoder for Prost<R> {
+        type Item = R;
+        type Error = Status;
+
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+            R::decode(src)
+                .map(Some)
+                .map_err(|e| Status::internal(format!("cannot decode the response: {e}")))
+        }
+    }
+}
+
 fn classify_grpc(status: &tonic::Status) -> ExportError {
     use tonic::Code;
     let message = format!("gRPC {:?}: {}", status.code(), root_cause(status));
@@ -288,4 +389,77 @@ fn http_client(target: &Target) -> Result<reqwest::Client, ClientError> {
         url: redact_url(target.url.as_str()),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+
+    fn spans(name: &str) -> ResourceSpans {
+        ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(name.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    name: name.into(),
+                    trace_id: vec![1; 16],
+                    span_id: vec![2; 8],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn requests_encoded_from_the_batch_equal_the_generated_messages() {
+        let batch = vec![spans("a"), spans("b")];
+        let request = ExportTraceServiceRequest {
+            resource_spans: batch.clone(),
+        };
+        assert_eq!(
+            encode_protobuf(&batch),
+            prost::Message::encode_to_vec(&request)
+        );
+        assert_eq!(encode_json(&batch), serde_json::to_vec(&request).unwrap());
+        let decoded: ExportTraceServiceRequest =
+            prost::Message::decode(encode_protobuf(&batch).as_slice()).unwrap();
+        assert_eq!(decoded, request);
+
+        let metrics = vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "m".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: metrics.clone(),
+        };
+        assert_eq!(
+            encode_protobuf(&metrics),
+            prost::Message::encode_to_vec(&request)
+        );
+        assert_eq!(encode_json(&metrics), serde_json::to_vec(&request).unwrap());
+        assert!(encode_protobuf::<ResourceSpans>(&[]).is_empty());
+    }
 }
