@@ -14,6 +14,13 @@
 
 #include "event.h"
 
+/* Just the fields needed of the kernel's task_struct; CO-RE relocates them
+ * against the running kernel's BTF. */
+struct task_struct {
+	int pid;
+	int tgid;
+} __attribute__((preserve_access_index));
+
 char LICENSE[] SEC("license") = "GPL";
 
 /* Ring buffer of finished calls. Its size is set by otel-run at load time. */
@@ -59,20 +66,14 @@ struct frames {
 	struct frame frame[OTEL_RUN_MAX_DEPTH];
 };
 
+/* Each thread's calls in progress, stored with the thread itself: found
+ * without hashing, and freed by the kernel when the thread ends. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct frames);
 } stacks SEC(".maps");
-
-/* A zeroed `frames`, too large for the BPF stack, to create a thread's entry from. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct frames);
-} empty SEC(".maps");
 
 /* Bytes of unread records above which a record wakes the reader; below, the
  * reader's timer picks them up, so a busy function costs no wakeup per call.
@@ -99,24 +100,18 @@ static __always_inline __u64 new_span_id(__u64 now)
 	return id ? id : 1;
 }
 
-/* A thread has an entry in `stacks` only if its process is traced, so a probed
- * call of a traced thread costs one map lookup on entry and one on return; the
- * `traced` set is consulted only for a thread's first call. */
+/* A thread has `stacks` storage only if its process is traced, so a probed
+ * call of a traced thread costs one storage lookup on entry and one on return;
+ * the `traced` set is consulted only for a thread's first call. */
 SEC("uprobe")
 int call_enter(struct pt_regs *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	struct frames *f = bpf_map_lookup_elem(&stacks, &tid);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct frames *f = bpf_task_storage_get(&stacks, task, 0, 0);
 	if (!f) {
-		if (!is_traced(tgid))
+		if (!is_traced(bpf_get_current_pid_tgid() >> 32))
 			return 0;
-		__u32 zero = 0;
-		struct frames *blank = bpf_map_lookup_elem(&empty, &zero);
-		if (!blank)
-			return 0;
-		bpf_map_update_elem(&stacks, &tid, blank, BPF_NOEXIST);
-		f = bpf_map_lookup_elem(&stacks, &tid);
+		f = bpf_task_storage_get(&stacks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!f)
 			return 0;
 	}
@@ -142,7 +137,7 @@ int call_return(struct pt_regs *ctx)
 	__u64 end_ns = bpf_ktime_get_ns();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	struct frames *f = bpf_map_lookup_elem(&stacks, &tid);
+	struct frames *f = bpf_task_storage_get(&stacks, bpf_get_current_task_btf(), 0, 0);
 	if (!f || f->depth == 0)
 		return 0;
 	__u64 depth = f->depth - 1;
@@ -169,13 +164,6 @@ int call_return(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Just the fields needed of the kernel's task_struct; CO-RE relocates them
- * against the running kernel's BTF. */
-struct task_struct {
-	int pid;
-	int tgid;
-} __attribute__((preserve_access_index));
-
 /* A traced process's children are traced, and so is the child otel-run spawns. */
 SEC("raw_tracepoint/sched_process_fork")
 int follow_fork(struct bpf_raw_tracepoint_args *ctx)
@@ -199,8 +187,9 @@ int follow_fork(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/sched_process_exec")
 int forget_exec(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&stacks, &tid);
+	struct frames *f = bpf_task_storage_get(&stacks, bpf_get_current_task_btf(), 0, 0);
+	if (f)
+		f->depth = 0;
 	return 0;
 }
 
@@ -209,7 +198,6 @@ int forget_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	bpf_map_delete_elem(&stacks, &tid);
 	if (tid == tgid)
 		bpf_map_delete_elem(&traced, &tgid);
 	return 0;

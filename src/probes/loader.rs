@@ -54,6 +54,9 @@ impl Session {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("calls", RING_BYTES)
             .override_global("wakeup_bytes", &wakeup, true)
+            // The per-thread `stacks` are task storage, which aya creates
+            // but has no user-space type for; only the probes use them.
+            .allow_unsupported_maps()
             .load(OBJECT)
             .map_err(load_error)?;
         // Armed before any probe fires: what otel-run forks from now on is traced.
