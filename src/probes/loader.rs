@@ -15,11 +15,6 @@ use super::{Probe, ProbeError, Sink};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/uprobe.bpf.o"));
 
-/// Ring buffer size: 4 MiB holds 65536 calls, about half a second of a function
-/// called 100 000 times a second between two reads.
-const RING_BYTES: u32 = 4 << 20;
-/// The probes wake the reader only past this many unread bytes.
-const WAKEUP_BYTES: u64 = RING_BYTES as u64 / 4;
 /// The reader's timer: how stale a span can be when calls are few.
 const POLL_MS: i32 = 200;
 /// Spans per item handed to the traces pipeline.
@@ -49,10 +44,19 @@ fn load_error(e: impl Into<anyhow::Error>) -> ProbeError {
 }
 
 impl Session {
-    pub fn start(probes: &[Probe], spans: Spans, sink: Sink) -> Result<Session, ProbeError> {
-        let wakeup = WAKEUP_BYTES;
+    /// `ring_bytes` is the ring buffer's size (`--uprobe-buffer-size`): the
+    /// default 4 MiB holds 65536 calls, about half a second of a function called
+    /// 100 000 times a second between two reads. The probes wake the reader only
+    /// once a quarter of it is unread.
+    pub fn start(
+        probes: &[Probe],
+        spans: Spans,
+        sink: Sink,
+        ring_bytes: u32,
+    ) -> Result<Session, ProbeError> {
+        let wakeup = u64::from(ring_bytes) / 4;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("calls", RING_BYTES)
+            .map_max_entries("calls", ring_bytes)
             .override_global("wakeup_bytes", &wakeup, true)
             // The per-thread `stacks` are task storage, which aya creates
             // but has no user-space type for; only the probes use them.
@@ -162,7 +166,7 @@ impl Session {
         tracing::info!("{calls} probed calls recorded");
         if full > 0 {
             tracing::warn!(
-                "{full} probed calls were not recorded: the probes' ring buffer was full\nhint: probe fewer or less frequently called functions"
+                "{full} probed calls were not recorded: the probes' ring buffer was full\nhint: raise `--uprobe-buffer-size`, or probe fewer or less frequently called functions"
             );
         }
         if deep > 0 {

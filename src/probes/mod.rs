@@ -56,6 +56,8 @@ pub enum ProbeError {
     OldKernel { release: String },
     #[error("invalid `--uprobe` (OTEL_RUN_UPROBE): {0}")]
     Spec(String),
+    #[error("invalid `--uprobe-buffer-size` {0}: it must be a power of two of at least 4096 bytes")]
+    BufferSize(u64),
     #[error("`--uprobe` needs a TARGET: there is no command to default to")]
     NoTarget,
     #[error("`--uprobe` target `{target}` not found")]
@@ -187,6 +189,11 @@ pub fn start(
         }
         _ => events::Parent::Root,
     };
+    let ring_bytes = settings.count(&vars::UPROBE_BUFFER_SIZE).unwrap_or(4 << 20);
+    let ring_bytes = u32::try_from(ring_bytes)
+        .ok()
+        .filter(|b| b.is_power_of_two() && *b >= 4096)
+        .ok_or(ProbeError::BufferSize(ring_bytes))?;
     if !cfg!(otel_run_probes) {
         return Err(ProbeError::NotBuilt);
     }
@@ -209,7 +216,7 @@ pub fn start(
         probes.len(),
         if probes.len() == 1 { "" } else { "s" }
     );
-    start_loaded(&probes, spans, sink)
+    start_loaded(&probes, spans, sink, ring_bytes)
 }
 
 #[cfg(otel_run_probes)]
@@ -217,13 +224,19 @@ fn start_loaded(
     probes: &[Probe],
     spans: events::Spans,
     sink: Sink,
+    ring_bytes: u32,
 ) -> Result<Option<Session>, ProbeError> {
-    let inner = loader::Session::start(probes, spans, sink)?;
+    let inner = loader::Session::start(probes, spans, sink, ring_bytes)?;
     Ok(Some(Session { inner }))
 }
 
 #[cfg(not(otel_run_probes))]
-fn start_loaded(_: &[Probe], _: events::Spans, _: Sink) -> Result<Option<Session>, ProbeError> {
+fn start_loaded(
+    _: &[Probe],
+    _: events::Spans,
+    _: Sink,
+    _: u32,
+) -> Result<Option<Session>, ProbeError> {
     Err(ProbeError::NotBuilt)
 }
 

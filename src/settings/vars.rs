@@ -700,6 +700,14 @@ var!(
     Launcher,
     "Where a top-level probed call hangs: `root` starts a trace per call, `process` puts it under the process span."
 );
+var!(
+    UPROBE_BUFFER_SIZE,
+    "OTEL_RUN_UPROBE_BUFFER_SIZE",
+    Kind::Count,
+    Some("4194304"),
+    Launcher,
+    "Bytes of the ring buffer probed calls reach otel-run through (a power of two, at least 4096; 64 bytes a call). Calls that find it full are counted and reported."
+);
 
 // The HTTP sidecar proxy.
 var!(
@@ -841,6 +849,7 @@ pub static ALL: &[&Var] = &[
     &CONSOLE_OUTPUT,
     &UPROBE,
     &UPROBE_PARENT,
+    &UPROBE_BUFFER_SIZE,
     &PROXY,
     &PROXY_ROUTES,
     &EGRESS_PROXY,

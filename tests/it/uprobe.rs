@@ -394,3 +394,73 @@ fn probes_can_be_set_in_otel_run_toml() {
             .all(|c| c["parent_id"] == process["context"]["span_id"])
     );
 }
+
+/// A ring buffer far too small for a burst of calls: what does not fit is
+/// counted and reported once, and every call is either a span or counted.
+#[test]
+fn calls_that_find_the_ring_buffer_full_are_counted_and_reported() {
+    let Some(work) = c_example() else { return };
+    let calls = 20_000;
+    let out = otel_run()
+        .args([
+            "--traces-exporter",
+            "console",
+            "--console-output",
+            "/dev/null",
+        ])
+        .args(["--uprobe", ":work", "--uprobe", ":leaf"])
+        .args([
+            "--uprobe-buffer-size",
+            "4096",
+            "--bsp-max-queue-size",
+            "100000",
+        ])
+        .args(["-v", "--"])
+        .arg(&work)
+        .arg(calls.to_string())
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let number = |suffix: &str| -> u64 {
+        err.lines()
+            .find_map(|l| l.strip_prefix("otel-run: ")?.strip_suffix(suffix))
+            .map(|n| n.trim_start_matches("warning: ").parse().unwrap())
+            .unwrap_or_else(|| panic!("no `{suffix}` line in:\n{err}"))
+    };
+    let recorded = number(" probed calls recorded");
+    let lost = err
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("otel-run: warning: ")?
+                .strip_suffix(" probed calls were not recorded: the probes' ring buffer was full")
+        })
+        .map(|n| n.parse::<u64>().unwrap())
+        .unwrap_or_else(|| panic!("no ring-buffer warning in:\n{err}"));
+    assert!(lost > 0, "{err}");
+    assert_eq!(
+        recorded + lost,
+        2 * calls,
+        "every `work` and `leaf` call: {err}"
+    );
+    assert_eq!(err.matches("ring buffer was full").count(), 1, "{err}");
+    assert!(err.contains("hint: raise `--uprobe-buffer-size`"), "{err}");
+}
+
+#[test]
+fn a_buffer_size_that_is_not_a_power_of_two_is_named() {
+    let Some(work) = c_example() else { return };
+    let (out, _) = run(
+        &["--uprobe", ":work", "--uprobe-buffer-size", "5000"],
+        &work,
+        &["2"],
+    );
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "invalid `--uprobe-buffer-size` 5000: it must be a power of two of at least 4096 bytes"
+        ),
+        "{err}"
+    );
+}
