@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -79,24 +78,14 @@ async fn handle(
         .extract(request.headers())
         .or_else(|| egress.process.clone());
     let context = child_context(&shared.sampler, parent.as_ref());
-    let exchange = Exchange {
-        kind: Kind::Client,
-        context,
-        parent: parent.map(|p| p.span_id),
-        method: request.method().clone(),
-        uri: request.uri().clone(),
-        version: request.version(),
-        host: None,
-        local,
-        client: peer,
-        user_agent: request.headers().get(header::USER_AGENT).cloned(),
-        status: None,
-        error: None,
-        request_size: None,
-        response_size: None,
+    let exchange = Exchange::begin(
+        Kind::Client,
+        (context, parent.map(|p| p.span_id)),
+        &request,
+        None,
+        (local, peer),
         start,
-        end: start,
-    };
+    );
     if connect {
         return Ok(tunnel(&shared, request, authority, exchange).await);
     }

@@ -55,24 +55,14 @@ async fn handle(
         let authority = request.uri().authority()?;
         header::HeaderValue::from_str(authority.as_str()).ok()
     });
-    let exchange = Exchange {
-        kind: Kind::Server,
-        context,
-        parent: parent.map(|p| p.span_id),
-        method: request.method().clone(),
-        uri: request.uri().clone(),
-        version: request.version(),
+    let exchange = Exchange::begin(
+        Kind::Server,
+        (context, parent.map(|p| p.span_id)),
+        &request,
         host,
-        local,
-        client: peer,
-        user_agent: request.headers().get(header::USER_AGENT).cloned(),
-        status: None,
-        error: None,
-        request_size: None,
-        response_size: None,
+        (local, peer),
         start,
-        end: start,
-    };
+    );
     let one_at_a_time =
         request.version() != http::Version::HTTP_2 && !relay::is_upgrade(request.headers());
     // HTTP/1.0 clients may send no Host; the upstream speaks HTTP/1.1 and needs one.

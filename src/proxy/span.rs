@@ -48,6 +48,36 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// An exchange for `request`, which arrived at `start`, before the upstream
+    /// answered.
+    pub fn begin<B>(
+        kind: Kind,
+        (context, parent): (SpanContext, Option<SpanId>),
+        request: &http::Request<B>,
+        host: Option<HeaderValue>,
+        (local, client): (SocketAddr, SocketAddr),
+        start: SystemTime,
+    ) -> Exchange {
+        Exchange {
+            kind,
+            context,
+            parent,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            host,
+            local,
+            client,
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+            status: None,
+            error: None,
+            request_size: None,
+            response_size: None,
+            start,
+            end: start,
+        }
+    }
+
     pub fn duration_secs(&self) -> f64 {
         self.end
             .duration_since(self.start)
