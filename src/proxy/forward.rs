@@ -28,11 +28,8 @@ pub struct Egress {
 }
 
 pub async fn serve(listener: TcpListener, egress: Egress, shared: Arc<Shared>) {
-    let local = listener
-        .local_addr()
-        .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
     let egress = Arc::new(egress);
-    super::accept_loop(listener, shared.clone(), move |peer| {
+    super::accept_loop(listener, shared.clone(), move |local, peer| {
         let (shared, egress) = (shared.clone(), egress.clone());
         move |request| handle(shared.clone(), egress.clone(), local, peer, request)
     })

@@ -456,12 +456,17 @@ impl Proxies {
 /// Serves each accepted connection with the handler `connection` makes for it:
 /// HTTP/1.1 (keep-alive, upgrades) or HTTP/2 with prior knowledge (h2c), chosen
 /// by what the client sends.
+/// Accepts connections until the runtime stops; `connection` gets the proxy's
+/// own address and the client's, and returns the connection's request handler.
 async fn accept_loop<C, H, Fut>(listener: TcpListener, shared: Arc<Shared>, connection: C)
 where
-    C: Fn(SocketAddr) -> H,
+    C: Fn(SocketAddr, SocketAddr) -> H,
     H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -474,7 +479,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let handle = connection(peer);
+        let handle = connection(local, peer);
         tokio::spawn(async move {
             let _ = shared
                 .builder

@@ -18,11 +18,8 @@ use super::span::{Exchange, Kind, child_context};
 
 /// Accepts connections until the runtime stops.
 pub async fn serve(listener: TcpListener, upstream: Authority, shared: Arc<Shared>) {
-    let local = listener
-        .local_addr()
-        .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
     let upstream = Arc::new(upstream);
-    super::accept_loop(listener, shared.clone(), move |peer| {
+    super::accept_loop(listener, shared.clone(), move |local, peer| {
         let (shared, upstream) = (shared.clone(), upstream.clone());
         let dedicated = Arc::new(Dedicated::new((*upstream).clone()));
         move |request| {

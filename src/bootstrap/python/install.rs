@@ -75,7 +75,7 @@ impl Installer {
             .suffix(".txt")
             .tempfile()
             .map_err(|e| failed("-".into(), e.to_string()))?;
-        file.write_all(super::constraints(installed).as_bytes())
+        file.write_all(constraints(installed).as_bytes())
             .map_err(|e| failed("-".into(), e.to_string()))?;
         let mut cmd = self.command("install");
         cmd.arg("--constraint").arg(file.path());
@@ -128,7 +128,7 @@ pub fn undo(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
 ) -> String {
-    let added: Vec<String> = super::added(before, after).into_iter().collect();
+    let added = added(before, after);
     let moved: Vec<&String> = before
         .iter()
         .filter(|(n, v)| after.get(*n).is_some_and(|a| a != *v))
@@ -169,4 +169,22 @@ fn tail(output: &str) -> String {
     }
     let start = lines.len().saturating_sub(15);
     format!("\n{}", lines[start..].join("\n"))
+}
+
+/// Every distribution, for the installer's constraints: nothing installed moves.
+fn constraints(installed: &BTreeMap<String, String>) -> String {
+    installed
+        .iter()
+        .filter(|(_, v)| <pep440_rs::Version as std::str::FromStr>::from_str(v).is_ok())
+        .map(|(n, v)| format!("{n}=={v}\n"))
+        .collect()
+}
+
+/// Distributions present in `after` but not in `before`.
+fn added(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    after
+        .keys()
+        .filter(|n| !before.contains_key(*n))
+        .cloned()
+        .collect()
 }

@@ -6,7 +6,7 @@ mod install;
 mod line;
 mod table;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -372,24 +372,6 @@ pub fn summary(report: &Report) -> String {
         _ => format!("  would install {} packages\n", report.install.len()),
     };
     out
-}
-
-/// Every distribution, for the installer's constraints: nothing installed moves.
-fn constraints(installed: &BTreeMap<String, String>) -> String {
-    installed
-        .iter()
-        .filter(|(_, v)| <pep440_rs::Version as std::str::FromStr>::from_str(v).is_ok())
-        .map(|(n, v)| format!("{n}=={v}\n"))
-        .collect()
-}
-
-/// Distributions present in `after` but not in `before`.
-fn added(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> BTreeSet<String> {
-    after
-        .keys()
-        .filter(|n| !before.contains_key(*n))
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]
