@@ -2,8 +2,6 @@
 //! carrier (TRACEPARENT, TRACESTATE). otel-run reads its parent from there and
 //! hands the child a TRACEPARENT for the process span, so nested runs form one trace.
 
-use std::fmt;
-
 pub type TraceId = [u8; 16];
 pub type SpanId = [u8; 8];
 
@@ -71,13 +69,13 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 
 /// Lower-case hex of an id.
 pub fn hex(bytes: &[u8]) -> String {
-    struct Hex<'a>(&'a [u8]);
-    impl fmt::Display for Hex<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-        }
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
-    Hex(bytes).to_string()
+    out
 }
 
 /// A random, non-zero id.

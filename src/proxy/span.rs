@@ -378,6 +378,9 @@ impl Propagators {
                 }
             }
         }
+        if !(self.b3 || self.b3multi) {
+            return;
+        }
         let (trace, span) = (hex(&context.trace_id), hex(&context.span_id));
         let sampled = if context.sampled { "1" } else { "0" };
         if self.b3 {
