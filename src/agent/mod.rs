@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod process_span;
 pub mod receiver;
 pub mod report;
+pub mod spans;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use export::{Exporter, Payload};
 use pipeline::{BatchConfig, Pipeline, Totals, Worker};
 use receiver::Sinks;
 use report::Reporter;
+use spans::Spans;
 
 pub struct Agent {
     runtime: tokio::runtime::Runtime,
@@ -159,13 +161,13 @@ impl Agent {
 
 /// The traces queue, for a producer on its own thread. Never blocks: a full
 /// queue drops and counts, and spans that would be dropped are not even built.
-pub struct SpanSink(Pipeline<ResourceSpans>);
+pub struct SpanSink(Pipeline<Spans>);
 
 impl SpanSink {
     /// Queues the `n` spans `build` makes, or counts them dropped.
     pub fn push_with(&self, n: usize, build: impl FnOnce() -> ResourceSpans) {
         if self.0.has_room(n) {
-            self.0.push(build());
+            self.0.push(build().into());
         } else {
             self.0.drop_full(n);
         }
@@ -178,9 +180,9 @@ impl SpanSink {
 pub struct Recorder(Arc<Sinks>);
 
 impl Recorder {
-    pub fn spans(&self, spans: ResourceSpans) {
+    pub fn spans(&self, spans: impl Into<Spans>) {
         if let Some(pipeline) = &self.0.traces {
-            pipeline.push(spans);
+            pipeline.push(spans.into());
         }
     }
 

@@ -293,6 +293,8 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
+    use crate::agent::spans::Spans;
+
     use super::*;
     use crate::agent::export::otlp::Client;
     use crate::settings::otlp::{Protocol, Signal, Target};
@@ -329,7 +331,11 @@ mod tests {
                     if status == StatusCode::OK {
                         let request =
                             <ExportTraceServiceRequest as prost::Message>::decode(body).unwrap();
-                        let n: usize = request.resource_spans.iter().map(Payload::count).sum();
+                        let n: usize = request
+                            .resource_spans
+                            .into_iter()
+                            .map(|r| Spans::from(r).count())
+                            .sum();
                         state.spans_accepted.fetch_add(n, Ordering::SeqCst);
                         state.batch_sizes.lock().unwrap().push(n);
                     }
@@ -358,8 +364,8 @@ mod tests {
         Exporter::Otlp(Box::new(Client::new(target).unwrap()))
     }
 
-    fn spans(n: usize) -> ResourceSpans {
-        ResourceSpans {
+    fn spans(n: usize) -> Spans {
+        Spans::Message(ResourceSpans {
             scope_spans: vec![ScopeSpans {
                 spans: (0..n)
                     .map(|i| Span {
@@ -370,7 +376,7 @@ mod tests {
                 ..Default::default()
             }],
             ..Default::default()
-        }
+        })
     }
 
     fn config(max_queue: usize, max_batch: usize) -> BatchConfig {

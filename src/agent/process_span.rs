@@ -227,14 +227,31 @@ fn limit(settings: &Settings, attributes: Vec<KeyValue>) -> Vec<KeyValue> {
 }
 
 /// The span attribute limits, read once for spans made in numbers (the proxy's).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
     count: Option<usize>,
     length: Option<usize>,
 }
 
 impl Limits {
-    pub(crate) fn of(settings: &Settings) -> Limits {
+    pub fn new(count: Option<usize>, length: Option<usize>) -> Limits {
+        Limits { count, length }
+    }
+
+    /// Whether a span that has `n` attributes may have one more.
+    pub fn keeps(&self, n: usize) -> bool {
+        self.count.is_none_or(|count| n < count)
+    }
+
+    /// `value` within the length limit, cut at a character boundary.
+    pub fn cut<'a>(&self, value: &'a str) -> &'a str {
+        match self.length.and_then(|l| value.char_indices().nth(l)) {
+            Some((i, _)) => &value[..i],
+            None => value,
+        }
+    }
+
+    pub fn of(settings: &Settings) -> Limits {
         let count = settings
             .count(&vars::SPAN_ATTRIBUTE_COUNT_LIMIT)
             .or_else(|| settings.count(&vars::ATTRIBUTE_COUNT_LIMIT));
@@ -247,7 +264,7 @@ impl Limits {
         }
     }
 
-    pub(crate) fn apply(&self, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
+    pub fn apply(&self, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
         if let Some(count) = self.count {
             attributes.truncate(count);
         }

@@ -9,6 +9,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::spans::Spans;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -35,7 +36,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 
@@ -48,7 +48,7 @@ const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 /// Where received telemetry goes, per signal.
 #[derive(Default)]
 pub struct Sinks {
-    pub traces: Option<Pipeline<ResourceSpans>>,
+    pub traces: Option<Pipeline<Spans>>,
     pub metrics: Option<Pipeline<ResourceMetrics>>,
     pub logs: Option<Pipeline<ResourceLogs>>,
 }
@@ -58,7 +58,7 @@ pub trait Routed: Payload {
     fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>>;
 }
 
-impl Routed for ResourceSpans {
+impl Routed for Spans {
     fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>> {
         sinks.traces.as_ref()
     }
@@ -118,10 +118,7 @@ pub fn serve(listener: TcpListener, sinks: Arc<Sinks>) {
             .max_decoding_message_size(MAX_REQUEST_BYTES),
     );
     let http = Router::new()
-        .route(
-            "/v1/traces",
-            axum::routing::post(http_export::<ResourceSpans>),
-        )
+        .route("/v1/traces", axum::routing::post(http_export::<Spans>))
         .route(
             "/v1/metrics",
             axum::routing::post(http_export::<ResourceMetrics>),
@@ -289,7 +286,7 @@ impl TraceService for GrpcSink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        Ok(tonic::Response::new(accept::<ResourceSpans>(
+        Ok(tonic::Response::new(accept::<Spans>(
             &self.0,
             request.into_inner(),
         )))

@@ -70,7 +70,10 @@ impl Durations {
             version: protocol_version(exchange.version),
             error: exchange.error_type(),
             // The client metric names its peer; the server's is always the proxy.
-            server: (exchange.kind == Kind::Client).then(|| exchange.server()),
+            server: (exchange.kind == Kind::Client).then(|| {
+                let (host, port) = exchange.server();
+                (host.into_owned(), port)
+            }),
         };
         let seconds = exchange.duration_secs();
         let point = self.points.entry(key).or_insert(Point {

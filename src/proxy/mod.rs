@@ -263,10 +263,7 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
             .millis(&vars::METRIC_EXPORT_INTERVAL)
             .unwrap_or(Duration::from_secs(60))
             .max(Duration::from_millis(100)),
-        limit: Box::new(move |mut span| {
-            span.attributes = limits.apply(span.attributes);
-            span
-        }),
+        limits,
     });
     let base = Base {
         recorder,
@@ -387,6 +384,9 @@ fn serve_thread(sockets: Vec<(TcpSocket, Authority)>, base: Base) {
     runtime.block_on(async move {
         let shared = base.shared();
         let mut servers = tokio::task::JoinSet::new();
+        if let Some(flush) = shared.recorder.batch_on_this_thread() {
+            tokio::spawn(flush);
+        }
         for (socket, upstream) in sockets {
             match socket.listen(1024) {
                 Ok(listener) => {

@@ -4,15 +4,16 @@
 //! A request only copies cheap handles (method, URI, header values) into an
 //! [`Exchange`]; the span itself is built off the request path, by the sink.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::trace::v1::{Span, Status, span::SpanKind, status::StatusCode};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 
-use crate::agent::process_span::{kv, nanos};
+use crate::agent::process_span::nanos;
+use crate::agent::spans::{SpanBatch, SpanHead};
 use crate::context::{SpanContext, SpanId, TraceId, hex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,129 +105,137 @@ impl Exchange {
     }
 
     /// `server.address` and `server.port`.
-    pub fn server(&self) -> (String, u16) {
+    pub fn server(&self) -> (Cow<'_, str>, u16) {
         let default_port = if self.uri.scheme_str() == Some("https") {
             443
         } else {
             80
         };
-        if self.kind == Kind::Client
-            && let Some(authority) = self.uri.authority()
-        {
-            return (
-                authority.host().trim_matches(['[', ']']).to_string(),
-                authority.port_u16().unwrap_or(default_port),
-            );
-        }
-        let from_host = self
-            .host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.parse::<http::uri::Authority>().ok());
-        match from_host {
-            Some(a) => (
-                a.host().trim_matches(['[', ']']).to_string(),
-                a.port_u16().unwrap_or(default_port),
-            ),
-            None => (self.local.ip().to_string(), self.local.port()),
+        let authority = match self.kind {
+            Kind::Client => self.uri.authority().map(|a| a.as_str()),
+            Kind::Server => None,
+        };
+        let authority = authority.or_else(|| self.host.as_ref().and_then(|h| h.to_str().ok()));
+        match authority.and_then(split_authority) {
+            Some((host, port)) => (Cow::Borrowed(host), port.unwrap_or(default_port)),
+            None => (Cow::Owned(self.local.ip().to_string()), self.local.port()),
         }
     }
 
-    /// The OTLP span; `route` is the matched template, if any.
-    pub fn to_span(&self, route: Option<&str>, redact_all: bool) -> Span {
+    /// Writes the exchange's span into `batch`; `route` is the matched template, if any.
+    pub fn write(&self, route: Option<&str>, redact_all: bool, batch: &mut SpanBatch) {
         let method = self.method_name();
         let name = match (self.kind, route) {
-            _ if self.method == Method::CONNECT => "CONNECT".to_string(),
-            (_, _) if method == "_OTHER" => "HTTP".to_string(),
-            (Kind::Server, Some(route)) => format!("{method} {route}"),
-            _ => method.to_string(),
+            _ if self.method == Method::CONNECT => Cow::Borrowed("CONNECT"),
+            (_, _) if method == "_OTHER" => Cow::Borrowed("HTTP"),
+            (Kind::Server, Some(route)) => Cow::Owned(format!("{method} {route}")),
+            _ => Cow::Borrowed(method),
         };
-        let string = |s: String| Value::StringValue(s);
-        let mut attributes = vec![kv("http.request.method", string(method.to_string()))];
-        if method == "_OTHER" {
-            attributes.push(kv(
-                "http.request.method_original",
-                string(self.method.as_str().to_string()),
-            ));
-        }
-        let (address, port) = self.server();
-        match self.kind {
-            Kind::Server => {
-                attributes.push(kv("url.path", string(self.uri.path().to_string())));
-                if let Some(query) = self.uri.query() {
-                    attributes.push(kv("url.query", string(redact_query(query, redact_all))));
-                }
-                attributes.push(kv("url.scheme", string("http".into())));
-                if let Some(route) = route {
-                    attributes.push(kv("http.route", string(route.to_string())));
-                }
-                attributes.push(kv("client.address", string(self.client.ip().to_string())));
-                attributes.push(kv(
-                    "network.peer.port",
-                    Value::IntValue(self.client.port().into()),
-                ));
-            }
-            Kind::Client => {
-                if self.method != Method::CONNECT {
-                    attributes.push(kv("url.full", string(redact_url(&self.uri, redact_all))));
-                }
-            }
-        }
-        attributes.push(kv("server.address", string(address)));
-        attributes.push(kv("server.port", Value::IntValue(port.into())));
-        attributes.push(kv(
-            "network.protocol.version",
-            string(protocol_version(self.version).into()),
-        ));
-        if let Some(agent) = self.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
-            attributes.push(kv("user_agent.original", string(agent.to_string())));
-        }
-        if let Some(status) = self.status {
-            attributes.push(kv(
-                "http.response.status_code",
-                Value::IntValue(status.into()),
-            ));
-        }
-        if let Some(size) = self.request_size {
-            attributes.push(kv("http.request.body.size", Value::IntValue(size as i64)));
-        }
-        if let Some(size) = self.response_size {
-            attributes.push(kv("http.response.body.size", Value::IntValue(size as i64)));
-        }
-        let error = self.error_type();
-        if let Some(error) = &error {
-            attributes.push(kv("error.type", string(error.clone())));
-        }
-        let status = match (&self.error, &error) {
-            (Some((_, message)), _) => Status {
-                code: StatusCode::Error as i32,
-                message: message.clone(),
-            },
-            (None, Some(_)) => Status {
-                code: StatusCode::Error as i32,
-                message: String::new(),
-            },
-            _ => Status::default(),
-        };
-        Span {
-            trace_id: self.context.trace_id.to_vec(),
-            span_id: self.context.span_id.to_vec(),
-            trace_state: self.context.trace_state.clone(),
-            parent_span_id: self.parent.map(|p| p.to_vec()).unwrap_or_default(),
+        let mut span = batch.span(SpanHead {
+            trace_id: self.context.trace_id,
+            span_id: self.context.span_id,
+            trace_state: &self.context.trace_state,
+            parent: self.parent,
             flags: 0x100
                 | u32::from(self.context.sampled)
                 | (u32::from(self.parent.is_some()) << 9),
-            name,
+            name: &name,
             kind: match self.kind {
                 Kind::Server => SpanKind::Server,
                 Kind::Client => SpanKind::Client,
             } as i32,
-            start_time_unix_nano: nanos(self.start),
-            end_time_unix_nano: nanos(self.end),
-            attributes,
-            status: Some(status),
-            ..Default::default()
+            start: nanos(self.start),
+            end: nanos(self.end),
+        });
+        span.str("http.request.method", method);
+        if method == "_OTHER" {
+            span.str("http.request.method_original", self.method.as_str());
         }
+        match self.kind {
+            Kind::Server => {
+                span.str("url.path", self.uri.path());
+                if let Some(query) = self.uri.query() {
+                    span.str("url.query", &redact_query(query, redact_all));
+                }
+                span.str("url.scheme", "http");
+                if let Some(route) = route {
+                    span.str("http.route", route);
+                }
+                let mut ip = IpText::default();
+                span.str("client.address", ip.of(self.client.ip()));
+                span.int("network.peer.port", self.client.port().into());
+            }
+            Kind::Client => {
+                if self.method != Method::CONNECT {
+                    span.str("url.full", &redact_url(&self.uri, redact_all));
+                }
+            }
+        }
+        let (address, port) = self.server();
+        span.str("server.address", &address);
+        span.int("server.port", port.into());
+        span.str("network.protocol.version", protocol_version(self.version));
+        if let Some(agent) = self.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+            span.str("user_agent.original", agent);
+        }
+        if let Some(status) = self.status {
+            span.int("http.response.status_code", status.into());
+        }
+        if let Some(size) = self.request_size {
+            span.int("http.request.body.size", size as i64);
+        }
+        if let Some(size) = self.response_size {
+            span.int("http.response.body.size", size as i64);
+        }
+        let error = self.error_type();
+        if let Some(error) = &error {
+            span.str("error.type", error);
+        }
+        match (&self.error, &error) {
+            (Some((_, message)), _) => span.end(StatusCode::Error as i32, message),
+            (None, Some(_)) => span.end(StatusCode::Error as i32, ""),
+            _ => span.end(StatusCode::Unset as i32, ""),
+        }
+    }
+}
+
+/// `host[:port]` or `[v6][:port]`: the host without brackets, and the port if any.
+fn split_authority(text: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        },
+    };
+    let port = match port {
+        Some(port) => Some(port.parse().ok()?),
+        None => None,
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// An IP address's text without an allocation.
+struct IpText {
+    buf: [u8; 48],
+}
+
+impl Default for IpText {
+    fn default() -> IpText {
+        IpText { buf: [0; 48] }
+    }
+}
+
+impl IpText {
+    fn of(&mut self, ip: IpAddr) -> &str {
+        use std::io::Write as _;
+        let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
+        let _ = write!(cursor, "{ip}");
+        let len = cursor.position() as usize;
+        std::str::from_utf8(&self.buf[..len]).unwrap_or_default()
     }
 }
 
@@ -491,6 +500,8 @@ pub fn child_context(sampler: &Sampler, parent: Option<&SpanContext>) -> SpanCon
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::process_span::Limits;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
     #[test]
     fn query_redaction() {
@@ -593,10 +604,36 @@ mod tests {
             start: SystemTime::now(),
             end: SystemTime::now(),
         };
-        let span = e.to_span(Some("/pot"), false);
+        let mut batch = SpanBatch::new(&Default::default(), &Default::default(), Limits::default());
+        e.write(Some("/pot"), false, &mut batch);
+        let item = batch.take();
+        let span = &item.message().scope_spans[0].spans[0];
         assert_eq!(span.name, "HTTP");
-        assert_eq!(e.server(), ("example.com".to_string(), 8080));
+        let method = span
+            .attributes
+            .iter()
+            .find(|a| a.key == "http.request.method_original");
+        assert_eq!(
+            method.and_then(|a| a.value.clone()?.value),
+            Some(Value::StringValue("BREW".into()))
+        );
+        assert_eq!(e.server(), (Cow::Borrowed("example.com"), 8080));
         assert_eq!(e.error_type().as_deref(), Some("503"));
-        assert_eq!(span.status.unwrap().code, StatusCode::Error as i32);
+        assert_eq!(span.status.as_ref().unwrap().code, StatusCode::Error as i32);
+    }
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(
+            split_authority("example.com:8080"),
+            Some(("example.com", Some(8080)))
+        );
+        assert_eq!(split_authority("example.com"), Some(("example.com", None)));
+        assert_eq!(split_authority("[::1]:80"), Some(("::1", Some(80))));
+        assert_eq!(split_authority("[::1]"), Some(("::1", None)));
+        assert_eq!(split_authority("example.com:http"), None);
+        assert_eq!(split_authority(":80"), None);
+        let mut ip = IpText::default();
+        assert_eq!(ip.of("2001:db8::1".parse().unwrap()), "2001:db8::1");
     }
 }

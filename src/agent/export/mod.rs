@@ -19,7 +19,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use super::spans::Spans;
 
 use crate::settings::otlp::Signal;
 
@@ -82,7 +83,7 @@ macro_rules! otlp_messages {
         const JSON_FIELD: &'static str = $json;
 
         fn items(request: Self::Request) -> Vec<Self> {
-            request.$items
+            request.$items.into_iter().map(Into::into).collect()
         }
         fn response(rejected: u64, error_message: String) -> Self::Response {
             $response {
@@ -100,7 +101,7 @@ macro_rules! otlp_messages {
     };
 }
 
-impl Payload for ResourceSpans {
+impl Payload for Spans {
     otlp_messages!(
         Signal::Traces,
         ExportTraceServiceRequest {
@@ -112,11 +113,11 @@ impl Payload for ResourceSpans {
     );
 
     fn count(&self) -> usize {
-        self.scope_spans.iter().map(|s| s.spans.len()).sum()
+        Spans::count(self)
     }
     /// Spans print one JSON object each, as Python's ConsoleSpanExporter does.
     fn to_console(&self, out: &mut String) {
-        console::spans(self, out);
+        console::spans(&self.message(), out);
     }
 }
 

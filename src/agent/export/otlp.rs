@@ -401,6 +401,7 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     use super::*;
+    use crate::agent::spans::Spans;
 
     fn spans(name: &str) -> ResourceSpans {
         ResourceSpans {
@@ -429,9 +430,14 @@ mod tests {
 
     #[test]
     fn requests_encoded_from_the_batch_equal_the_generated_messages() {
-        let batch = vec![spans("a"), spans("b")];
+        // One message as received, one written by otel-run already encoded.
+        let encoded = Spans::Encoded {
+            bytes: prost::Message::encode_to_vec(&spans("b")).into(),
+            count: 1,
+        };
+        let batch = vec![Spans::from(spans("a")), encoded];
         let request = ExportTraceServiceRequest {
-            resource_spans: batch.clone(),
+            resource_spans: vec![spans("a"), spans("b")],
         };
         assert_eq!(
             encode_protobuf(&batch),
@@ -460,6 +466,6 @@ mod tests {
             prost::Message::encode_to_vec(&request)
         );
         assert_eq!(encode_json(&metrics), serde_json::to_vec(&request).unwrap());
-        assert!(encode_protobuf::<ResourceSpans>(&[]).is_empty());
+        assert!(encode_protobuf::<Spans>(&[]).is_empty());
     }
 }
