@@ -2,7 +2,7 @@
 # Proxy benchmark: what does otel-run's reverse proxy (tracing every request)
 # add to a request, compared with no proxy and with nginx as a plain reverse proxy?
 #
-# Usage: bench/proxy/run.sh [-d|--duration D] [-c|--connections N] [-t|--threads N] [-h|--help]
+# Usage: bench/proxy/run.sh [-d|--duration D] [-r|--rounds N] [-c|--connections N] [-t|--threads N] [-h|--help]
 # See bench/proxy/README.md for details.
 set -euo pipefail
 
@@ -11,14 +11,15 @@ usage() {
 Usage: bench/proxy/run.sh [OPTIONS]
 
 Loads one fast upstream (nginx answering a static 200) with wrk on loopback, three
-ways, one after another in one run:
+ways in one run, the rows taking turns round after round:
   direct    wrk -> upstream
   otel-run  wrk -> otel-run --proxy (a SERVER span per request, exported over OTLP) -> upstream
   nginx     wrk -> nginx proxy_pass (no tracing) -> upstream
   otel-run-untraced  the otel-run proxy with every exporter `none` (the proxying alone)
 
 Options:
-  -d, --duration D      measured wrk run per row   (env BENCH_DURATION,    default 10s)
+  -d, --duration D      one wrk run of a row       (env BENCH_DURATION,    default 3s)
+  -r, --rounds N        rounds, rows taking turns  (env BENCH_ROUNDS,      default 8)
   -c, --connections N   wrk connections            (env BENCH_CONNECTIONS, default 32)
   -t, --threads N       wrk threads                (env BENCH_THREADS,     default 1)
   -h, --help            show this help
@@ -33,12 +34,14 @@ Results go to bench/proxy/results/ (gitignored).
 USAGE
 }
 
-DURATION="${BENCH_DURATION:-10s}"
+DURATION="${BENCH_DURATION:-3s}"
+ROUNDS="${BENCH_ROUNDS:-8}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 THREADS="${BENCH_THREADS:-1}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -d|--duration)    DURATION="${2:?--duration needs a value}"; shift 2 ;;
+    -r|--rounds)      ROUNDS="${2:?--rounds needs a value}"; shift 2 ;;
     -c|--connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
     -t|--threads)     THREADS="${2:?--threads needs a value}"; shift 2 ;;
     -h|--help)        usage; exit 0 ;;
@@ -115,7 +118,7 @@ nginx_conf proxy 2 "  upstream app { server 127.0.0.1:$UPSTREAM; keepalive 64; }
       proxy_set_header Connection \"\";
     }
   }"
-"$NGINX" -c "$RESULTS_DIR/nginx-upstream.conf" & PIDS+=($!)
+"$NGINX" -c "$RESULTS_DIR/nginx-upstream.conf" & PIDS+=($!); UPSTREAM_PID=$!
 wait_port "$UPSTREAM"
 
 # Where otel-run's spans go: a local collector (debug exporter, basic verbosity),
@@ -147,7 +150,7 @@ service:
       receivers: [otlp]
       exporters: [debug]
 YAML
-  "$OTELCOL" --config "$WORK/otelcol.yaml" >"$WORK/otelcol.log" 2>&1 & PIDS+=($!)
+  "$OTELCOL" --config "$WORK/otelcol.yaml" >"$WORK/otelcol.log" 2>&1 & PIDS+=($!); COLLECTOR_PID=$!
   wait_port "$GRPC"
   EXPORT=(--traces-exporter otlp --metrics-exporter otlp --exporter-otlp-endpoint "http://127.0.0.1:$GRPC")
   EXPORT_DESC="OTLP gRPC to a local collector (debug exporter)"
@@ -165,7 +168,7 @@ wait_port "$OTEL_PORT"
 "$OTEL_RUN_BIN" --traces-exporter none --metrics-exporter none \
   --proxy "$BARE_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 & BARE_PID=$!
 wait_port "$BARE_PORT"
-"$NGINX" -c "$RESULTS_DIR/nginx-proxy.conf" & PIDS+=($!)
+"$NGINX" -c "$RESULTS_DIR/nginx-proxy.conf" & PIDS+=($!); NGINX_PID=$!
 wait_port "$NGINX_PORT"
 
 # wrk's latency distribution in microseconds.
@@ -174,24 +177,62 @@ to_us() {
          else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 }
          else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000000 } }'
 }
-declare -A RPS P50 P99 ERRORS
+# CPU time (clock ticks) of a process and its children, all threads.
+ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+declare -A PORT=([direct]=$UPSTREAM [otel-run]=$OTEL_PORT [nginx]=$NGINX_PORT [otel-run-untraced]=$BARE_PORT)
+declare -A PID=([direct]=$UPSTREAM_PID [otel-run]=$OTEL_PID [nginx]=$NGINX_PID [otel-run-untraced]=$BARE_PID)
+ROWS=(direct otel-run nginx otel-run-untraced)
+# One file of per-round figures: row round rps p50 p99 cpu_us_per_request collector_us_per_request
+ROUNDS_FILE="$RESULTS_DIR/$STAMP-rounds.txt"
+: >"$ROUNDS_FILE"
 run_wrk() {
-  # run_wrk NAME PORT
-  local out="$RESULTS_DIR/$STAMP-$1.wrk.txt"
-  log "$1: wrk -t$THREADS -c$CONNECTIONS (2s warm-up, then $DURATION)"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$2/" >"$WORK/$1.warmup.txt"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$2/" >"$out"
-  RPS[$1]=$(awk '/^Requests\/sec/ {print $2}' "$out")
-  P50[$1]=$(awk '$1=="50%" {print $2}' "$out" | to_us)
-  P99[$1]=$(awk '$1=="99%" {print $2}' "$out" | to_us)
-  ERRORS[$1]=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
+  # run_wrk ROW ROUND
+  local out="$RESULTS_DIR/$STAMP-$1-$2.wrk.txt" before after cbefore cafter n
+  before=$(ticks "${PID[$1]}")
+  cbefore=$( [[ -n "${COLLECTOR_PID:-}" ]] && ticks "$COLLECTOR_PID" || echo 0)
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$1]}/" >"$out"
+  after=$(ticks "${PID[$1]}")
+  cafter=$( [[ -n "${COLLECTOR_PID:-}" ]] && ticks "$COLLECTOR_PID" || echo 0)
+  n=$(awk '/requests in/ {print $1}' "$out")
+  echo "$1 $2 $(awk '/^Requests\/sec/ {print $2}' "$out") \
+$(awk '$1=="50%" {print $2}' "$out" | to_us) $(awk '$1=="99%" {print $2}' "$out" | to_us) \
+$(awk -v t=$((after - before)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }') \
+$(awk -v t=$((cafter - cbefore)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')" >>"$ROUNDS_FILE"
+  awk '/Non-2xx|Socket errors/ {print}' "$out" | sed "s/^/$1 round $2: /" >>"$WORK/errors.txt"
+}
+# The median of column COL over the rounds of ROW.
+median() {
+  awk -v row="$1" -v col="$2" '$1 == row {print $col}' "$ROUNDS_FILE" | sort -g |
+    awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# The median over the rounds of ROW_A's column COL divided by ROW_B's, round by round.
+median_ratio() {
+  awk -v a="$1" -v b="$2" -v col="$3" '$1 == a {x[$2] = $col} $1 == b {y[$2] = $col}
+    END { for (r in x) printf "%.3f\n", x[r] / y[r] }' "$ROUNDS_FILE" | sort -g |
+    awk '{v[NR] = $1} END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 LOAD_BEFORE="$(uptime)"
-run_wrk direct "$UPSTREAM"
-run_wrk otel-run "$OTEL_PORT"
-run_wrk nginx "$NGINX_PORT"
-run_wrk otel-run-untraced "$BARE_PORT"
+for row in "${ROWS[@]}"; do
+  log "$row: 2s warm-up"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:${PORT[$row]}/" >"$WORK/$row.warmup.txt"
+done
+# The rows take turns, round after round: the machine's speed drifts (other
+# work, a shared host), and a row measured minutes after another would carry
+# that drift into the ratio.
+for round in $(seq "$ROUNDS"); do
+  log "round $round of $ROUNDS: wrk -t$THREADS -c$CONNECTIONS -d$DURATION per row"
+  for row in "${ROWS[@]}"; do
+    run_wrk "$row" "$round"
+  done
+done
 # Latency without queueing: one connection, one request at a time.
 declare -A P50_1 P99_1
 for row in direct otel-run nginx; do
@@ -210,27 +251,36 @@ kill -TERM "$OTEL_PID"
 wait "$OTEL_PID" 2>/dev/null || true
 
 # Every request through the traced proxy should be a span at the collector.
-SERVED=$(awk '/requests in/ {print $1}' "$RESULTS_DIR/$STAMP-otel-run.wrk.txt")
-WARMUP_SERVED=$(awk '/requests in/ {print $1}' "$WORK/otel-run.warmup.txt")
-C1_SERVED=$(awk '/requests in/ {print $1}' "$RESULTS_DIR/$STAMP-otel-run.c1.wrk.txt")
+SERVED=$(cat "$RESULTS_DIR/$STAMP"-otel-run-[0-9]*.wrk.txt "$WORK/otel-run.warmup.txt" \
+  "$RESULTS_DIR/$STAMP-otel-run.c1.wrk.txt" | awk '/requests in/ {n += $1} END {print n}')
 SPANS=$(awk '/spans exported/ {print $2}' "$WORK/otel-run.err")
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
+declare -A RPS P50 P99 CPU
+for row in "${ROWS[@]}"; do
+  RPS[$row]=$(median "$row" 3); P50[$row]=$(median "$row" 4); P99[$row]=$(median "$row" 5)
+  CPU[$row]=$(median "$row" 6)
+done
+COLLECTOR_CPU=$(median otel-run 7)
 REPORT="$RESULTS_DIR/$STAMP.md"
 {
   echo "# bench/proxy $STAMP"
   echo
-  echo "- wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loopback; upstream: nginx (1 worker) returning a static 200"
+  echo "- $ROUNDS rounds of wrk -t$THREADS -c$CONNECTIONS -d$DURATION per row, rows taking turns; loopback; upstream: nginx (1 worker) returning a static 200"
   echo "- otel-run: $("$OTEL_RUN_BIN" --version), spans via $EXPORT_DESC"
   echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'), 2 workers, proxy_pass with upstream keep-alive"
   echo "- cores: $(nproc); load before: ${LOAD_BEFORE##*load average: }; after: ${LOAD_AFTER##*load average: }"
   echo
-  echo "| row | req/s | p50 µs | p99 µs | added p50 µs | errors |"
-  echo "| --- | ---: | ---: | ---: | ---: | --- |"
-  for row in direct otel-run nginx otel-run-untraced; do
-    echo "| $row | ${RPS[$row]} | ${P50[$row]} | ${P99[$row]} | $(minus "${P50[$row]}" "${P50[direct]}") | ${ERRORS[$row]:-} |"
+  echo "Medians over the rounds (each round's figures: \`$(basename "$ROUNDS_FILE")\`):"
+  echo
+  echo "| row | req/s | p50 µs | p99 µs | added p50 µs | CPU µs per request |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for row in "${ROWS[@]}"; do
+    echo "| $row | ${RPS[$row]} | ${P50[$row]} | ${P99[$row]} | $(minus "${P50[$row]}" "${P50[direct]}") | ${CPU[$row]} |"
   done
+  echo
+  echo "CPU per request is the process's own (all threads, user and system), for direct the upstream's."
+  [[ -n "${COLLECTOR_PID:-}" ]] && echo "The collector spent a further ${COLLECTOR_CPU} µs per request receiving otel-run's spans."
   echo
   echo "One connection (\`wrk -t1 -c1 -d5s\`), no queueing:"
   echo
@@ -241,12 +291,15 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   done
   echo
   echo "- added p50 at one connection: otel-run **$(minus "${P50_1[otel-run]}" "${P50_1[direct]}") µs** (target ≤ 100), nginx $(minus "${P50_1[nginx]}" "${P50_1[direct]}") µs"
-  echo "- throughput otel-run / nginx: **$(ratio "${RPS[otel-run]}" "${RPS[nginx]}")** (target ≥ 1.0)"
+  echo "- throughput otel-run / nginx, median of the rounds' ratios: **$(median_ratio otel-run nginx 3)** (target ≥ 1.0)"
+  echo "- the proxy alone (no export) / nginx: $(median_ratio otel-run-untraced nginx 3); tracing keeps $(median_ratio otel-run otel-run-untraced 3) of its throughput"
+  echo "- CPU per request otel-run / nginx: $(median_ratio otel-run nginx 6) (untraced: $(median_ratio otel-run-untraced nginx 6))"
   echo "- added p50 under load (-c$CONNECTIONS): otel-run $(minus "${P50[otel-run]}" "${P50[direct]}") µs, nginx $(minus "${P50[nginx]}" "${P50[direct]}") µs"
-  echo "- p99 otel-run / nginx: $(ratio "${P99[otel-run]}" "${P99[nginx]}")"
-  echo "- the proxy alone (no export) / nginx: $(ratio "${RPS[otel-run-untraced]}" "${RPS[nginx]}"); tracing keeps $(ratio "${RPS[otel-run]}" "${RPS[otel-run-untraced]}") of its throughput"
   echo
-  echo "- spans otel-run exported (its own count, \`-v\`): ${SPANS:-none}, for $SERVED + $WARMUP_SERVED (warm-up) + $C1_SERVED (one connection) requests"
+  echo "- spans otel-run exported (its own count, \`-v\`): ${SPANS:-none}, for $SERVED requests (warm-up and one connection included)"
+  if [[ -s "$WORK/errors.txt" ]]; then
+    echo; echo "wrk reported errors:"; echo; sed 's/^/    /' "$WORK/errors.txt"
+  fi
   echo
   echo "otel-run's own report:"
   echo
