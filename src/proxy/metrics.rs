@@ -1,6 +1,9 @@
 //! The request duration histograms: `http.server.request.duration` for the reverse
 //! proxy, `http.client.request.duration` for the forward proxy, in seconds with the
-//! buckets the semantic conventions advise, cumulative from the proxy's start.
+//! buckets the semantic conventions advise: cumulative from the proxy's start, or
+//! delta (each export counts what happened since the previous one) when
+//! OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE is `delta` or `lowmemory`, as
+//! the specification has histograms follow both.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -45,18 +48,21 @@ struct Point {
 pub struct Durations {
     start: SystemTime,
     points: HashMap<Key, Point>,
-}
-
-impl Default for Durations {
-    fn default() -> Durations {
-        Durations {
-            start: SystemTime::now(),
-            points: HashMap::new(),
-        }
-    }
+    delta: bool,
 }
 
 impl Durations {
+    /// Histograms from now on; `temporality` is the preference's value, if set.
+    pub fn new(temporality: Option<&str>) -> Durations {
+        Durations {
+            start: SystemTime::now(),
+            points: HashMap::new(),
+            delta: temporality.is_some_and(|t| {
+                t.eq_ignore_ascii_case("delta") || t.eq_ignore_ascii_case("lowmemory")
+            }),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }
@@ -91,9 +97,11 @@ impl Durations {
         point.buckets[bucket] += 1;
     }
 
-    /// The histograms as they stand now, for `resource`.
-    pub fn export(&self, resource: &Resource) -> ResourceMetrics {
-        let (start, now) = (nanos(self.start), nanos(SystemTime::now()));
+    /// The histograms as they stand now, for `resource`. With delta temporality
+    /// the next export starts from nothing, now.
+    pub fn export(&mut self, resource: &Resource) -> ResourceMetrics {
+        let exported_at = SystemTime::now();
+        let (start, now) = (nanos(self.start), nanos(exported_at));
         let mut metrics = Vec::new();
         for (kind, name, description) in [
             (
@@ -133,10 +141,18 @@ impl Durations {
                 unit: "s".into(),
                 data: Some(Data::Histogram(Histogram {
                     data_points,
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    aggregation_temporality: if self.delta {
+                        AggregationTemporality::Delta
+                    } else {
+                        AggregationTemporality::Cumulative
+                    } as i32,
                 })),
                 ..Default::default()
             });
+        }
+        if self.delta {
+            self.points.clear();
+            self.start = exported_at;
         }
         ResourceMetrics {
             resource: Some(resource.clone()),
@@ -188,5 +204,75 @@ mod tests {
         assert_eq!(BOUNDS.partition_point(|b| *b < 0.007), 1);
         assert_eq!(BOUNDS.partition_point(|b| *b < 0.005), 0);
         assert_eq!(BOUNDS.partition_point(|b| *b < 11.0), BOUNDS.len());
+    }
+
+    fn request() -> Exchange {
+        let start = SystemTime::now();
+        Exchange {
+            kind: Kind::Server,
+            context: crate::context::SpanContext {
+                trace_id: [1; 16],
+                span_id: [2; 8],
+                sampled: true,
+                trace_state: String::new(),
+            },
+            parent: None,
+            method: http::Method::GET,
+            uri: "/".parse().unwrap(),
+            version: http::Version::HTTP_11,
+            host: None,
+            local: "127.0.0.1:8080".parse().unwrap(),
+            client: "127.0.0.1:9".parse().unwrap(),
+            user_agent: None,
+            status: Some(200),
+            error: None,
+            request_size: None,
+            response_size: Some(3),
+            start,
+            end: start + std::time::Duration::from_millis(7),
+        }
+    }
+
+    /// (temporality, start, count) of the one data point exported, if any.
+    fn point(metrics: &ResourceMetrics) -> Option<(i32, u64, u64)> {
+        let metric = metrics.scope_metrics[0].metrics.first()?;
+        let Some(Data::Histogram(h)) = &metric.data else {
+            panic!("a histogram");
+        };
+        let p = &h.data_points[0];
+        Some((h.aggregation_temporality, p.start_time_unix_nano, p.count))
+    }
+
+    #[test]
+    fn cumulative_by_default_delta_when_preferred() {
+        let resource = Resource::default();
+        let mut cumulative = Durations::new(None);
+        cumulative.add(&request(), None);
+        let (temporality, start, count) = point(&cumulative.export(&resource)).unwrap();
+        assert_eq!(temporality, AggregationTemporality::Cumulative as i32);
+        assert_eq!(count, 1);
+        cumulative.add(&request(), None);
+        assert_eq!(
+            point(&cumulative.export(&resource)),
+            Some((temporality, start, 2))
+        );
+
+        for preference in ["delta", "LowMemory"] {
+            let mut delta = Durations::new(Some(preference));
+            delta.add(&request(), None);
+            let first = delta.export(&resource);
+            let (temporality, start, count) = point(&first).unwrap();
+            assert_eq!(temporality, AggregationTemporality::Delta as i32);
+            assert_eq!(count, 1);
+            assert!(delta.is_empty(), "a delta export starts over");
+            assert_eq!(point(&delta.export(&resource)), None);
+            delta.add(&request(), None);
+            let (_, next_start, count) = point(&delta.export(&resource)).unwrap();
+            assert_eq!(count, 1);
+            assert!(
+                next_start > start,
+                "the next point starts at the last export"
+            );
+        }
     }
 }

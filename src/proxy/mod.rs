@@ -259,6 +259,9 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
         resource: process_span::resource(settings, run.command_name),
         routes: config.routes.clone(),
         redact_query: config.redact_query,
+        temporality: settings
+            .text(&vars::OTLP_METRICS_TEMPORALITY)
+            .map(str::to_string),
         metric_interval: settings
             .millis(&vars::METRIC_EXPORT_INTERVAL)
             .unwrap_or(Duration::from_secs(60))

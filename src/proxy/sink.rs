@@ -143,6 +143,8 @@ pub struct Options {
     pub routes: Routes,
     pub redact_query: bool,
     pub metric_interval: Duration,
+    /// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, if set.
+    pub temporality: Option<String>,
     /// Limits applied to each span's attributes.
     pub limits: Limits,
 }
@@ -213,7 +215,7 @@ async fn run(options: Options, mut rx: mpsc::Receiver<Message>, channel: Arc<Cha
     };
     let traces = agent.exports(Signal::Traces);
     let metrics = agent.exports(Signal::Metrics);
-    let mut durations = Durations::default();
+    let mut durations = Durations::new(options.temporality.as_deref());
     let scope = InstrumentationScope {
         name: "otel-run/proxy".into(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -421,7 +421,7 @@ var!(
     Kind::Choice(TEMPORALITIES),
     None,
     Otlp,
-    "Aggregation temporality the child's SDK uses for OTLP metrics."
+    "Aggregation temporality of OTLP metrics: the child's SDK's, and the proxy's duration histograms (delta under `delta` and `lowmemory`)."
 );
 var!(
     OTLP_METRICS_HISTOGRAM,

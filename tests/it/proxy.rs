@@ -300,6 +300,79 @@ fn duration_metric_and_spans_arrive_at_the_collector() {
 }
 
 /// The data points of `http.server.request.duration` in the collector's output.
+/// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta: each export of the
+/// duration histogram counts only the requests since the previous one.
+#[test]
+fn a_delta_preference_makes_the_duration_histogram_count_since_the_last_export() {
+    let (Some(python), Some(_)) = (python3(), tool("curl")) else {
+        return;
+    };
+    let Some(collector) = Collector::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, up) = (free_port(), free_port());
+    let mut command = otel_run();
+    command
+        .env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+        .args(["--proxy", &format!("{proxy}={up}")])
+        .args(["--traces-exporter", "none", "--metrics-exporter", "otlp"])
+        .args(["--metric-export-interval", "300"])
+        .args([
+            "--exporter-otlp-endpoint",
+            &format!("http://127.0.0.1:{}", collector.grpc),
+        ])
+        .arg("--")
+        .arg(&python)
+        .arg(fixture("proxy_upstream.py"))
+        .arg(up.to_string());
+    let mut server = Server::start(command, up, dir.path());
+    let url = format!("http://127.0.0.1:{proxy}/items/1");
+    let histograms = |output: &str| -> Vec<(i64, u64)> {
+        output
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .flat_map(|data| {
+                let mut found = Vec::new();
+                for rm in data["resourceMetrics"].as_array().into_iter().flatten() {
+                    for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                        for m in sm["metrics"].as_array().into_iter().flatten() {
+                            if m["name"] == "http.server.request.duration" {
+                                let h = &m["histogram"];
+                                let count = h["dataPoints"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .map(|p| p["count"].as_str().unwrap().parse::<u64>().unwrap())
+                                    .sum();
+                                found.push((h["aggregationTemporality"].as_i64().unwrap(), count));
+                            }
+                        }
+                    }
+                }
+                found
+            })
+            .collect()
+    };
+    for _ in 0..3 {
+        curl(&["-o", "/dev/null", &url]);
+    }
+    crate::util::wait_for(Duration::from_secs(15), || {
+        (!histograms(&collector.raw_output()).is_empty()).then_some(())
+    })
+    .expect("no http.server.request.duration at the collector");
+    curl(&["-o", "/dev/null", &url]);
+    let exports = crate::util::wait_for(Duration::from_secs(15), || {
+        let exports = histograms(&collector.raw_output());
+        (exports.iter().map(|(_, n)| n).sum::<u64>() == 4).then_some(exports)
+    })
+    .unwrap_or_else(|| panic!("{:?}", histograms(&collector.raw_output())));
+    server.stop();
+    // 1 is AGGREGATION_TEMPORALITY_DELTA; cumulative exports would sum to 3 + 4.
+    assert!(exports.iter().all(|(t, _)| *t == 1), "{exports:?}");
+    assert!(exports.len() >= 2, "{exports:?}");
+}
+
 fn histogram_points(output: &str) -> Option<Vec<Value>> {
     let complete = output.split_inclusive('\n').filter(|l| l.ends_with('\n'));
     for line in complete.rev() {
