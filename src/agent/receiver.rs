@@ -9,7 +9,6 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::spans::Spans;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -41,6 +40,7 @@ use tonic::codec::CompressionEncoding;
 
 use super::export::Payload;
 use super::pipeline::Pipeline;
+use super::spans::Spans;
 
 /// Largest request accepted, compressed or not.
 const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;

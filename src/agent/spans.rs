@@ -3,9 +3,9 @@
 //!
 //! The proxies make a span per request. Building each as a `Span` message (a
 //! `String` for every attribute's key and value) and encoding it afterwards
-//! cost more than the request; [`SpanBatch`] writes the encoding directly, and
-//! the exporters send those bytes as they are. Only the JSON and console
-//! exporters decode them again.
+//! kept the agent busy allocating and freeing; [`SpanBatch`] writes the encoding
+//! directly, and the protobuf exporters send those bytes as they are. Only the
+//! JSON and console exporters decode them again.
 
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;

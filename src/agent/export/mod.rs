@@ -21,7 +21,6 @@ use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
 
 use super::spans::Spans;
-
 use crate::settings::otlp::Signal;
 
 /// Why an export failed, and so whether to retry it.
