@@ -222,16 +222,7 @@ impl SpanWriter<'_> {
             return;
         }
         let value = self.batch.limits.cut(value);
-        let any_len = field_len(1, value.len());
-        let buf = &mut self.batch.scratch;
-        encode_key(9, WireType::LengthDelimited, buf);
-        encode_varint(
-            (field_len(1, key.len()) + field_len(2, any_len)) as u64,
-            buf,
-        );
-        bytes_field(1, key.as_bytes(), buf);
-        encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(any_len as u64, buf);
+        let buf = self.attribute(key, field_len(1, value.len()));
         bytes_field(1, value.as_bytes(), buf);
     }
 
@@ -239,18 +230,24 @@ impl SpanWriter<'_> {
         if !self.room() {
             return;
         }
-        let any_len = 1 + encoded_len_varint(value as u64);
+        let buf = self.attribute(key, 1 + encoded_len_varint(value as u64));
+        encode_key(3, WireType::Varint, buf);
+        encode_varint(value as u64, buf);
+    }
+
+    /// Writes a `KeyValue` up to its `AnyValue`'s content, which is `value_len`
+    /// bytes, for the caller to write.
+    fn attribute(&mut self, key: &str, value_len: usize) -> &mut Vec<u8> {
         let buf = &mut self.batch.scratch;
         encode_key(9, WireType::LengthDelimited, buf);
         encode_varint(
-            (field_len(1, key.len()) + field_len(2, any_len)) as u64,
+            (field_len(1, key.len()) + field_len(2, value_len)) as u64,
             buf,
         );
         bytes_field(1, key.as_bytes(), buf);
         encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(any_len as u64, buf);
-        encode_key(3, WireType::Varint, buf);
-        encode_varint(value as u64, buf);
+        encode_varint(value_len as u64, buf);
+        buf
     }
 
     /// Writes the status (`StatusCode` as its number) and adds the span to the batch.

@@ -328,29 +328,16 @@ fn a_delta_preference_makes_the_duration_histogram_count_since_the_last_export()
         .arg(up.to_string());
     let mut server = Server::start(command, up, dir.path());
     let url = format!("http://127.0.0.1:{proxy}/items/1");
+    // (temporality, requests counted) of each export.
     let histograms = |output: &str| -> Vec<(i64, u64)> {
-        output
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .flat_map(|data| {
-                let mut found = Vec::new();
-                for rm in data["resourceMetrics"].as_array().into_iter().flatten() {
-                    for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
-                        for m in sm["metrics"].as_array().into_iter().flatten() {
-                            if m["name"] == "http.server.request.duration" {
-                                let h = &m["histogram"];
-                                let count = h["dataPoints"]
-                                    .as_array()
-                                    .into_iter()
-                                    .flatten()
-                                    .map(|p| p["count"].as_str().unwrap().parse::<u64>().unwrap())
-                                    .sum();
-                                found.push((h["aggregationTemporality"].as_i64().unwrap(), count));
-                            }
-                        }
-                    }
-                }
-                found
+        duration_histograms(output)
+            .iter()
+            .map(|h| {
+                let points = h["dataPoints"].as_array().into_iter().flatten();
+                let count = points
+                    .map(|p| p["count"].as_str().unwrap().parse::<u64>().unwrap())
+                    .sum();
+                (h["aggregationTemporality"].as_i64().unwrap(), count)
             })
             .collect()
     };
@@ -373,22 +360,30 @@ fn a_delta_preference_makes_the_duration_histogram_count_since_the_last_export()
     assert!(exports.len() >= 2, "{exports:?}");
 }
 
-fn histogram_points(output: &str) -> Option<Vec<Value>> {
+/// Every export of `http.server.request.duration` the collector printed, oldest first.
+fn duration_histograms(output: &str) -> Vec<Value> {
     let complete = output.split_inclusive('\n').filter(|l| l.ends_with('\n'));
-    for line in complete.rev() {
-        let data: Value = serde_json::from_str(line).ok()?;
+    let mut found = Vec::new();
+    for data in complete.filter_map(|line| serde_json::from_str::<Value>(line).ok()) {
         for rm in data["resourceMetrics"].as_array().into_iter().flatten() {
             for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
                 for metric in sm["metrics"].as_array().into_iter().flatten() {
                     if metric["name"] == "http.server.request.duration" {
                         assert_eq!(metric["unit"], "s");
-                        return metric["histogram"]["dataPoints"].as_array().cloned();
+                        found.push(metric["histogram"].clone());
                     }
                 }
             }
         }
     }
-    None
+    found
+}
+
+/// The data points of the latest export.
+fn histogram_points(output: &str) -> Option<Vec<Value>> {
+    duration_histograms(output).pop()?["dataPoints"]
+        .as_array()
+        .cloned()
 }
 
 /// A data point's attribute as text (int64 values are strings in OTLP/JSON).
