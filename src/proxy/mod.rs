@@ -13,6 +13,7 @@
 //! request path and hands them to the agent's pipelines.
 
 pub mod forward;
+pub mod h1;
 pub mod metrics;
 pub mod relay;
 pub mod reverse;
@@ -179,6 +180,8 @@ pub struct Shared {
     pub propagators: Propagators,
     pub sampler: Sampler,
     pub timeout: Duration,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
     builder: auto::Builder<TokioExecutor>,
 }
 
@@ -213,6 +216,8 @@ impl Base {
             propagators: self.propagators,
             sampler: self.sampler,
             timeout: self.timeout,
+            header_timeout: self.header_timeout,
+            max_header_bytes: self.max_header_bytes,
             builder,
         })
     }
@@ -471,15 +476,7 @@ where
         .local_addr()
         .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                tracing::debug!("proxy accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = accept(&listener).await;
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let handle = connection(local, peer);
@@ -489,6 +486,20 @@ where
                 .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(handle))
                 .await;
         });
+    }
+}
+
+/// The next connection; failures to accept (out of file descriptors and the
+/// like) wait a little rather than spin.
+async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::debug!("proxy accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

@@ -6,22 +6,18 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use super::sink::Recorder;
 use super::span::Exchange;
@@ -37,50 +33,6 @@ pub async fn pooled(
     request: Request<Body>,
 ) -> Result<Response<Incoming>, BoxError> {
     Ok(client.request(request).await?)
-}
-
-/// One upstream connection for one client connection. An HTTP/1.1 client sends
-/// its requests one after another, so they can share one upstream connection
-/// without a pool's bookkeeping on every request. Requests go in origin form.
-pub struct Dedicated {
-    upstream: Authority,
-    sender: Mutex<Option<SendRequest<Body>>>,
-}
-
-impl Dedicated {
-    pub fn new(upstream: Authority) -> Dedicated {
-        Dedicated {
-            upstream,
-            sender: Mutex::new(None),
-        }
-    }
-
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, BoxError> {
-        let cached = self.sender.lock().expect("sender lock").take();
-        let mut sender = match cached {
-            Some(sender) if !sender.is_closed() => sender,
-            _ => self.connect().await?,
-        };
-        if sender.ready().await.is_err() {
-            sender = self.connect().await?;
-        }
-        // Kept for the next request only once this one has its response: a
-        // request abandoned (timed out) closes its connection with it.
-        let response = sender.send_request(request).await?;
-        *self.sender.lock().expect("sender lock") = Some(sender);
-        Ok(response)
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
-        let port = self.upstream.port_u16().unwrap_or(80);
-        let stream = TcpStream::connect((self.upstream.host(), port)).await?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
-    }
 }
 
 pub fn client() -> Client {

@@ -328,13 +328,13 @@ pub struct Propagators {
     pub b3multi: bool,
 }
 
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-static B3: HeaderName = HeaderName::from_static("b3");
-static B3_TRACE: HeaderName = HeaderName::from_static("x-b3-traceid");
-static B3_SPAN: HeaderName = HeaderName::from_static("x-b3-spanid");
-static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
-static B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+const B3: &str = "b3";
+const B3_TRACE: &str = "x-b3-traceid";
+const B3_SPAN: &str = "x-b3-spanid";
+const B3_SAMPLED: &str = "x-b3-sampled";
+const B3_PARENT: &str = "x-b3-parentspanid";
 
 impl Propagators {
     pub fn new(names: &[String]) -> Propagators {
@@ -348,21 +348,26 @@ impl Propagators {
 
     /// The remote parent a request carries, in the configured formats' order of precedence.
     pub fn extract(&self, headers: &HeaderMap) -> Option<SpanContext> {
-        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        self.extract_with(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+    }
+
+    /// [`Propagators::extract`] from any headers: `get` gives a header's value by
+    /// its lowercase name.
+    pub fn extract_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> Option<SpanContext> {
         if self.tracecontext
-            && let Some(ctx) = SpanContext::from_env(text(&TRACEPARENT), text(&TRACESTATE))
+            && let Some(ctx) = SpanContext::from_env(get(TRACEPARENT), get(TRACESTATE))
         {
             return Some(ctx);
         }
         if self.b3
-            && let Some(ctx) = text(&B3).and_then(parse_b3)
+            && let Some(ctx) = get(B3).and_then(parse_b3)
         {
             return Some(ctx);
         }
         if self.b3multi {
-            let trace_id = unhex_trace(text(&B3_TRACE)?)?;
-            let span_id = unhex::<8>(text(&B3_SPAN)?)?;
-            let sampled = !matches!(text(&B3_SAMPLED), Some("0" | "false"));
+            let trace_id = unhex_trace(get(B3_TRACE)?)?;
+            let span_id = unhex::<8>(get(B3_SPAN)?)?;
+            let sampled = !matches!(get(B3_SAMPLED), Some("0" | "false"));
             return Some(SpanContext {
                 trace_id,
                 span_id,
@@ -373,18 +378,43 @@ impl Propagators {
         None
     }
 
+    /// Whether the header `name` (any case) is one the propagators write, so an
+    /// incoming value is replaced rather than passed on.
+    pub fn replaces(&self, name: &[u8]) -> bool {
+        let any = |names: &[&str]| {
+            names
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        };
+        (self.tracecontext && any(&[TRACEPARENT, TRACESTATE]))
+            || (self.b3 && any(&[B3]))
+            || (self.b3multi && any(&[B3_TRACE, B3_SPAN, B3_SAMPLED, B3_PARENT]))
+    }
+
     /// Writes `context` into the request for the next hop, replacing what was there.
     pub fn inject(&self, headers: &mut HeaderMap, context: &SpanContext) {
-        let value = |s: String| HeaderValue::from_str(&s).expect("hex is a valid header value");
+        let names: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| self.replaces(n.as_str().as_bytes()))
+            .cloned()
+            .collect();
+        for name in names {
+            headers.remove(name);
+        }
+        self.inject_with(context, |name, value| {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.append(HeaderName::from_static(name), value);
+            }
+        });
+    }
+
+    /// The headers that carry `context` to the next hop, one `put(name, value)`
+    /// each; those [`Propagators::replaces`] are to be left out of the request.
+    pub fn inject_with(&self, context: &SpanContext, mut put: impl FnMut(&'static str, &[u8])) {
         if self.tracecontext {
-            headers.insert(TRACEPARENT.clone(), traceparent(context));
-            match HeaderValue::from_str(&context.trace_state) {
-                Ok(state) if !context.trace_state.is_empty() => {
-                    headers.insert(TRACESTATE.clone(), state);
-                }
-                _ => {
-                    headers.remove(&TRACESTATE);
-                }
+            put(TRACEPARENT, &traceparent(context));
+            if !context.trace_state.is_empty() {
+                put(TRACESTATE, context.trace_state.as_bytes());
             }
         }
         if !(self.b3 || self.b3multi) {
@@ -393,20 +423,19 @@ impl Propagators {
         let (trace, span) = (hex(&context.trace_id), hex(&context.span_id));
         let sampled = if context.sampled { "1" } else { "0" };
         if self.b3 {
-            headers.insert(B3.clone(), value(format!("{trace}-{span}-{sampled}")));
+            put(B3, format!("{trace}-{span}-{sampled}").as_bytes());
         }
         if self.b3multi {
-            headers.insert(B3_TRACE.clone(), value(trace));
-            headers.insert(B3_SPAN.clone(), value(span));
-            headers.insert(B3_SAMPLED.clone(), HeaderValue::from_static(sampled));
-            headers.remove(&B3_PARENT);
+            put(B3_TRACE, trace.as_bytes());
+            put(B3_SPAN, span.as_bytes());
+            put(B3_SAMPLED, sampled.as_bytes());
         }
     }
 }
 
 /// The `traceparent` value, written without the formatting machinery: it is
 /// made for every request.
-fn traceparent(context: &SpanContext) -> HeaderValue {
+fn traceparent(context: &SpanContext) -> [u8; 55] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 55];
     out[..3].copy_from_slice(b"00-");
@@ -424,7 +453,7 @@ fn traceparent(context: &SpanContext) -> HeaderValue {
         at += 2;
     }
     out[at..].copy_from_slice(if context.sampled { b"-01" } else { b"-00" });
-    HeaderValue::from_bytes(&out).expect("hex is a valid header value")
+    out
 }
 
 /// `b3: {traceid}-{spanid}[-{sampled}[-{parent}]]`; a lone `0`/`d` carries no parent.
@@ -519,7 +548,7 @@ mod tests {
     #[test]
     fn traceparent_header_matches_the_formatter() {
         let ctx = child_context(&Sampler::new("always_on", None), None);
-        assert_eq!(traceparent(&ctx), ctx.traceparent().as_str());
+        assert_eq!(&traceparent(&ctx)[..], ctx.traceparent().as_bytes());
     }
 
     #[test]
