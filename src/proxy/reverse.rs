@@ -273,8 +273,9 @@ impl Connection {
         let resendable = body.done() && request.method.is_idempotent();
         let mut retried = false;
         loop {
-            let reused = self.up.is_some();
-            let mut up = match self.up.take() {
+            let kept = self.up.take().filter(|up| !closed_while_idle(&up.stream));
+            let reused = kept.is_some();
+            let mut up = match kept {
                 Some(up) => up,
                 None => match self.connect().await {
                     Ok(up) => up,
@@ -518,6 +519,21 @@ impl Connection {
         let _ = builder
             .serve_connection_with_upgrades(TokioIo::new(io), service_fn(handler))
             .await;
+    }
+}
+
+/// Whether a kept upstream connection was closed (or sent something unasked)
+/// while it sat idle. The runtime has already seen any such event: without one
+/// this costs no system call.
+fn closed_while_idle(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => false,
+        Poll::Ready(Err(_)) => true,
+        Poll::Ready(Ok(())) => {
+            let mut byte = [0u8; 1];
+            !matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
     }
 }
 

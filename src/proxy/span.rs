@@ -162,8 +162,8 @@ impl Exchange {
                     span.str("http.route", route);
                 }
                 let mut ip = IpText::default();
+                // (`network.peer.*` would repeat it: no forwarding headers are read.)
                 span.str("client.address", ip.of(self.client.ip()));
-                span.int("network.peer.port", self.client.port().into());
             }
             Kind::Client => {
                 if self.method != Method::CONNECT {

@@ -467,15 +467,15 @@ fn malformed_oversized_and_slow_requests_are_refused_and_the_proxy_lives_on() {
     let (Some(python), Some(_)) = (python3(), tool("curl")) else {
         return;
     };
-    let mut run = proxied(
-        &python,
-        &[
-            "--proxy-header-timeout",
-            "300",
-            "--proxy-max-header-bytes",
-            "16384",
-        ],
-    );
+    let console = ConsoleFile::new();
+    let mut flags = console.flags().to_vec();
+    flags.extend([
+        "--proxy-header-timeout",
+        "300",
+        "--proxy-max-header-bytes",
+        "16384",
+    ]);
+    let mut run = proxied(&python, &flags);
     // An HTTP/1.0 request without Host still reaches the HTTP/1.1 upstream.
     let (response, _) = raw(run.proxy, b"GET /old HTTP/1.0\r\n\r\n");
     assert!(response.contains(" 200 OK"), "{response}");
@@ -505,6 +505,111 @@ fn malformed_oversized_and_slow_requests_are_refused_and_the_proxy_lives_on() {
     assert_eq!(ok, "200");
     drop(idle);
     run.server.stop();
+    // A refused request whose request line could be read still has its span.
+    let spans = server_spans(&console);
+    let status = |code: i64| {
+        spans
+            .iter()
+            .find(|s| attr(s, "http.response.status_code") == code)
+            .unwrap_or_else(|| panic!("no span with status {code}: {spans:#?}"))
+    };
+    for code in [431, 408] {
+        let span = status(code);
+        assert_eq!(attr(span, "url.path"), "/");
+        assert_eq!(
+            span["status"]["status_code"], "UNSET",
+            "a 4xx is the client's"
+        );
+    }
+    // No request line, no span: the request that was not HTTP.
+    assert!(
+        spans
+            .iter()
+            .all(|s| attr(s, "http.response.status_code") != 400)
+    );
+}
+
+/// Reads one response with a Content-Length body off a kept-alive connection.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .expect("a content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head + &String::from_utf8(body).unwrap()
+}
+
+#[test]
+fn upstream_connections_closed_unannounced_and_pipelined_requests_are_served() {
+    let (Some(python), Some(_)) = (python3(), tool("curl")) else {
+        return;
+    };
+    let console = ConsoleFile::new();
+    let mut run = proxied(&python, &console.flags());
+    let base = format!("http://127.0.0.1:{}", run.proxy);
+    // After /bye the upstream closes the connection the proxy keeps for this
+    // client: the next requests go on a new one, unnoticed by the client.
+    let codes = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}/%{num_connects} ",
+        &format!("{base}/bye"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}/%{num_connects} ",
+        &format!("{base}/after-bye"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}/%{num_connects} ",
+        &format!("{base}/bye"),
+    ]);
+    // (curl applies the last -w to every URL.)
+    assert_eq!(codes.trim_end(), "200/1 200/0 200/0");
+    // A POST cannot be sent twice: the closed connection is noticed before it is used.
+    let mut stream = TcpStream::connect(("127.0.0.1", run.proxy)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for path in ["/bye", "/after-bye"] {
+        let request = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
+        stream.write_all(request.as_bytes()).unwrap();
+        let response = read_response(&mut stream);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"body_bytes\": 2"), "{response}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Two requests in one write (pipelining) are answered in order.
+    let (response, _) = raw(
+        run.proxy,
+        b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let first = response.find("\"path\": \"/first\"").expect(&response);
+    let second = response.find("\"path\": \"/second\"").expect(&response);
+    assert!(first < second);
+    assert_eq!(response.matches("HTTP/1.1 200").count(), 2, "{response}");
+    run.server.stop();
+    let spans = server_spans(&console);
+    assert_eq!(spans.len(), 7, "{spans:#?}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| attr(s, "http.response.status_code") == 200)
+    );
 }
 
 /// A masked client frame (RFC 6455 §5.2) with a short payload.
