@@ -94,8 +94,13 @@ fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Whether `Connection` names the header `name` as one to drop. The headers
+/// that frame the body, and Host, are kept whatever it says: dropping them
+/// would let the upstream read the message differently than the proxy relays it.
 fn is_named_by(connection: &[&[u8]], name: &str) -> bool {
-    connection.iter().any(|v| has_token(v, name))
+    const KEPT: &[&str] = &["content-length", "transfer-encoding", "host"];
+    !KEPT.iter().any(|k| name.eq_ignore_ascii_case(k))
+        && connection.iter().any(|v| has_token(v, name))
 }
 
 fn parse_length(value: &[u8]) -> Option<u64> {
@@ -287,7 +292,10 @@ pub fn forward_response(
     let (mut length, mut encoded, mut chunked) = (None::<u64>, false, false);
     for h in head.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"connection") && connections < connection.len() {
+        if name.eq_ignore_ascii_case(b"connection") {
+            if connections == connection.len() {
+                return None;
+            }
             connection[connections] = h.value;
             connections += 1;
         } else if name.eq_ignore_ascii_case(b"content-length") {
@@ -346,7 +354,9 @@ pub fn forward_response(
         let kept_upgrade = switching && name.eq_ignore_ascii_case("upgrade");
         let hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
             || is_named_by(connection, name);
-        if hop && !kept_upgrade {
+        // Content-Length means nothing next to Transfer-Encoding (RFC 9112 §6.3).
+        let stale_length = encoded && name.eq_ignore_ascii_case("content-length");
+        if (hop && !kept_upgrade) || stale_length {
             continue;
         }
         header_line(out, name.as_bytes(), h.value);
@@ -408,11 +418,11 @@ pub struct Body {
 enum State {
     Length(u64),
     UntilClose,
-    /// Reading a chunk-size line; `digits` seen, `in_ext` after a `;`.
+    /// Reading a chunk-size line; `digits` seen, then [`After`] the size.
     Size {
         size: u64,
         digits: u8,
-        in_ext: bool,
+        after: After,
         line: u16,
     },
     /// The `\n` ending a size line.
@@ -426,6 +436,22 @@ enum State {
         cr: bool,
     },
     Done,
+}
+
+/// Where a chunk-size line is after its digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Digits,
+    /// Whitespace, which only a `;` may follow (RFC 9112 §7.1.1 BWS).
+    Space,
+    /// In the extensions, after a `;`.
+    Extension,
+}
+
+/// A byte no chunk-size or trailer line may hold: a control character other
+/// than HTAB, so that a bare LF never ends a line here while it might upstream.
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 /// A chunked body's framing was broken.
@@ -443,7 +469,7 @@ impl Body {
             Framing::Chunked => State::Size {
                 size: 0,
                 digits: 0,
-                in_ext: false,
+                after: After::Digits,
                 line: 0,
             },
             Framing::UntilClose => State::UntilClose,
@@ -497,7 +523,7 @@ impl Body {
                 State::Size {
                     size,
                     digits,
-                    in_ext,
+                    after,
                     line,
                 } => {
                     let b = bytes[at];
@@ -506,11 +532,15 @@ impl Body {
                     if *line > MAX_LINE {
                         return Err(Malformed);
                     }
-                    match b {
-                        b'\r' if *digits > 0 => self.state = State::SizeLf(*size),
-                        _ if *in_ext => {}
-                        b';' | b' ' | b'\t' if *digits > 0 => *in_ext = true,
-                        _ => {
+                    match (b, *after) {
+                        (b'\r', _) if *digits > 0 => self.state = State::SizeLf(*size),
+                        _ if is_control(b) => return Err(Malformed),
+                        (_, After::Extension) => {}
+                        (b';', _) if *digits > 0 => *after = After::Extension,
+                        (b' ' | b'\t', After::Digits | After::Space) if *digits > 0 => {
+                            *after = After::Space;
+                        }
+                        (_, After::Digits) => {
                             let d = (b as char).to_digit(16).ok_or(Malformed)?;
                             if *digits >= 15 {
                                 return Err(Malformed);
@@ -518,6 +548,7 @@ impl Body {
                             *size = *size * 16 + u64::from(d);
                             *digits += 1;
                         }
+                        (_, After::Space) => return Err(Malformed),
                     }
                 }
                 State::SizeLf(size) => {
@@ -542,7 +573,7 @@ impl Body {
                         self.state = State::Size {
                             size: 0,
                             digits: 0,
-                            in_ext: false,
+                            after: After::Digits,
                             line: 0,
                         };
                     }
@@ -558,6 +589,7 @@ impl Body {
                             *cr = false;
                         }
                         (_, true) => return Err(Malformed),
+                        _ if is_control(b) => return Err(Malformed),
                         _ => {
                             *line += 1;
                             if *line > MAX_LINE {
@@ -578,7 +610,7 @@ mod tests {
 
     #[test]
     fn chunked_bodies_end_where_their_last_chunk_and_trailers_do() {
-        let wire = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-sum: 1\r\n\r\nGET /next";
+        let wire = b"5\r\nhello\r\n7 ;ext=1\r\n, world\r\n0\r\nx-sum: 1\r\n\r\nGET /next";
         // Fed whole and byte by byte, the body is found to end at the same place.
         let mut body = Body::new(Framing::Chunked);
         let end = body.take(wire).unwrap();
@@ -605,6 +637,11 @@ mod tests {
             b"\r\n",
             b"5\rx",
             b"fffffffffffffffff\r\n",
+            // A bare LF ends no line here: an upstream that took it for one
+            // would read a second request hidden in the body.
+            b"0\r\n\nGET /admin HTTP/1.1\r\n\r\n",
+            b"5;ext\nhello\r\n",
+            b"5 junk\r\n",
         ] {
             assert_eq!(
                 Body::new(Framing::Chunked).take(wire),
@@ -704,6 +741,33 @@ mod tests {
                 String::from_utf8_lossy(wire)
             );
         }
+    }
+
+    #[test]
+    fn connection_cannot_drop_the_headers_that_frame_the_body() {
+        let (request, out) = forward(
+            b"POST / HTTP/1.1\r\nHost: h\r\nConnection: content-length, host, x-a\r\n\
+              X-A: 1\r\nContent-Length: 2\r\n\r\nhi",
+            Propagators::default(),
+        );
+        assert_eq!(request.unwrap().framing, Framing::Length(2));
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n"
+        );
+        let (request, _) = forward(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", Propagators::default());
+        let wire = b"HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\n\
+                     Transfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut head = httparse::Response::new(&mut headers);
+        head.parse(wire).unwrap();
+        let mut out = Vec::new();
+        let response = forward_response(&head, &request.unwrap(), |_| false, &mut out).unwrap();
+        assert_eq!(response.framing, Framing::Chunked);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
     }
 
     #[test]

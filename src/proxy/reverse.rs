@@ -13,6 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -78,6 +79,37 @@ struct Upstream {
     buf: BytesMut,
 }
 
+/// What the two halves of an exchange tell each other (on one thread; atomics
+/// only because the connection's task must be `Send`).
+#[derive(Default)]
+struct Progress {
+    /// The whole request body has gone upstream.
+    request_done: Flag,
+    /// Something of the response has reached the client.
+    began: Flag,
+    /// The response's status, once its head is read (0 before).
+    status: AtomicU16,
+}
+
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl Flag {
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Progress {
+    fn status(&self) -> Option<u16> {
+        Some(self.status.load(Ordering::Relaxed)).filter(|&s| s != 0)
+    }
+}
+
 /// A request head read from the client, ready to go upstream (in `out`).
 struct Parsed {
     request: h1::Request,
@@ -110,8 +142,9 @@ enum Received {
     Failed(StatusCode, String),
     /// The upstream closed the connection before a response began (a 502).
     Closed(String),
-    /// The response broke off after it began: the connection can only end.
-    Broken { status: u16, size: u64 },
+    /// The exchange broke off after the response began (or the client left
+    /// before it did): the connection can only end.
+    Broken { status: Option<u16>, size: u64 },
 }
 
 impl Connection {
@@ -312,30 +345,49 @@ impl Connection {
         request: &h1::Request,
         body: &mut h1::Body,
     ) -> (Received, bool) {
+        let progress = Progress::default();
+        if body.done() {
+            progress.request_done.set();
+        }
         let (mut down_r, mut down_w) = self.down.split();
         let (mut up_r, mut up_w) = up.stream.split();
         let receive = receive(
-            &mut up_r,
-            &mut up.buf,
+            (&mut up_r, &mut up.buf),
             &mut down_w,
             &mut self.out,
             request,
+            &progress,
             self.shared.timeout,
         );
         if body.done() {
             return (receive.await, true);
         }
-        let send = send_body(&mut down_r, &mut self.down_buf, &mut up_w, body);
+        let send = async {
+            send_body(&mut down_r, &mut self.down_buf, &mut up_w, body).await?;
+            progress.request_done.set();
+            io::Result::Ok(())
+        };
         tokio::pin!(send, receive);
-        let mut sent = None;
+        let mut sent = false;
         let received = loop {
             tokio::select! {
                 biased;
                 r = &mut receive => break r,
-                s = &mut send, if sent.is_none() => sent = Some(s),
+                s = &mut send, if !sent => match s {
+                    Ok(()) => sent = true,
+                    // The request broke off: the upstream waits for the rest
+                    // of it in vain, and the exchange ends here.
+                    Err(_) if progress.began.get() => {
+                        break Received::Broken { status: progress.status(), size: 0 };
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        break Received::Failed(StatusCode::BAD_REQUEST, e.to_string());
+                    }
+                    Err(_) => break Received::Broken { status: None, size: 0 },
+                },
             }
         };
-        (received, matches!(sent, Some(Ok(()))))
+        (received, sent)
     }
 
     /// Records the exchange as it went; whether the client connection goes on.
@@ -361,11 +413,18 @@ impl Connection {
                 framing,
                 upstream_done,
             } => {
-                if !upstream_done && whole {
+                // Bytes past the response's end would be read as the next one's.
+                if !upstream_done && whole && up.buf.is_empty() {
                     self.up = Some(up);
                 }
-                self.record(exchange, status, size, None);
-                whole && !request.close && framing != Framing::UntilClose
+                self.record(exchange, Some(status), size, None);
+                if !whole {
+                    // Answered before the request ended: what the client still
+                    // sends must not reset the connection under the answer.
+                    self.linger().await;
+                    return false;
+                }
+                !request.close && framing != Framing::UntilClose
             }
             Received::Switched { status } => {
                 self.splice(up, exchange, status).await;
@@ -400,12 +459,12 @@ impl Connection {
     fn record(
         &self,
         exchange: Option<Exchange>,
-        status: u16,
+        status: Option<u16>,
         size: u64,
         error: Option<(&'static str, String)>,
     ) {
         if let Some(mut exchange) = exchange {
-            exchange.status = Some(status);
+            exchange.status = status;
             exchange.response_size = Some(size);
             exchange.error = error;
             exchange.end = SystemTime::now();
@@ -427,7 +486,7 @@ impl Connection {
             StatusCode::GATEWAY_TIMEOUT => Some(("504", message)),
             _ => None,
         };
-        self.record(exchange, status.as_u16(), size, error);
+        self.record(exchange, Some(status.as_u16()), size, error);
         self.linger().await;
         false
     }
@@ -458,7 +517,7 @@ impl Connection {
         });
         let size = h1::local_response(status, true, &mut self.out);
         let _ = self.down.write_all(&self.out).await;
-        self.record(exchange, status.as_u16(), size, None);
+        self.record(exchange, Some(status.as_u16()), size, None);
         self.linger().await;
     }
 
@@ -567,11 +626,11 @@ where
 /// Reads the upstream's response and passes it to the client: interim (1xx)
 /// heads as they come, then the final head rewritten and the body in its framing.
 async fn receive<R, W>(
-    from: &mut R,
-    buf: &mut BytesMut,
+    (from, buf): (&mut R, &mut BytesMut),
     to: &mut W,
     out: &mut Vec<u8>,
     request: &h1::Request,
+    progress: &Progress,
     timeout: Duration,
 ) -> Received
 where
@@ -585,7 +644,11 @@ where
             let mut head = httparse::Response::new(&mut headers);
             match head.parse(buf) {
                 Ok(httparse::Status::Complete(len)) => {
-                    let close = |framing| request.close || framing == Framing::UntilClose;
+                    let close = |framing| {
+                        request.close
+                            || framing == Framing::UntilClose
+                            || !progress.request_done.get()
+                    };
                     match head.code {
                         Some(code @ 100..=199) if code != 101 => Some(Err((len, code))),
                         _ => match h1::forward_response(&head, request, close, out) {
@@ -617,11 +680,14 @@ where
             // the final head follows.
             Some(Err((len, _))) => {
                 let interim = &buf[..len];
-                if request.version != Version::HTTP_10 && to.write_all(interim).await.is_err() {
-                    return Received::Broken {
-                        status: 100,
-                        size: 0,
-                    };
+                if request.version != Version::HTTP_10 {
+                    progress.began.set();
+                    if to.write_all(interim).await.is_err() {
+                        return Received::Broken {
+                            status: None,
+                            size: 0,
+                        };
+                    }
                 }
                 buf.advance(len);
                 continue;
@@ -630,7 +696,7 @@ where
         }
         buf.reserve(READ_SIZE);
         match tokio::time::timeout_at(deadline, from.read_buf(buf)).await {
-            Ok(Ok(0)) if buf.is_empty() => {
+            Ok(Ok(0)) if buf.is_empty() && !progress.began.get() => {
                 return Received::Closed(
                     "upstream unreachable: it closed the connection before responding".into(),
                 );
@@ -642,7 +708,7 @@ where
                 );
             }
             Ok(Ok(_)) => {}
-            Ok(Err(e)) if buf.is_empty() => {
+            Ok(Err(e)) if buf.is_empty() && !progress.began.get() => {
                 return Received::Closed(format!("upstream unreachable: {e}"));
             }
             Ok(Err(e)) => {
@@ -663,9 +729,14 @@ where
         }
     };
     let status = response.status;
+    progress.began.set();
+    progress.status.store(status, Ordering::Relaxed);
     if status == 101 && request.upgrade {
         if to.write_all(out).await.is_err() {
-            return Received::Broken { status, size: 0 };
+            return Received::Broken {
+                status: Some(status),
+                size: 0,
+            };
         }
         return Received::Switched { status };
     }
@@ -679,7 +750,10 @@ where
     out.extend_from_slice(&buf[..at_hand]);
     buf.advance(at_hand);
     if to.write_all(out).await.is_err() {
-        return Received::Broken { status, size: 0 };
+        return Received::Broken {
+            status: Some(status),
+            size: 0,
+        };
     }
     while !body.done() {
         buf.reserve(READ_SIZE);
@@ -687,7 +761,7 @@ where
             Ok(0) if body.at_eof() => break,
             Ok(0) | Err(_) => {
                 return Received::Broken {
-                    status,
+                    status: Some(status),
                     size: body.payload,
                 };
             }
@@ -695,13 +769,13 @@ where
         }
         let Ok(n) = body.take(buf) else {
             return Received::Broken {
-                status,
+                status: Some(status),
                 size: body.payload,
             };
         };
         if to.write_all(&buf[..n]).await.is_err() {
             return Received::Broken {
-                status,
+                status: Some(status),
                 size: body.payload,
             };
         }

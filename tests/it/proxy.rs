@@ -612,6 +612,52 @@ fn upstream_connections_closed_unannounced_and_pipelined_requests_are_served() {
     );
 }
 
+#[test]
+fn early_answers_and_broken_request_bodies_end_the_exchange_at_once() {
+    let Some(python) = python3() else {
+        return;
+    };
+    let run = proxied(&python, &[]);
+    // The upstream answers before it has read the body: the client gets the
+    // answer (not a reset) while still sending, and is told the connection ends.
+    let mut stream = TcpStream::connect(("127.0.0.1", run.proxy)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000\r\n\r\n")
+        .unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..8 {
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let response = read_response(&mut stream).to_ascii_lowercase();
+    assert!(response.starts_with("http/1.1 413"), "{response}");
+    assert!(response.contains("connection: close"), "{response}");
+    // A chunked body that breaks off into garbage is a 400 now, not a 504
+    // after the upstream timeout.
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", run.proxy)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream.write_all(b"zz\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// A masked client frame (RFC 6455 §5.2) with a short payload.
 fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x12, 0x34, 0x56, 0x78];
