@@ -740,7 +740,7 @@ var!(
     Kind::Millis,
     Some("30000"),
     Proxy,
-    "How long the proxies wait for an upstream's response headers before answering 504."
+    "How long the proxies wait for an upstream's response headers before answering 504 (and, for the reverse proxy, to connect to it before answering 502)."
 );
 var!(
     PROXY_HEADER_TIMEOUT,
@@ -748,7 +748,7 @@ var!(
     Kind::Millis,
     Some("10000"),
     Proxy,
-    "How long a client may take to send a request's headers before the connection is closed."
+    "How long a client may take to send a request's headers (the first request's from connecting, later ones' from their first byte) before it is answered 408 and the connection is closed."
 );
 var!(
     PROXY_MAX_HEADER_BYTES,
