@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::Shared;
 use super::relay::{self, Body};
 use super::sink::Recorder;
-use super::span::{Exchange, Kind, child_context};
+use super::span::{Exchange, Kind, Requested, child_context};
 use crate::context::SpanContext;
 
 /// What the forward proxy knows besides the shared settings.
@@ -78,8 +78,7 @@ async fn handle(
     let exchange = Exchange::begin(
         Kind::Client,
         (context, parent.map(|p| p.span_id)),
-        &request,
-        None,
+        Requested::of(&request, None),
         (local, peer),
         start,
     );

@@ -689,6 +689,16 @@ mod tests {
         (request, String::from_utf8(out).unwrap())
     }
 
+    /// The client's head for the upstream's response `wire` to `request`.
+    fn respond(wire: &[u8], request: &Request) -> (Response, String) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut head = httparse::Response::new(&mut headers);
+        head.parse(wire).unwrap();
+        let mut out = Vec::new();
+        let response = forward_response(&head, request, |_| false, &mut out).unwrap();
+        (response, String::from_utf8(out).unwrap())
+    }
+
     #[test]
     fn the_upstream_head_drops_hop_by_hop_headers_and_carries_the_context() {
         let propagators = Propagators::new(&["tracecontext".into()]);
@@ -758,16 +768,9 @@ mod tests {
         let (request, _) = forward(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", Propagators::default());
         let wire = b"HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\n\
                      Transfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut head = httparse::Response::new(&mut headers);
-        head.parse(wire).unwrap();
-        let mut out = Vec::new();
-        let response = forward_response(&head, &request.unwrap(), |_| false, &mut out).unwrap();
+        let (response, out) = respond(wire, &request.unwrap());
         assert_eq!(response.framing, Framing::Chunked);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        );
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
     }
 
     #[test]
@@ -784,14 +787,10 @@ mod tests {
             "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nconnection: upgrade\r\n\r\n"
         );
         let wire = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut head = httparse::Response::new(&mut headers);
-        head.parse(wire).unwrap();
-        let mut out = Vec::new();
-        let response = forward_response(&head, &request, |_| false, &mut out).unwrap();
+        let (response, out) = respond(wire, &request);
         assert!(response.upstream_done);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            out,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nconnection: upgrade\r\n\r\n"
         );
     }
@@ -847,20 +846,11 @@ mod tests {
             let request = [*method, b" / HTTP/1.1\r\nHost: h\r\n\r\n"].concat();
             let (request, _) = forward(&request, none);
             let request = request.unwrap();
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut head = httparse::Response::new(&mut headers);
-            head.parse(wire).unwrap();
-            let mut out = Vec::new();
-            let response = forward_response(&head, &request, |_| false, &mut out).unwrap();
+            let (response, out) = respond(wire, &request);
             let text = String::from_utf8_lossy(wire);
             assert_eq!(response.framing, *framing, "{text}");
             assert_eq!(response.upstream_done, *upstream_done, "{text}");
-            assert!(
-                !String::from_utf8(out)
-                    .unwrap()
-                    .to_ascii_lowercase()
-                    .contains("connection")
-            );
+            assert!(!out.to_ascii_lowercase().contains("connection"), "{out}");
         }
     }
 

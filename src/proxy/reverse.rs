@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::h1::{self, Framing, Refusal};
 use super::relay::{self, Body};
-use super::span::{Exchange, Kind, child_context};
+use super::span::{Exchange, Kind, Requested, child_context};
 
 /// How long a kept-alive client connection may sit idle between requests.
 const IDLE: Duration = Duration::from_secs(60);
@@ -264,25 +264,21 @@ impl Connection {
             b.clone()
                 .and_then(|b| HeaderValue::from_maybe_shared(b).ok())
         };
-        Some(Exchange {
-            kind: Kind::Server,
-            context: parsed.context.clone(),
-            parent: parsed.parent,
+        let requested = Requested {
             method: parsed.request.method.clone(),
             uri: Uri::from_maybe_shared(kept.target.clone())
                 .unwrap_or_else(|_| Uri::from_static("/")),
             version: parsed.request.version,
             host: value(&kept.host),
-            local: self.local,
-            client: self.peer,
             user_agent: value(&kept.user_agent),
-            status: None,
-            error: None,
-            request_size: None,
-            response_size: None,
+        };
+        Some(Exchange::begin(
+            Kind::Server,
+            (parsed.context.clone(), parsed.parent),
+            requested,
+            (self.local, self.peer),
             start,
-            end: start,
-        })
+        ))
     }
 
     /// Sends one request upstream and its response back; whether the client
@@ -848,8 +844,7 @@ async fn handle_h2(
     let mut exchange = Exchange::begin(
         Kind::Server,
         (context, parent.map(|p| p.span_id)),
-        &request,
-        host,
+        Requested::of(&request, host),
         (local, peer),
         start,
     );

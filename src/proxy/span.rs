@@ -48,28 +48,57 @@ pub struct Exchange {
     pub end: SystemTime,
 }
 
-impl Exchange {
-    /// An exchange for `request`, which arrived at `start`, before the upstream
-    /// answered.
-    pub fn begin<B>(
-        kind: Kind,
-        (context, parent): (SpanContext, Option<SpanId>),
-        request: &http::Request<B>,
-        host: Option<HeaderValue>,
-        (local, client): (SocketAddr, SocketAddr),
-        start: SystemTime,
-    ) -> Exchange {
-        Exchange {
-            kind,
-            context,
-            parent,
+/// What a request says of itself that its exchange records.
+pub struct Requested {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    /// The Host header (or HTTP/2 authority).
+    pub host: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+}
+
+impl Requested {
+    /// Of a request hyper parsed; `host` as the proxy reads it.
+    pub fn of<B>(request: &http::Request<B>, host: Option<HeaderValue>) -> Requested {
+        Requested {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
             host,
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+        }
+    }
+}
+
+impl Exchange {
+    /// An exchange for a request, which arrived at `start`, before the upstream
+    /// answered.
+    pub fn begin(
+        kind: Kind,
+        (context, parent): (SpanContext, Option<SpanId>),
+        requested: Requested,
+        (local, client): (SocketAddr, SocketAddr),
+        start: SystemTime,
+    ) -> Exchange {
+        let Requested {
+            method,
+            uri,
+            version,
+            host,
+            user_agent,
+        } = requested;
+        Exchange {
+            kind,
+            context,
+            parent,
+            method,
+            uri,
+            version,
+            host,
             local,
             client,
-            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+            user_agent,
             status: None,
             error: None,
             request_size: None,
