@@ -103,6 +103,70 @@ fn is_named_by(connection: &[&[u8]], name: &str) -> bool {
         && connection.iter().any(|v| has_token(v, name))
 }
 
+/// What a head's headers say of its framing and of which headers are
+/// hop-by-hop, read alike for requests and responses.
+struct Framed<'h> {
+    /// The `Connection` headers' values (a few at most).
+    connection: [&'h [u8]; 4],
+    connections: usize,
+    length: Option<u64>,
+    /// A Transfer-Encoding is present; `chunked` when it ends in chunked.
+    encoded: bool,
+    chunked: bool,
+}
+
+impl<'h> Framed<'h> {
+    /// Reads `headers`; `other` sees every other header and may refuse it.
+    /// `None` when the head is refused: a bad or conflicting Content-Length,
+    /// more `Connection` headers than kept, or `other`'s refusal.
+    fn read(
+        headers: &[httparse::Header<'h>],
+        mut other: impl FnMut(&httparse::Header<'h>) -> bool,
+    ) -> Option<Framed<'h>> {
+        let mut framed = Framed {
+            connection: [b""; 4],
+            connections: 0,
+            length: None,
+            encoded: false,
+            chunked: false,
+        };
+        for h in headers {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"connection") {
+                *framed.connection.get_mut(framed.connections)? = h.value;
+                framed.connections += 1;
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                let n = parse_length(h.value.trim_ascii())?;
+                if framed.length.is_some_and(|l| l != n) {
+                    return None;
+                }
+                framed.length = Some(n);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                framed.encoded = true;
+                framed.chunked = h
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if !other(h) {
+                return None;
+            }
+        }
+        Some(framed)
+    }
+
+    fn connection(&self) -> &[&'h [u8]] {
+        &self.connection[..self.connections]
+    }
+
+    /// Whether the header `name` stays on this hop; `upgrading` keeps `Upgrade`.
+    fn hop_by_hop(&self, name: &str, upgrading: bool) -> bool {
+        let hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || is_named_by(self.connection(), name);
+        hop && !(upgrading && name.eq_ignore_ascii_case("upgrade"))
+    }
+}
+
 fn parse_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) || value.len() > 19 {
         return None;
@@ -150,48 +214,28 @@ pub fn forward_request(
         (path, Some(authority))
     };
 
-    let mut connection: [&[u8]; 4] = [b""; 4];
-    let mut connections = 0;
     let (mut host, mut user_agent) = (None, None);
-    let (mut length, mut chunked, mut encoded) = (None::<u64>, false, false);
     let mut upgrade_header = false;
-    for h in head.headers.iter() {
+    let framed = Framed::read(head.headers, |h| {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"connection") {
-            if connections == connection.len() {
-                return Err(Refusal::BadRequest);
-            }
-            connection[connections] = h.value;
-            connections += 1;
-        } else if name.eq_ignore_ascii_case(b"host") {
+        if name.eq_ignore_ascii_case(b"host") {
             if host.is_some() {
-                return Err(Refusal::BadRequest);
+                return false;
             }
             host = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"user-agent") {
             user_agent = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_length(h.value.trim_ascii()).ok_or(Refusal::BadRequest)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Refusal::BadRequest);
-            }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            encoded = true;
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             upgrade_header = true;
         }
-    }
-    let connection = &connection[..connections];
+        true
+    })
+    .ok_or(Refusal::BadRequest)?;
+    let connection = framed.connection();
     // A body framed two ways is how requests are smuggled (RFC 9112 §6.1).
-    let framing = match (encoded, length) {
+    let framing = match (framed.encoded, framed.length) {
         (true, Some(_)) => return Err(Refusal::BadRequest),
-        (true, None) if chunked && version == Version::HTTP_11 => Framing::Chunked,
+        (true, None) if framed.chunked && version == Version::HTTP_11 => Framing::Chunked,
         (true, None) => return Err(Refusal::BadRequest),
         (false, Some(0) | None) => Framing::None,
         (false, Some(n)) => Framing::Length(n),
@@ -215,10 +259,7 @@ pub fn forward_request(
     });
     for h in head.headers.iter() {
         let name = h.name;
-        let kept_upgrade = upgrade && name.eq_ignore_ascii_case("upgrade");
-        let hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
-            || is_named_by(connection, name);
-        if (hop && !kept_upgrade) || propagators.replaces(name.as_bytes()) {
+        if framed.hop_by_hop(name, upgrade) || propagators.replaces(name.as_bytes()) {
             continue;
         }
         header_line(out, name.as_bytes(), h.value);
@@ -287,33 +328,8 @@ pub fn forward_response(
     out: &mut Vec<u8>,
 ) -> Option<Response> {
     let status = head.code?;
-    let mut connection: [&[u8]; 4] = [b""; 4];
-    let mut connections = 0;
-    let (mut length, mut encoded, mut chunked) = (None::<u64>, false, false);
-    for h in head.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"connection") {
-            if connections == connection.len() {
-                return None;
-            }
-            connection[connections] = h.value;
-            connections += 1;
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_length(h.value.trim_ascii())?;
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            encoded = true;
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        }
-    }
-    let connection = &connection[..connections];
+    let framed = Framed::read(head.headers, |_| true)?;
+    let connection = framed.connection();
     let switching = status == 101 && request.upgrade;
     let framing = if request.method == Method::HEAD
         || (100..200).contains(&status)
@@ -321,14 +337,14 @@ pub fn forward_response(
         || status == 304
     {
         Framing::None
-    } else if encoded {
-        if chunked {
+    } else if framed.encoded {
+        if framed.chunked {
             Framing::Chunked
         } else {
             Framing::UntilClose
         }
     } else {
-        match length {
+        match framed.length {
             Some(n) => Framing::Length(n),
             None => Framing::UntilClose,
         }
@@ -351,12 +367,9 @@ pub fn forward_response(
     out.extend_from_slice(b"\r\n");
     for h in head.headers.iter() {
         let name = h.name;
-        let kept_upgrade = switching && name.eq_ignore_ascii_case("upgrade");
-        let hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
-            || is_named_by(connection, name);
         // Content-Length means nothing next to Transfer-Encoding (RFC 9112 §6.3).
-        let stale_length = encoded && name.eq_ignore_ascii_case("content-length");
-        if (hop && !kept_upgrade) || stale_length {
+        let stale_length = framed.encoded && name.eq_ignore_ascii_case("content-length");
+        if framed.hop_by_hop(name, switching) || stale_length {
             continue;
         }
         header_line(out, name.as_bytes(), h.value);
