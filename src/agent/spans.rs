@@ -107,7 +107,10 @@ pub struct SpanBatch {
     /// `resource` and the start of `scope_spans`, encoded once.
     resource: Vec<u8>,
     scope: Vec<u8>,
+    /// The spans, after `headroom` bytes where `take` writes what comes
+    /// before them: the batch's bytes are never copied whole.
     spans: Vec<u8>,
+    headroom: usize,
     count: usize,
     scratch: Vec<u8>,
     limits: Limits,
@@ -115,10 +118,14 @@ pub struct SpanBatch {
 
 impl SpanBatch {
     pub fn new(resource: &Resource, scope: &InstrumentationScope, limits: Limits) -> SpanBatch {
+        let resource = resource.encode_to_vec();
+        let scope = scope.encode_to_vec();
+        let headroom = head_room(resource.len(), scope.len());
         SpanBatch {
-            resource: resource.encode_to_vec(),
-            scope: scope.encode_to_vec(),
-            spans: Vec::new(),
+            resource,
+            scope,
+            spans: vec![0; headroom],
+            headroom,
             count: 0,
             scratch: Vec::with_capacity(512),
             limits,
@@ -164,20 +171,21 @@ impl SpanBatch {
 
     /// The spans written so far, as one pipeline item; the batch starts empty again.
     pub fn take(&mut self) -> Spans {
-        let scope_spans_len = field_len(1, self.scope.len()) + self.spans.len();
-        let len = field_len(1, self.resource.len()) + field_len(2, scope_spans_len);
-        let mut out = Vec::with_capacity(len);
-        bytes_field(1, &self.resource, &mut out);
-        encode_key(2, WireType::LengthDelimited, &mut out);
-        encode_varint(scope_spans_len as u64, &mut out);
-        bytes_field(1, &self.scope, &mut out);
-        out.extend_from_slice(&self.spans);
-        self.spans.clear();
+        let spans_len = self.spans.len() - self.headroom;
+        let scope_spans_len = field_len(1, self.scope.len()) + spans_len;
+        let mut head = Vec::with_capacity(self.headroom);
+        bytes_field(1, &self.resource, &mut head);
+        encode_key(2, WireType::LengthDelimited, &mut head);
+        encode_varint(scope_spans_len as u64, &mut head);
+        bytes_field(1, &self.scope, &mut head);
+        let start = self.headroom - head.len();
+        self.spans[start..self.headroom].copy_from_slice(&head);
+        // The next batch is likely the size of this one.
+        let mut next = Vec::with_capacity(self.spans.len());
+        next.resize(self.headroom, 0);
+        let bytes = Bytes::from(std::mem::replace(&mut self.spans, next)).slice(start..);
         let count = std::mem::take(&mut self.count);
-        Spans::Encoded {
-            bytes: out.into(),
-            count,
-        }
+        Spans::Encoded { bytes, count }
     }
 }
 
@@ -294,6 +302,13 @@ fn bytes_field(field: u32, value: &[u8], buf: &mut Vec<u8>) {
     encode_key(field, WireType::LengthDelimited, buf);
     encode_varint(value.len() as u64, buf);
     buf.extend_from_slice(value);
+}
+
+/// The most bytes a `ResourceSpans` takes before its spans: its resource, and
+/// the start of its one `ScopeSpans` (key, length of up to 5 bytes, scope).
+fn head_room(resource: usize, scope: usize) -> usize {
+    let field_max = |len: usize| prost::encoding::key_len(1) + 5 + len;
+    field_max(resource) + field_max(0) + field_max(scope)
 }
 
 /// The encoded length of a length-delimited field whose content is `len` bytes.
@@ -420,7 +435,12 @@ mod tests {
         let mut span = batch.span(head("GET /users/{id}", Some([3; 8])));
         span.str("url.path", "/users/ünïcode");
         span.end(0, "");
-        assert_eq!(batch.take().count(), 1);
+        let again = batch.take();
+        assert_eq!(again.count(), 1);
+        let again = again.message();
+        assert_eq!(again.resource, want.resource);
+        assert_eq!(again.scope_spans[0].scope, want.scope_spans[0].scope);
+        assert_eq!(again.scope_spans[0].spans[0].name, "GET /users/{id}");
     }
 
     #[test]

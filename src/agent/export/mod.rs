@@ -65,6 +65,10 @@ pub trait Payload:
         out.push_str(&serde_json::to_string(self).expect("OTLP messages serialize"));
         out.push('\n');
     }
+    /// This message's protobuf encoding, when it is held encoded already.
+    fn encoded(&self) -> Option<bytes::Bytes> {
+        None
+    }
     /// The gRPC method the request goes to.
     const GRPC_PATH: &'static str;
     /// The request's one field in OTLP/JSON.
@@ -113,6 +117,12 @@ impl Payload for Spans {
 
     fn count(&self) -> usize {
         Spans::count(self)
+    }
+    fn encoded(&self) -> Option<bytes::Bytes> {
+        match self {
+            Spans::Encoded { bytes, .. } => Some(bytes.clone()),
+            Spans::Message(_) => None,
+        }
     }
     /// Spans print one JSON object each, as Python's ConsoleSpanExporter does.
     fn to_console(&self, out: &mut String) {

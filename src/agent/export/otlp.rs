@@ -70,7 +70,7 @@ impl Client {
     pub async fn export<T: Payload>(&self, batch: &[T]) -> Result<(), ExportError> {
         let response = match &self.transport {
             Transport::Grpc(channel) => {
-                self.export_grpc::<T>(channel, encode_protobuf(batch))
+                self.export_grpc::<T>(channel, protobuf_parts(batch))
                     .await?
             }
             Transport::Http(client) => self.export_http::<T>(client, batch).await?,
@@ -87,9 +87,9 @@ impl Client {
     async fn export_grpc<T: Payload>(
         &self,
         channel: &Channel,
-        body: Vec<u8>,
+        body: Vec<bytes::Bytes>,
     ) -> Result<Option<T::Response>, ExportError> {
-        let mut request = tonic::Request::new(bytes::Bytes::from(body));
+        let mut request = tonic::Request::new(body);
         request.set_timeout(self.target.timeout);
         for (name, value) in &self.target.headers {
             // Both were checked in `new`.
@@ -193,6 +193,24 @@ fn encode_protobuf<T: Payload>(batch: &[T]) -> Vec<u8> {
     buf
 }
 
+/// The same request as [`encode_protobuf`], in parts: items held encoded are
+/// not copied, only framed (gRPC copies the parts into its own buffer).
+fn protobuf_parts<T: Payload>(batch: &[T]) -> Vec<bytes::Bytes> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut parts = Vec::with_capacity(2 * batch.len());
+    for item in batch {
+        let body = item
+            .encoded()
+            .unwrap_or_else(|| item.encode_to_vec().into());
+        let mut key = Vec::with_capacity(6);
+        encode_key(1, WireType::LengthDelimited, &mut key);
+        encode_varint(body.len() as u64, &mut key);
+        parts.push(key.into());
+        parts.push(body);
+    }
+    parts
+}
+
 /// An `Export*ServiceRequest` in OTLP/JSON, from its items.
 fn encode_json<T: Payload>(batch: &[T]) -> Vec<u8> {
     struct Request<'a, T>(&'a [T]);
@@ -212,7 +230,7 @@ fn encode_json<T: Payload>(batch: &[T]) -> Vec<u8> {
 async fn grpc_unary<T: Payload>(
     channel: Channel,
     gzip: bool,
-    request: tonic::Request<bytes::Bytes>,
+    request: tonic::Request<Vec<bytes::Bytes>>,
 ) -> Result<T::Response, tonic::Status> {
     use tonic::codec::CompressionEncoding;
     let mut grpc = tonic::client::Grpc::new(channel).accept_compressed(CompressionEncoding::Gzip);
@@ -228,7 +246,7 @@ async fn grpc_unary<T: Payload>(
         .map(tonic::Response::into_inner)
 }
 
-/// A gRPC codec that sends bytes as they are and decodes a prost response.
+/// A gRPC codec that sends a request's parts as they are and decodes a prost response.
 mod codec {
     use std::marker::PhantomData;
 
@@ -245,7 +263,7 @@ mod codec {
     }
 
     impl<R: prost::Message + Default + Send + 'static> Codec for Raw<R> {
-        type Encode = bytes::Bytes;
+        type Encode = Vec<bytes::Bytes>;
         type Decode = R;
         type Encoder = Bytes;
         type Decoder = Prost<R>;
@@ -261,11 +279,14 @@ mod codec {
     pub struct Bytes;
 
     impl Encoder for Bytes {
-        type Item = bytes::Bytes;
+        type Item = Vec<bytes::Bytes>;
         type Error = Status;
 
-        fn encode(&mut self, item: bytes::Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-            dst.put(item);
+        fn encode(&mut self, parts: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.reserve(parts.iter().map(bytes::Bytes::len).sum());
+            for part in parts {
+                dst.put(part);
+            }
             Ok(())
         }
     }
@@ -444,6 +465,10 @@ mod tests {
             prost::Message::encode_to_vec(&request)
         );
         assert_eq!(encode_json(&batch), serde_json::to_vec(&request).unwrap());
+        assert_eq!(
+            protobuf_parts(&batch).concat(),
+            prost::Message::encode_to_vec(&request)
+        );
         let decoded: ExportTraceServiceRequest =
             prost::Message::decode(encode_protobuf(&batch).as_slice()).unwrap();
         assert_eq!(decoded, request);
@@ -466,6 +491,10 @@ mod tests {
             prost::Message::encode_to_vec(&request)
         );
         assert_eq!(encode_json(&metrics), serde_json::to_vec(&request).unwrap());
+        assert_eq!(
+            protobuf_parts(&metrics).concat(),
+            prost::Message::encode_to_vec(&request)
+        );
         assert!(encode_protobuf::<Spans>(&[]).is_empty());
     }
 }
