@@ -97,6 +97,37 @@ impl Durations {
         point.buckets[bucket] += 1;
     }
 
+    /// The counts so far, which this leaves empty: for another thread's
+    /// histograms to [`merge`](Durations::merge).
+    pub fn take(&mut self) -> Durations {
+        Durations {
+            start: self.start,
+            points: std::mem::take(&mut self.points),
+            delta: self.delta,
+        }
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: Durations) {
+        for (key, point) in other.points {
+            match self.points.entry(key) {
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(point);
+                }
+                std::collections::hash_map::Entry::Occupied(mut entry) => {
+                    let mine = entry.get_mut();
+                    mine.count += point.count;
+                    mine.sum += point.sum;
+                    mine.min = mine.min.min(point.min);
+                    mine.max = mine.max.max(point.max);
+                    for (mine, theirs) in mine.buckets.iter_mut().zip(point.buckets) {
+                        *mine += theirs;
+                    }
+                }
+            }
+        }
+    }
+
     /// The histograms as they stand now, for `resource`. With delta temporality
     /// the next export starts from nothing, now.
     pub fn export(&mut self, resource: &Resource) -> ResourceMetrics {
@@ -274,5 +305,39 @@ mod tests {
                 "the next point starts at the last export"
             );
         }
+    }
+
+    #[test]
+    fn counts_taken_on_one_thread_merge_into_another() {
+        let mut thread = Durations::new(None);
+        thread.add(&request(), None);
+        let mut slow = request();
+        slow.end = slow.start + std::time::Duration::from_secs(3);
+        thread.add(&slow, None);
+        let mut not_found = request();
+        not_found.status = Some(404);
+        thread.add(&not_found, None);
+
+        let mut sink = Durations::new(None);
+        sink.add(&request(), None);
+        sink.merge(thread.take());
+        assert!(thread.is_empty(), "taking leaves nothing to send twice");
+        let exported = sink.export(&Resource::default());
+        let Some(Data::Histogram(h)) = &exported.scope_metrics[0].metrics[0].data else {
+            panic!("a histogram");
+        };
+        let mut points: Vec<_> = h.data_points.iter().collect();
+        points.sort_by_key(|p| p.count);
+        let [not_found, ok] = points[..] else {
+            panic!("two attribute sets: {points:?}");
+        };
+        assert_eq!(not_found.count, 1);
+        assert_eq!(ok.count, 3);
+        assert_eq!(ok.min, Some(0.007));
+        assert_eq!(ok.max, Some(3.0));
+        assert!((ok.sum.unwrap() - 3.014).abs() < 1e-9);
+        // 7 ms twice in (0.005, 0.01], 3 s once in (2.5, 5].
+        assert_eq!(ok.bucket_counts[1], 2);
+        assert_eq!(ok.bucket_counts[11], 1);
     }
 }

@@ -3,9 +3,11 @@
 //! `ResourceSpans` with otel-run's resource, see [`SpanBatch`]) and the duration histograms, exported
 //! every OTEL_METRIC_EXPORT_INTERVAL and when the proxies stop.
 //!
-//! A reverse-proxy thread keeps its records and sends them a batch at a time
-//! ([`Recorder::batch_on_this_thread`]): waking the sink's thread for every
-//! request would cost more than the request itself.
+//! A reverse-proxy thread writes its records into spans and histogram counts
+//! itself, and sends them a batch at a time ([`Recorder::batch_on_this_thread`]):
+//! waking the sink's thread for every request would cost more than the request
+//! itself, and a record read on another core than the one that made it costs
+//! that core's cache misses.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -21,23 +23,32 @@ use super::route::Routes;
 use super::span::Exchange;
 use crate::agent::Recorder as AgentRecorder;
 use crate::agent::process_span::Limits;
-use crate::agent::spans::SpanBatch;
+use crate::agent::spans::{SpanBatch, Spans};
 use crate::settings::otlp::Signal;
 
 /// Messages (a record, or a thread's batch of them) that may wait for the sink
 /// task; beyond, their records are dropped and counted.
 const CAPACITY: usize = 512;
-/// A proxy thread sends its records in batches of this many, or after `LOCAL_DELAY`.
-const LOCAL_BATCH: usize = 128;
+/// A proxy thread sends what it wrote in batches of this many records, or after `LOCAL_DELAY`.
+const LOCAL_BATCH: usize = 256;
 const LOCAL_DELAY: Duration = Duration::from_millis(100);
 /// Spans go to the export pipeline in batches of this many, or after `SPAN_DELAY`.
 const SPAN_BATCH: usize = 512;
 const SPAN_DELAY: Duration = Duration::from_millis(200);
 
-/// What reaches the sink: records, and a batching thread's last ones at stop.
+/// What reaches the sink: records, or what a batching thread wrote of them.
 enum Message {
     Records(Vec<Exchange>),
-    Last(Vec<Exchange>),
+    Written(Written),
+}
+
+/// A batching thread's spans and histogram counts, of `records` records;
+/// `last` at stop.
+struct Written {
+    spans: Option<Spans>,
+    durations: Durations,
+    records: usize,
+    last: bool,
 }
 
 /// The proxies' handle on the sink: cheap to clone, never blocks.
@@ -49,14 +60,64 @@ pub struct Recorder {
 
 struct Channel {
     tx: mpsc::Sender<Message>,
-    /// Threads batching their records, each of which sends `Last` at stop.
+    writer: Writer,
+    /// Threads batching their records, each of which sends a `last` batch at stop.
     batching: AtomicUsize,
     stop: watch::Receiver<bool>,
 }
 
+/// How records become spans and histogram counts, on whichever thread writes them.
+struct Writer {
+    traces: bool,
+    metrics: bool,
+    routes: Routes,
+    redact_query: bool,
+    resource: Resource,
+    scope: InstrumentationScope,
+    limits: Limits,
+}
+
+impl Writer {
+    fn write(&self, exchange: Exchange, spans: &mut SpanBatch, durations: &mut Durations) {
+        let route = match exchange.kind {
+            super::span::Kind::Server => self.routes.find(exchange.uri.path()),
+            super::span::Kind::Client => None,
+        };
+        if self.metrics {
+            durations.add(&exchange, route);
+        }
+        if self.traces && exchange.context.sampled {
+            exchange.write(route, self.redact_query, spans);
+        }
+    }
+
+    fn spans(&self) -> SpanBatch {
+        SpanBatch::new(&self.resource, &self.scope, self.limits)
+    }
+}
+
+/// A batching thread's writing, not yet sent.
+struct Local {
+    channel: Arc<Channel>,
+    spans: SpanBatch,
+    durations: Durations,
+    records: usize,
+}
+
+impl Local {
+    fn take(&mut self, last: bool) -> Written {
+        Written {
+            spans: (!self.spans.is_empty()).then(|| self.spans.take()),
+            durations: self.durations.take(),
+            records: std::mem::take(&mut self.records),
+            last,
+        }
+    }
+}
+
 thread_local! {
-    /// This thread's records not yet sent, and the channel they are for.
-    static BATCH: RefCell<Option<(Arc<Channel>, Vec<Exchange>)>> = const { RefCell::new(None) };
+    /// This thread's writing, and the channel it is for.
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
 }
 
 impl Recorder {
@@ -77,51 +138,53 @@ impl Recorder {
         let Some(channel) = &self.inner else {
             return;
         };
-        let full = BATCH.with_borrow_mut(|local| match local {
-            Some((mine, batch)) if Arc::ptr_eq(mine, channel) => {
-                batch.push(exchange);
-                (batch.len() >= LOCAL_BATCH)
-                    .then(|| std::mem::replace(batch, Vec::with_capacity(LOCAL_BATCH)))
+        let full = LOCAL.with_borrow_mut(|local| match local {
+            Some(local) if Arc::ptr_eq(&local.channel, channel) => {
+                channel
+                    .writer
+                    .write(exchange, &mut local.spans, &mut local.durations);
+                local.records += 1;
+                (local.records >= LOCAL_BATCH).then(|| Message::Written(local.take(false)))
             }
-            _ => Some(vec![exchange]),
+            _ => Some(Message::Records(vec![exchange])),
         });
-        if let Some(batch) = full {
-            self.send(channel, Message::Records(batch));
+        if let Some(message) = full {
+            self.send(channel, message);
         }
     }
 
     fn send(&self, channel: &Channel, message: Message) {
         if let Err(e) = channel.tx.try_send(message) {
-            let (Message::Records(lost) | Message::Last(lost)) = e.into_inner();
-            self.dropped.fetch_add(lost.len() as u64, Ordering::Relaxed);
+            let lost = match e.into_inner() {
+                Message::Records(records) => records.len(),
+                Message::Written(written) => written.records,
+            };
+            self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
         }
     }
 
-    /// Makes the current thread keep its records and send them in batches. The
-    /// returned task, spawned on this thread's runtime, sends what waits every
-    /// `LOCAL_DELAY`, and the rest when the sink stops.
+    /// Makes the current thread write its records itself and send them in
+    /// batches. The returned task, spawned on this thread's runtime, sends what
+    /// waits every `LOCAL_DELAY`, and the rest when the sink stops.
     pub fn batch_on_this_thread(&self) -> Option<impl Future<Output = ()> + use<>> {
         let channel = self.inner.clone()?;
         channel.batching.fetch_add(1, Ordering::SeqCst);
-        BATCH.set(Some((channel.clone(), Vec::with_capacity(LOCAL_BATCH))));
+        LOCAL.set(Some(Local {
+            spans: channel.writer.spans(),
+            durations: Durations::new(None),
+            records: 0,
+            channel: channel.clone(),
+        }));
         let recorder = self.clone();
         Some(async move {
             let mut stop = channel.stop.clone();
             let mut tick = tokio::time::interval(LOCAL_DELAY);
-            let take = || {
-                BATCH.with_borrow_mut(|local| {
-                    local
-                        .as_mut()
-                        .map(|(_, batch)| std::mem::replace(batch, Vec::with_capacity(LOCAL_BATCH)))
-                        .unwrap_or_default()
-                })
-            };
+            let take = |last| LOCAL.with_borrow_mut(|local| local.as_mut().map(|l| l.take(last)));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let batch = take();
-                        if !batch.is_empty() {
-                            recorder.send(&channel, Message::Records(batch));
+                        if let Some(written) = take(false).filter(|w| w.records > 0) {
+                            recorder.send(&channel, Message::Written(written));
                         }
                     }
                     _ = stop.wait_for(|stop| *stop) => break,
@@ -129,9 +192,11 @@ impl Recorder {
             }
             // Later records go one by one; the last batch waits for room
             // rather than be lost.
-            let last = take();
-            BATCH.set(None);
-            let _ = channel.tx.send(Message::Last(last)).await;
+            let last = take(true);
+            LOCAL.set(None);
+            if let Some(last) = last {
+                let _ = channel.tx.send(Message::Written(last)).await;
+            }
         })
     }
 }
@@ -177,8 +242,23 @@ pub fn start(options: Options) -> (Recorder, Sink) {
     }
     let (tx, rx) = mpsc::channel(CAPACITY);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let agent = options.agent.as_ref();
+    let writer = Writer {
+        traces: agent.is_some_and(|a| a.exports(Signal::Traces)),
+        metrics: agent.is_some_and(|a| a.exports(Signal::Metrics)),
+        routes: options.routes.clone(),
+        redact_query: options.redact_query,
+        resource: options.resource.clone(),
+        scope: InstrumentationScope {
+            name: "otel-run/proxy".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        },
+        limits: options.limits,
+    };
     let channel = Arc::new(Channel {
         tx,
+        writer,
         batching: AtomicUsize::new(0),
         stop: stop_rx,
     });
@@ -213,15 +293,9 @@ async fn run(options: Options, mut rx: mpsc::Receiver<Message>, channel: Arc<Cha
     let Some(agent) = options.agent.clone() else {
         return;
     };
-    let traces = agent.exports(Signal::Traces);
-    let metrics = agent.exports(Signal::Metrics);
+    let writer = &channel.writer;
     let mut durations = Durations::new(options.temporality.as_deref());
-    let scope = InstrumentationScope {
-        name: "otel-run/proxy".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    };
-    let mut spans = SpanBatch::new(&options.resource, &scope, options.limits);
+    let mut spans = writer.spans();
     let mut messages = Vec::with_capacity(64);
     let mut span_tick = tokio::time::interval(SPAN_DELAY);
     let mut metric_tick = tokio::time::interval(options.metric_interval);
@@ -242,14 +316,20 @@ async fn run(options: Options, mut rx: mpsc::Receiver<Message>, channel: Arc<Cha
                    durations: &mut Durations,
                    lasts: &mut usize| {
         for message in messages.drain(..) {
-            let batch = match message {
-                Message::Records(batch) => batch,
-                Message::Last(batch) => {
-                    *lasts += 1;
-                    batch
+            match message {
+                Message::Records(batch) => {
+                    for exchange in batch {
+                        writer.write(exchange, spans, durations);
+                    }
                 }
-            };
-            take(&options, (traces, metrics), batch, spans, durations);
+                Message::Written(written) => {
+                    if let Some(batch) = written.spans {
+                        agent.spans(batch);
+                    }
+                    durations.merge(written.durations);
+                    *lasts += usize::from(written.last);
+                }
+            }
         }
     };
     // At stop, waits for every batching thread's last records.
@@ -286,27 +366,5 @@ async fn run(options: Options, mut rx: mpsc::Receiver<Message>, channel: Arc<Cha
     flush_spans(&mut spans);
     if !durations.is_empty() {
         agent.metrics(durations.export(&options.resource));
-    }
-}
-
-/// Turns records into spans and histogram counts.
-fn take(
-    options: &Options,
-    (traces, metrics): (bool, bool),
-    batch: Vec<Exchange>,
-    spans: &mut SpanBatch,
-    durations: &mut Durations,
-) {
-    for exchange in batch {
-        let route = match exchange.kind {
-            super::span::Kind::Server => options.routes.find(exchange.uri.path()),
-            super::span::Kind::Client => None,
-        };
-        if metrics {
-            durations.add(&exchange, route);
-        }
-        if traces && exchange.context.sampled {
-            exchange.write(route, options.redact_query, spans);
-        }
     }
 }
