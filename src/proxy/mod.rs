@@ -12,6 +12,7 @@
 //! ([`span::Exchange`]); [`sink`] builds spans and the duration histogram off the
 //! request path and hands them to the agent's pipelines.
 
+mod alarm;
 pub mod forward;
 pub mod h1;
 pub mod metrics;

@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::Shared;
+use super::alarm::Alarm;
 use super::h1::{self, Framing, Refusal};
 use super::relay::{self, Body};
 use super::span::{Exchange, Kind, Requested, child_context};
@@ -47,7 +48,10 @@ pub async fn serve(listener: TcpListener, upstream: Authority, shared: Arc<Share
     loop {
         let (stream, peer) = super::accept(&listener).await;
         let _ = stream.set_nodelay(true);
+        let now = Instant::now();
         let connection = Connection {
+            down_alarm: Alarm::new(now + shared.header_timeout),
+            up_alarm: Alarm::new(now + shared.timeout),
             shared: shared.clone(),
             upstream: upstream.clone(),
             local,
@@ -72,6 +76,9 @@ struct Connection {
     up: Option<Upstream>,
     /// The head (and the body bytes at hand) being written.
     out: Vec<u8>,
+    /// Bounds the waits for the client, and for the upstream's answers.
+    down_alarm: Alarm,
+    up_alarm: Alarm,
 }
 
 struct Upstream {
@@ -154,8 +161,8 @@ impl Connection {
         while self.down_buf.len() < h1::H2_PREFACE.len()
             && h1::H2_PREFACE.starts_with(&self.down_buf)
         {
-            match tokio::time::timeout_at(deadline, self.read_down()).await {
-                Ok(Ok(n)) if n > 0 => {}
+            match self.read_down(deadline).await {
+                Some(Ok(n)) if n > 0 => {}
                 _ => return,
             }
         }
@@ -185,9 +192,11 @@ impl Connection {
         }
     }
 
-    async fn read_down(&mut self) -> io::Result<usize> {
+    /// Reads what the client sent next, unless `deadline` comes first.
+    async fn read_down(&mut self, deadline: Instant) -> Option<io::Result<usize>> {
         self.down_buf.reserve(READ_SIZE);
-        self.down.read_buf(&mut self.down_buf).await
+        let read = self.down.read_buf(&mut self.down_buf);
+        self.down_alarm.within(deadline, read).await
     }
 
     /// Reads the next request head; `deadline` bounds it (the first request's
@@ -202,15 +211,15 @@ impl Connection {
                 }
             }
             let limit = deadline.unwrap_or_else(|| Instant::now() + IDLE);
-            match tokio::time::timeout_at(limit, self.read_down()).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return Next::Gone,
-                Ok(Ok(_)) => {
+            match self.read_down(limit).await {
+                Some(Ok(0)) | Some(Err(_)) => return Next::Gone,
+                Some(Ok(_)) => {
                     if deadline.is_none() {
                         deadline = Some(Instant::now() + self.shared.header_timeout);
                     }
                 }
-                Err(_) if !self.down_buf.is_empty() => return Next::TimedOut,
-                Err(_) => return Next::Gone,
+                None if !self.down_buf.is_empty() => return Next::TimedOut,
+                None => return Next::Gone,
             }
         }
     }
@@ -353,7 +362,7 @@ impl Connection {
             &mut self.out,
             request,
             &progress,
-            self.shared.timeout,
+            (&mut self.up_alarm, self.shared.timeout),
         );
         if body.done() {
             return (receive.await, true);
@@ -627,7 +636,7 @@ async fn receive<R, W>(
     out: &mut Vec<u8>,
     request: &h1::Request,
     progress: &Progress,
-    timeout: Duration,
+    (alarm, timeout): (&mut Alarm, Duration),
 ) -> Received
 where
     R: AsyncRead + Unpin,
@@ -691,29 +700,29 @@ where
             None => {}
         }
         buf.reserve(READ_SIZE);
-        match tokio::time::timeout_at(deadline, from.read_buf(buf)).await {
-            Ok(Ok(0)) if buf.is_empty() && !progress.began.get() => {
+        match alarm.within(deadline, from.read_buf(buf)).await {
+            Some(Ok(0)) if buf.is_empty() && !progress.began.get() => {
                 return Received::Closed(
                     "upstream unreachable: it closed the connection before responding".into(),
                 );
             }
-            Ok(Ok(0)) => {
+            Some(Ok(0)) => {
                 return Received::Failed(
                     StatusCode::BAD_GATEWAY,
                     "the upstream closed the connection within its response head".into(),
                 );
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if buf.is_empty() && !progress.began.get() => {
+            Some(Ok(_)) => {}
+            Some(Err(e)) if buf.is_empty() && !progress.began.get() => {
                 return Received::Closed(format!("upstream unreachable: {e}"));
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 return Received::Failed(
                     StatusCode::BAD_GATEWAY,
                     format!("upstream unreachable: {e}"),
                 );
             }
-            Err(_) => {
+            None => {
                 return Received::Failed(
                     StatusCode::GATEWAY_TIMEOUT,
                     format!(
