@@ -27,7 +27,7 @@ pub const BOUNDS: [f64; 14] = [
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     kind: Kind,
-    method: String,
+    method: &'static str,
     status: Option<u16>,
     route: Option<String>,
     version: &'static str,
@@ -70,7 +70,7 @@ impl Durations {
     pub fn add(&mut self, exchange: &Exchange, route: Option<&str>) {
         let key = Key {
             kind: exchange.kind,
-            method: exchange.method_name().to_string(),
+            method: exchange.method_name(),
             status: exchange.status,
             route: route.map(str::to_string),
             version: protocol_version(exchange.version),
@@ -203,7 +203,7 @@ impl Durations {
 
 fn attributes(key: &Key) -> Vec<KeyValue> {
     let string = |s: &str| Value::StringValue(s.to_string());
-    let mut out = vec![kv("http.request.method", string(&key.method))];
+    let mut out = vec![kv("http.request.method", string(key.method))];
     if let Some(status) = key.status {
         out.push(kv(
             "http.response.status_code",

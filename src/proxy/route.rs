@@ -57,22 +57,25 @@ impl Routes {
 
     /// The first template matching `path`.
     pub fn find(&self, path: &str) -> Option<&str> {
-        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        let path = path.strip_prefix('/').unwrap_or(path);
         self.0
             .iter()
-            .find(|t| matches(&t.segments, &parts))
+            .find(|t| matches(&t.segments, path.split('/')))
             .map(|t| t.text.as_str())
     }
 }
 
-fn matches(template: &[Segment], path: &[&str]) -> bool {
-    match (template.first(), path.first()) {
-        (Some(Segment::Rest), _) => true,
-        (None, None) => true,
-        (Some(Segment::One), Some(p)) if !p.is_empty() => matches(&template[1..], &path[1..]),
-        (Some(Segment::Literal(l)), Some(p)) if l == p => matches(&template[1..], &path[1..]),
-        _ => false,
+/// Whether the path's segments (read once, without collecting them) fit the template.
+fn matches<'a>(template: &[Segment], mut path: impl Iterator<Item = &'a str>) -> bool {
+    for segment in template {
+        match (segment, path.next()) {
+            (Segment::Rest, _) => return true,
+            (Segment::One, Some(p)) if !p.is_empty() => {}
+            (Segment::Literal(l), Some(p)) if l == p => {}
+            _ => return false,
+        }
     }
+    path.next().is_none()
 }
 
 #[cfg(test)]
@@ -98,6 +101,11 @@ mod tests {
         assert_eq!(routes.find("/users/"), None);
         assert_eq!(routes.find("/users/42/x"), None);
         assert_eq!(routes.find("/other"), None);
+        assert_eq!(routes.find("/users"), None);
+        // The rest of a path may be empty.
+        assert_eq!(routes.find("/static/"), Some("/static/{path*}"));
+        assert_eq!(routes.find("/static"), Some("/static/{path*}"));
+        assert_eq!(Routes::default().find("/users/42"), None);
     }
 
     #[test]

@@ -115,12 +115,12 @@ impl Exchange {
     }
 
     /// The method as the conventions record it: known methods as sent, others `_OTHER`.
-    pub fn method_name(&self) -> &str {
-        if KNOWN_METHODS.contains(&self.method.as_str()) {
-            self.method.as_str()
-        } else {
-            "_OTHER"
-        }
+    pub fn method_name(&self) -> &'static str {
+        let method = self.method.as_str();
+        KNOWN_METHODS
+            .iter()
+            .find(|known| **known == method)
+            .unwrap_or(&"_OTHER")
     }
 
     /// `error.type`: the transport failure, else a 5xx status (4xx too for a client).
