@@ -2,7 +2,7 @@
 # Proxy benchmark: what does otel-run's reverse proxy (tracing every request)
 # add to a request, compared with no proxy and with nginx as a plain reverse proxy?
 #
-# Usage: bench/proxy/run.sh [-d|--duration D] [-r|--rounds N] [-c|--connections N] [-t|--threads N] [-h|--help]
+# Usage: bench/proxy/run.sh [-d|--duration D] [-r|--rounds N] [-c|--connections N] [-t|--threads N] [-p|--placement P] [-h|--help]
 # See bench/proxy/README.md for details.
 set -euo pipefail
 
@@ -22,6 +22,11 @@ Options:
   -r, --rounds N        rounds, rows taking turns  (env BENCH_ROUNDS,      default 8)
   -c, --connections N   wrk connections            (env BENCH_CONNECTIONS, default 32)
   -t, --threads N       wrk threads                (env BENCH_THREADS,     default 1)
+  -p, --placement P     where the collector runs   (env BENCH_PLACEMENT,   default shared)
+                          shared: every process may use every core
+                          apart:  the collector alone on the last core, wrk, the
+                                  upstream and the proxies on the others (the
+                                  collector's own host, as in production)
   -h, --help            show this help
 
 Environment:
@@ -38,12 +43,14 @@ DURATION="${BENCH_DURATION:-3s}"
 ROUNDS="${BENCH_ROUNDS:-8}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 THREADS="${BENCH_THREADS:-1}"
+PLACEMENT="${BENCH_PLACEMENT:-shared}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -d|--duration)    DURATION="${2:?--duration needs a value}"; shift 2 ;;
     -r|--rounds)      ROUNDS="${2:?--rounds needs a value}"; shift 2 ;;
     -c|--connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
     -t|--threads)     THREADS="${2:?--threads needs a value}"; shift 2 ;;
+    -p|--placement)   PLACEMENT="${2:?--placement needs a value}"; shift 2 ;;
     -h|--help)        usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -82,9 +89,21 @@ wait_port() {
 
 UPSTREAM=$(free_port); OTEL_PORT=$(free_port); NGINX_PORT=$(free_port); BARE_PORT=$(free_port)
 
+# Which cores the load (wrk, upstream, proxies) and the collector may use.
+CORES=$(nproc)
+case $PLACEMENT in
+  shared) LOAD=(); COLLECTOR_ON=(); LOAD_CORES=$CORES ;;
+  apart)
+    (( CORES >= 2 )) || die "--placement apart needs two cores or more; this machine has $CORES"
+    LOAD=(taskset -c "0-$((CORES - 2))"); COLLECTOR_ON=(taskset -c "$((CORES - 1))")
+    LOAD_CORES=$((CORES - 1)) ;;
+  *) die "--placement must be shared or apart, not '$PLACEMENT'" ;;
+esac
+
 # The upstream: nginx with one worker answering from memory, so it is not the
-# bottleneck. The proxying nginx gets two workers, as otel-run's agent has two
-# threads, and keep-alive connections to the upstream, as otel-run pools them.
+# bottleneck. The proxying nginx gets a worker per core the load may use, as
+# otel-run's proxy has a thread per core, and keep-alive connections to the
+# upstream, as otel-run keeps them.
 nginx_conf() {
   # nginx_conf NAME WORKERS SERVER_BLOCK
   cat >"$RESULTS_DIR/nginx-$1.conf" <<CONF
@@ -109,7 +128,7 @@ nginx_conf upstream 1 "  server {
     listen 127.0.0.1:$UPSTREAM;
     location / { return 200 \"ok\\n\"; }
   }"
-nginx_conf proxy 2 "  upstream app { server 127.0.0.1:$UPSTREAM; keepalive 64; }
+nginx_conf proxy "$LOAD_CORES" "  upstream app { server 127.0.0.1:$UPSTREAM; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location / {
@@ -118,7 +137,7 @@ nginx_conf proxy 2 "  upstream app { server 127.0.0.1:$UPSTREAM; keepalive 64; }
       proxy_set_header Connection \"\";
     }
   }"
-"$NGINX" -c "$RESULTS_DIR/nginx-upstream.conf" & PIDS+=($!); UPSTREAM_PID=$!
+"${LOAD[@]}" "$NGINX" -c "$RESULTS_DIR/nginx-upstream.conf" & PIDS+=($!); UPSTREAM_PID=$!
 wait_port "$UPSTREAM"
 
 # Where otel-run's spans go: a local collector (debug exporter, basic verbosity),
@@ -150,25 +169,26 @@ service:
       receivers: [otlp]
       exporters: [debug]
 YAML
-  "$OTELCOL" --config "$WORK/otelcol.yaml" >"$WORK/otelcol.log" 2>&1 & PIDS+=($!); COLLECTOR_PID=$!
+  "${COLLECTOR_ON[@]}" "$OTELCOL" --config "$WORK/otelcol.yaml" >"$WORK/otelcol.log" 2>&1 & PIDS+=($!); COLLECTOR_PID=$!
   wait_port "$GRPC"
   EXPORT=(--traces-exporter otlp --metrics-exporter otlp --exporter-otlp-endpoint "http://127.0.0.1:$GRPC")
   EXPORT_DESC="OTLP gRPC to a local collector (debug exporter)"
 else
+  [[ $PLACEMENT == shared ]] || die "--placement $PLACEMENT needs a collector (set OTELCOL)"
   EXPORT=(--traces-exporter console --console-output /dev/null --metrics-exporter none)
   EXPORT_DESC="console exporter into /dev/null"
 fi
 
 # Spans are exported, not dropped: a queue that holds a few seconds of them.
 OTEL_BSP_MAX_QUEUE_SIZE=200000 OTEL_BSP_SCHEDULE_DELAY=200 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048 \
-  "$OTEL_RUN_BIN" -v "${EXPORT[@]}" --service-name bench-proxy \
+  "${LOAD[@]}" "$OTEL_RUN_BIN" -v "${EXPORT[@]}" --service-name bench-proxy \
   --proxy "$OTEL_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 2>"$WORK/otel-run.err" & OTEL_PID=$!
 wait_port "$OTEL_PORT"
 # The same proxy with nothing exported: what the proxying alone costs.
-"$OTEL_RUN_BIN" --traces-exporter none --metrics-exporter none \
+"${LOAD[@]}" "$OTEL_RUN_BIN" --traces-exporter none --metrics-exporter none \
   --proxy "$BARE_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 & BARE_PID=$!
 wait_port "$BARE_PORT"
-"$NGINX" -c "$RESULTS_DIR/nginx-proxy.conf" & PIDS+=($!); NGINX_PID=$!
+"${LOAD[@]}" "$NGINX" -c "$RESULTS_DIR/nginx-proxy.conf" & PIDS+=($!); NGINX_PID=$!
 wait_port "$NGINX_PORT"
 
 # wrk's latency distribution in microseconds.
@@ -197,7 +217,7 @@ run_wrk() {
   local out="$RESULTS_DIR/$STAMP-$1-$2.wrk.txt" before after cbefore cafter n
   before=$(ticks "${PID[$1]}")
   cbefore=$( [[ -n "${COLLECTOR_PID:-}" ]] && ticks "$COLLECTOR_PID" || echo 0)
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$1]}/" >"$out"
+  "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$1]}/" >"$out"
   after=$(ticks "${PID[$1]}")
   cafter=$( [[ -n "${COLLECTOR_PID:-}" ]] && ticks "$COLLECTOR_PID" || echo 0)
   n=$(awk '/requests in/ {print $1}' "$out")
@@ -219,10 +239,16 @@ median_ratio() {
     awk '{v[NR] = $1} END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# In how many rounds ROW_A served more requests per second than ROW_B.
+rounds_ahead() {
+  awk -v a="$1" -v b="$2" '$1 == a {x[$2] = $3} $1 == b {y[$2] = $3}
+    END { n = 0; for (r in x) if (x[r] > y[r]) n++; print n }' "$ROUNDS_FILE"
+}
+
 LOAD_BEFORE="$(uptime)"
 for row in "${ROWS[@]}"; do
   log "$row: 2s warm-up"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:${PORT[$row]}/" >"$WORK/$row.warmup.txt"
+  "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:${PORT[$row]}/" >"$WORK/$row.warmup.txt"
 done
 # The rows take turns, round after round: the machine's speed drifts (other
 # work, a shared host), and a row measured minutes after another would carry
@@ -239,7 +265,7 @@ for row in direct otel-run nginx; do
   case $row in direct) port=$UPSTREAM ;; otel-run) port=$OTEL_PORT ;; nginx) port=$NGINX_PORT ;; esac
   out="$RESULTS_DIR/$STAMP-$row.c1.wrk.txt"
   log "$row: wrk -t1 -c1 -d5s (latency at one connection)"
-  wrk -t1 -c1 -d5s --latency "http://127.0.0.1:$port/" >"$out"
+  "${LOAD[@]}" wrk -t1 -c1 -d5s --latency "http://127.0.0.1:$port/" >"$out"
   P50_1[$row]=$(awk '$1=="50%" {print $2}' "$out" | to_us)
   P99_1[$row]=$(awk '$1=="99%" {print $2}' "$out" | to_us)
 done
@@ -268,8 +294,13 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   echo
   echo "- $ROUNDS rounds of wrk -t$THREADS -c$CONNECTIONS -d$DURATION per row, rows taking turns; loopback; upstream: nginx (1 worker) returning a static 200"
   echo "- otel-run: $("$OTEL_RUN_BIN" --version), spans via $EXPORT_DESC"
-  echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'), 2 workers, proxy_pass with upstream keep-alive"
-  echo "- cores: $(nproc); load before: ${LOAD_BEFORE##*load average: }; after: ${LOAD_AFTER##*load average: }"
+  echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $LOAD_CORES workers, proxy_pass with upstream keep-alive"
+  echo "- cores: $CORES; load before: ${LOAD_BEFORE##*load average: }; after: ${LOAD_AFTER##*load average: }"
+  if [[ $PLACEMENT == apart ]]; then
+    echo "- placement apart: the collector alone on core $((CORES - 1)); wrk, the upstream and the proxies on $LOAD_CORES core(s)"
+  else
+    echo "- placement shared: wrk, the upstream, the proxies and the collector on the same $CORES cores"
+  fi
   echo
   echo "Medians over the rounds (each round's figures: \`$(basename "$ROUNDS_FILE")\`):"
   echo
@@ -291,7 +322,7 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   done
   echo
   echo "- added p50 at one connection: otel-run **$(minus "${P50_1[otel-run]}" "${P50_1[direct]}") µs** (target ≤ 100), nginx $(minus "${P50_1[nginx]}" "${P50_1[direct]}") µs"
-  echo "- throughput otel-run / nginx, median of the rounds' ratios: **$(median_ratio otel-run nginx 3)** (target ≥ 1.0)"
+  echo "- throughput otel-run / nginx, median of the rounds' ratios: **$(median_ratio otel-run nginx 3)** (target ≥ 1.0); otel-run served more in $(rounds_ahead otel-run nginx) of $ROUNDS rounds"
   echo "- the proxy alone (no export) / nginx: $(median_ratio otel-run-untraced nginx 3); tracing keeps $(median_ratio otel-run otel-run-untraced 3) of its throughput"
   echo "- CPU per request otel-run / nginx: $(median_ratio otel-run nginx 6) (untraced: $(median_ratio otel-run-untraced nginx 6))"
   echo "- added p50 under load (-c$CONNECTIONS): otel-run $(minus "${P50[otel-run]}" "${P50[direct]}") µs, nginx $(minus "${P50[nginx]}" "${P50[direct]}") µs"
