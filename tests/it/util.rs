@@ -30,6 +30,20 @@ pub fn otel_run() -> Command {
     cmd.env("OTEL_TRACES_EXPORTER", "none")
         .env("OTEL_METRICS_EXPORTER", "none")
         .env("OTEL_LOGS_EXPORTER", "none");
+    // A shell starts a background job with SIGINT and SIGQUIT ignored, `nohup`
+    // ignores SIGHUP, and a child keeps an ignored signal ignored (otel-run
+    // rightly passes that on): the tests that stop a command with these signals
+    // need their default actions, however the suite itself was started.
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: between fork and exec, only async-signal-safe `signal` calls.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     cmd
 }
 
