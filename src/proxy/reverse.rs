@@ -370,25 +370,31 @@ impl Connection {
         let send = async {
             send_body(&mut down_r, &mut self.down_buf, &mut up_w, body).await?;
             progress.request_done.set();
-            io::Result::Ok(())
+            Ok::<(), Unsent>(())
         };
         tokio::pin!(send, receive);
-        let mut sent = false;
+        let (mut sent, mut sending) = (false, true);
         let received = loop {
             tokio::select! {
                 biased;
                 r = &mut receive => break r,
-                s = &mut send, if !sent => match s {
-                    Ok(()) => sent = true,
+                s = &mut send, if sending => match s {
+                    Ok(()) => (sent, sending) = (true, false),
+                    // The upstream stopped reading the body (it answered
+                    // early, or is gone): its answer, if any, still comes.
+                    Err(Unsent::Upstream) => sending = false,
                     // The request broke off: the upstream waits for the rest
                     // of it in vain, and the exchange ends here.
                     Err(_) if progress.began.get() => {
                         break Received::Broken { status: progress.status(), size: 0 };
                     }
-                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                        break Received::Failed(StatusCode::BAD_REQUEST, e.to_string());
+                    Err(Unsent::Framing) => {
+                        break Received::Failed(
+                            StatusCode::BAD_REQUEST,
+                            "broken chunked framing".into(),
+                        );
                     }
-                    Err(_) => break Received::Broken { status: None, size: 0 },
+                    Err(Unsent::Client) => break Received::Broken { status: None, size: 0 },
                 },
             }
         };
@@ -602,12 +608,22 @@ fn closed_while_idle(stream: &TcpStream) -> bool {
 }
 
 /// Copies the rest of a request body from the client to the upstream.
+/// Why a request body did not all go upstream.
+enum Unsent {
+    /// The client closed, or its connection failed, before the body's end.
+    Client,
+    /// The body's chunked framing is broken.
+    Framing,
+    /// The upstream connection no longer takes the body.
+    Upstream,
+}
+
 async fn send_body<R, W>(
     from: &mut R,
     buf: &mut BytesMut,
     to: &mut W,
     body: &mut h1::Body,
-) -> io::Result<()>
+) -> Result<(), Unsent>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -615,14 +631,15 @@ where
     while !body.done() {
         if buf.is_empty() {
             buf.reserve(READ_SIZE);
-            if from.read_buf(buf).await? == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+            match from.read_buf(buf).await {
+                Ok(0) | Err(_) => return Err(Unsent::Client),
+                Ok(_) => {}
             }
         }
-        let n = body
-            .take(buf)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "broken chunked framing"))?;
-        to.write_all(&buf[..n]).await?;
+        let n = body.take(buf).map_err(|_| Unsent::Framing)?;
+        to.write_all(&buf[..n])
+            .await
+            .map_err(|_| Unsent::Upstream)?;
         buf.advance(n);
     }
     Ok(())
