@@ -607,7 +607,6 @@ fn closed_while_idle(stream: &TcpStream) -> bool {
     }
 }
 
-/// Copies the rest of a request body from the client to the upstream.
 /// Why a request body did not all go upstream.
 enum Unsent {
     /// The client closed, or its connection failed, before the body's end.
@@ -618,6 +617,7 @@ enum Unsent {
     Upstream,
 }
 
+/// Copies the rest of a request body from the client to the upstream.
 async fn send_body<R, W>(
     from: &mut R,
     buf: &mut BytesMut,
