@@ -250,7 +250,11 @@ mod tests {
 
     #[test]
     fn results_from_the_exit() {
-        let exit = |code, signal| Exit { code, signal };
+        let exit = |code, signal| Exit {
+            code,
+            signal,
+            from_terminal: false,
+        };
         assert_eq!(result(&exit(0, None)), "success");
         assert_eq!(result(&exit(2, None)), "failure");
         assert_eq!(result(&exit(143, Some(libc::SIGTERM))), "cancellation");

@@ -39,7 +39,11 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match run(parsed) {
-        Ok(code) => ExitCode::from(code),
+        Ok(Ending::Exit(code)) => ExitCode::from(code),
+        Ok(Ending::Signal { signal, group }) => {
+            launch::die_of(signal, group);
+            ExitCode::from((128 + signal).clamp(0, 255) as u8)
+        }
         Err(err) => {
             let (code, hint) = classify(&err);
             diag::error(&format!("{err:#}"), hint.as_deref());
@@ -48,7 +52,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
+/// How otel-run ends: with an exit code, or by the signal that killed the command.
+enum Ending {
+    Exit(u8),
+    /// Die of `signal`; with `group`, otel-run's whole process group does.
+    Signal {
+        signal: i32,
+        group: bool,
+    },
+}
+
+impl From<u8> for Ending {
+    fn from(code: u8) -> Ending {
+        Ending::Exit(code)
+    }
+}
+
+fn run(parsed: cli::Parsed) -> anyhow::Result<Ending> {
     let cli::Parsed { cli, flags } = parsed;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let settings = Settings::resolve(&Inputs {
@@ -63,33 +83,33 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<u8> {
     match cli.subcommand {
         Some(cli::Sub::Config { format }) => {
             diag::stdout(&settings::report::render(&settings, format))?;
-            Ok(0)
+            Ok(0.into())
         }
         Some(cli::Sub::Env {
             format,
             traceparent,
             command,
-        }) => run_env(&settings, format, traceparent, command, &cwd),
+        }) => run_env(&settings, format, traceparent, command, &cwd).map(Ending::from),
         Some(cli::Sub::Doctor { command }) => {
             let command = resolve_optional(command, &cwd)?;
             let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
             diag::stdout(&runtime::doctor::report(&settings, target))?;
-            Ok(0)
+            Ok(0.into())
         }
         Some(cli::Sub::Bootstrap { options, command }) => {
             let command = resolve_optional(command, &cwd)?;
             let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
-            bootstrap::run(&settings, &options, target, &cwd)
+            bootstrap::run(&settings, &options, target, &cwd).map(Ending::from)
         }
         Some(cli::Sub::Probes {
             action: cli::ProbesAction::List { target, pattern },
         }) => {
             diag::stdout(&probes::list(&target, pattern.as_deref(), &cwd)?)?;
-            Ok(0)
+            Ok(0.into())
         }
         None if cli.command.is_empty() => {
             cli::command().print_help()?;
-            Ok(USAGE)
+            Ok(USAGE.into())
         }
         None => run_command(&settings, cli.command, &cwd),
     }
@@ -100,7 +120,7 @@ fn run_command(
     settings: &Settings,
     argv: Vec<OsString>,
     cwd: &std::path::Path,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Ending> {
     let command = launch::resolve(argv, cwd)?;
     let proxy_config = proxy::Config::from_settings(settings)?;
     let argv = command.argv_lossy();
@@ -171,11 +191,24 @@ fn run_command(
     }
     let exit = launched?;
     let code = exit.code.clamp(0, 255) as u8;
-    let Some(agent) = agent else { return Ok(code) };
-    if let Some(spans) = span.and_then(|s| s.finish(settings, pid, &exit)) {
-        agent.record(spans);
-    }
-    Ok(export_outcome(settings, agent.finish(), code))
+    let code = match agent {
+        Some(agent) => {
+            if let Some(spans) = span.and_then(|s| s.finish(settings, pid, &exit)) {
+                agent.record(spans);
+            }
+            export_outcome(settings, agent.finish(), code)
+        }
+        None => code,
+    };
+    // A command killed by a signal: otel-run dies of it too, unless lost
+    // telemetry was made to fail the step.
+    Ok(match exit.signal {
+        Some(signal) if code == exit.code as u8 => Ending::Signal {
+            signal,
+            group: exit.from_terminal,
+        },
+        _ => Ending::Exit(code),
+    })
 }
 
 /// `--uprobe`: probes attached before the child is spawned, or `None` with one
@@ -279,6 +312,7 @@ fn record_job_span(settings: &Settings) -> String {
     let exit = launch::Exit {
         code: 0,
         signal: None,
+        from_terminal: false,
     };
     if let (Some(agent), Some(spans)) = (agent, span.finish(settings, std::process::id(), &exit)) {
         agent.record(spans);

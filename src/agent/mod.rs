@@ -220,7 +220,12 @@ fn start_pipeline<T: Payload>(
         return None;
     }
     let config = batch_config(settings, T::SIGNAL);
-    let timeout = config.export_timeout;
+    // The flush at exit ends within the exporters' own timeout: a backend that
+    // never answers, or answers 503 forever, cannot hold otel-run longer.
+    let exporters_timeout = exporters.iter().filter_map(Exporter::timeout).max();
+    let timeout = config
+        .export_timeout
+        .min(exporters_timeout.unwrap_or(config.export_timeout));
     let (pipeline, worker) = Pipeline::start(config, exporters, reporter.clone());
     *worker_slot = Some((worker, timeout));
     Some(pipeline)

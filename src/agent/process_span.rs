@@ -382,6 +382,7 @@ mod tests {
                 &Exit {
                     code: 2,
                     signal: None,
+                    from_terminal: false,
                 },
             )
             .unwrap();
@@ -421,7 +422,8 @@ mod tests {
                 1,
                 &Exit {
                     code: 0,
-                    signal: None
+                    signal: None,
+                    from_terminal: false,
                 }
             )
             .is_none()

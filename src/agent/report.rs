@@ -52,7 +52,7 @@ impl Reporter {
 
     pub fn flush_timed_out(&self, signal: Signal, left: u64) {
         tracing::warn!(
-            "gave up flushing {} at exit after the export timeout; {left} dropped\nhint: `--bsp-export-timeout` sets how long otel-run waits",
+            "gave up flushing {} at exit after the export timeout; {left} dropped\nhint: `--exporter-otlp-timeout` (and `--bsp-export-timeout`) set how long otel-run waits",
             signal.name()
         );
     }

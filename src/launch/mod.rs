@@ -5,6 +5,12 @@
 //! child sent. stdin, stdout, stderr and the terminal are inherited untouched.
 
 mod signals;
+mod stdio;
+mod terminal;
+mod wait;
+
+pub use signals::die_of;
+pub use stdio::note_closed as note_closed_stdio;
 
 use std::ffi::OsString;
 use std::io;
@@ -13,6 +19,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 
 use crate::runtime::Plan;
+use terminal::Terminal;
 
 /// A command resolved to an executable.
 #[derive(Debug)]
@@ -48,6 +55,9 @@ pub struct Exit {
     /// The child's exit status, or 128+N after death by signal N.
     pub code: i32,
     pub signal: Option<i32>,
+    /// The command died of SIGINT or SIGQUIT while it held the terminal: the
+    /// terminal's signal, which the rest of otel-run's group never saw.
+    pub from_terminal: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +152,8 @@ fn file_hint(name: &str) -> Option<String> {
 /// runs, and waits for it. `spawned` is told the child's pid.
 pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<Exit, LaunchError> {
     let signals = signals::Signals::install().map_err(LaunchError::Signals)?;
+    let terminal = terminal::Terminal::find();
+    let foreground = terminal.as_ref().filter(|t| t.ours()).map(Terminal::fd);
     let mut child_command = std::process::Command::new(&command.program);
     child_command
         .arg0(&command.argv[0])
@@ -150,6 +162,31 @@ pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<
         child_command.env_remove(name);
     }
     child_command.envs(plan.set.iter().map(|(k, v)| (k, v)));
+    // SAFETY: getpid is a plain syscall.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: between fork and exec the closure makes only async-signal-safe calls.
+    unsafe {
+        child_command.pre_exec(move || {
+            // Its own process group, as a shell's job (see `signals`), with the
+            // terminal if otel-run's group had it. The parent does the same, so
+            // neither order of the two can let the command run without them.
+            libc::setpgid(0, 0);
+            if let Some(fd) = foreground {
+                terminal::give(fd, libc::getpid());
+            }
+            // Outside otel-run's group, the command no longer gets a SIGKILL sent
+            // to the group (`timeout -k`, an IDE's force stop): otel-run's death
+            // passes it on.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            for fd in stdio::closed() {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
     let mut child = child_command
         .spawn()
         .map_err(|source| match source.kind() {
@@ -161,48 +198,53 @@ pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<
                 source,
             },
         })?;
-    let pid = child.id();
-    spawned(pid);
-    let forwarder = signals.forward_to(pid);
-    // Wait without reaping, so the pid cannot be reused while signals may still be
-    // forwarded to it; stop forwarding, then reap.
-    let waited = wait_exited(pid);
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: plain syscall; fails harmlessly once the child has exec'd.
+    unsafe {
+        libc::setpgid(pid, pid);
+    }
+    if let Some(terminal) = terminal.as_ref().filter(|_| foreground.is_some()) {
+        terminal.give(pid);
+    }
+    spawned(pid as u32);
+    let forwarder = signals
+        .forward_to(pid as u32)
+        .map_err(LaunchError::Signals)?;
+    let waited = loop {
+        match wait::next(pid) {
+            Ok(wait::Event::Exited) => break Ok(()),
+            Ok(wait::Event::Stopped(signal)) => {
+                if let Some(terminal) = &terminal {
+                    terminal.stopped(pid, signal);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
     forwarder.stop();
+    let held_terminal = terminal.as_ref().is_some_and(|t| t.held_by(pid));
+    if held_terminal && let Some(terminal) = &terminal {
+        terminal.take_back();
+    }
     waited.map_err(LaunchError::Wait)?;
     let status = child.wait().map_err(LaunchError::Wait)?;
     Ok(match (status.code(), status.signal()) {
-        (Some(code), _) => Exit { code, signal: None },
+        (Some(code), _) => Exit {
+            code,
+            signal: None,
+            from_terminal: false,
+        },
         (None, Some(signal)) => Exit {
             code: 128 + signal,
             signal: Some(signal),
+            from_terminal: held_terminal && matches!(signal, libc::SIGINT | libc::SIGQUIT),
         },
         (None, None) => Exit {
             code: 1,
             signal: None,
+            from_terminal: false,
         },
     })
-}
-
-fn wait_exited(pid: u32) -> io::Result<()> {
-    loop {
-        // SAFETY: waitid writes only into the zeroed siginfo we own.
-        let rc = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
 }
 
 #[cfg(test)]

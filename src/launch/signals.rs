@@ -1,43 +1,54 @@
-//! Which signals otel-run passes on to the child, and why.
+//! Which signals reach the command, and how: the policy, and why.
 //!
-//! otel-run stays in the child's process group (it never calls `setpgid`), so the
-//! child keeps the terminal: a REPL reads its keys, job control works, and a
-//! terminal's signals (Ctrl-C's SIGINT, Ctrl-\'s SIGQUIT, a resize's SIGWINCH, a
-//! hang-up's SIGHUP) are delivered by the kernel to the whole foreground group,
-//! the child included. Forwarding those again would deliver them twice, so a
-//! signal that came from the kernel (`si_code == SI_KERNEL`) is not forwarded
-//! while the child is still in otel-run's group. The same signals sent to
-//! otel-run alone, with `kill`, are forwarded: nothing else would reach the child.
+//! The command runs in a process group of its own, as a shell runs a foreground
+//! job (see [`super::terminal`]): when otel-run's group owns the terminal, the
+//! command's group is given it, so the terminal's signals (Ctrl-C's SIGINT,
+//! Ctrl-\'s SIGQUIT, Ctrl-Z's SIGTSTP, a resize's SIGWINCH) go to the command's
+//! group alone and never pass through otel-run. What otel-run receives was sent
+//! to otel-run: by `kill <pid>`, or to otel-run's group by a supervisor (GNU
+//! `timeout`, an IDE's stop button, `kill -- -<pgid>`), which no longer contains
+//! the command. So every signal otel-run receives is forwarded, to the command's
+//! whole group as the supervisor's group signal would have reached it, and none
+//! can arrive twice by two routes.
 //!
-//! SIGTERM is always forwarded: it is how service managers and container runtimes
-//! stop a process, and otel-run may be PID 1 in a container. SIGUSR1 and SIGUSR2
-//! never come from a terminal and are always forwarded.
+//! One sender can still send one signal twice: GNU `timeout` signals the process
+//! it runs and then its group, and otel-run is in both. The same signal from the
+//! same process within [`SAME_DELIVERY`] is taken as one delivery and forwarded
+//! once.
 //!
-//! A child may ignore SIGTERM. A second SIGTERM, or a SIGINT after a SIGTERM, then
-//! kills it with SIGKILL, so otel-run never hangs on a child that will not stop.
-//! A terminal's Ctrl-C alone never escalates: `otel-run python` keeps a REPL that
-//! survives any number of them.
+//! A signal is never escalated: a command that ignores SIGTERM keeps running, as
+//! it would without otel-run. Its supervisor's SIGKILL of otel-run reaches it
+//! through the parent-death signal set in the child ([`super::spawn`]).
 //!
 //! A signal otel-run inherited as ignored (`nohup`, `cmd &` in a script) stays
-//! ignored, and the child inherits that as it would without otel-run.
+//! ignored, and the command inherits that as it would without otel-run.
+//!
+//! A command killed by a signal makes otel-run die of the same signal once the
+//! telemetry is flushed ([`die_of`]), so a shell loop stops on Ctrl-C and a
+//! parent sees the signal, not an exit code. A Ctrl-C that only the command's
+//! group saw (it held the terminal) is then passed to otel-run's whole group, as
+//! the terminal would have delivered it: a `sh` script running otel-run stops.
 
 use std::io;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::{Handle, SignalsInfo};
-use signal_hook::low_level::siginfo::Cause;
 
 const FORWARDED: &[libc::c_int] = &[SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH];
 
-/// Signal handlers installed before the child is spawned, so none is missed.
+/// How close together one sender's two sends of a signal are one delivery.
+const SAME_DELIVERY: Duration = Duration::from_millis(100);
+
+/// Signal handlers installed before the command is spawned, so none is missed.
 pub struct Signals {
     info: SignalsInfo<WithOrigin>,
     handled: Vec<libc::c_int>,
 }
 
-/// The thread that forwards signals while the child runs.
+/// The thread that forwards signals while the command runs.
 pub struct Forwarder {
     handle: Handle,
     thread: JoinHandle<()>,
@@ -55,42 +66,35 @@ impl Signals {
         Ok(Signals { info, handled })
     }
 
-    pub fn forward_to(self, pid: u32) -> Forwarder {
+    /// Forwards to the process group `pid` leads (to `pid` itself once the
+    /// group is gone, should the command have left it).
+    pub fn forward_to(self, pid: u32) -> io::Result<Forwarder> {
         let mut signals = self.info;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("otel-run-signals".into())
             .spawn(move || {
                 let pid = pid as libc::pid_t;
-                let mut terminating = false;
+                let mut deliveries = Deliveries::default();
                 for origin in signals.forever() {
-                    let signal = origin.signal;
-                    let from_kernel = matches!(origin.cause, Cause::Kernel);
-                    let action = decide(signal, from_kernel, same_group(pid), terminating);
-                    terminating |= signal == SIGTERM;
-                    match action {
-                        Action::Forward => send(pid, signal),
-                        Action::Kill => {
-                            tracing::warn!("the command did not stop on SIGTERM; killing it");
-                            send(pid, SIGKILL);
-                        }
-                        Action::AlreadyDelivered => {}
+                    let sender = origin.process.map(|p| p.pid);
+                    if deliveries.is_new(origin.signal, sender, Instant::now()) {
+                        send(pid, origin.signal);
                     }
                 }
-            })
-            .expect("spawning the signal thread");
-        Forwarder {
+            })?;
+        Ok(Forwarder {
             handle,
             thread,
             handled: self.handled,
-        }
+        })
     }
 }
 
 impl Forwarder {
-    /// Stops forwarding once the child has exited. The signals get their default
-    /// action back, so Ctrl-C or SIGTERM during the flush at exit stops otel-run
-    /// instead of being swallowed.
+    /// Stops forwarding once the command has exited. The signals get their
+    /// default action back, so Ctrl-C or SIGTERM during the flush at exit stops
+    /// otel-run instead of being swallowed.
     pub fn stop(self) {
         self.handle.close();
         let _ = self.thread.join();
@@ -103,35 +107,35 @@ impl Forwarder {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Action {
-    Forward,
-    /// The terminal already delivered it to the child's group.
-    AlreadyDelivered,
-    Kill,
+/// The signals forwarded lately, to tell a sender's repeat from a new signal.
+#[derive(Default)]
+struct Deliveries {
+    last: Vec<(libc::c_int, Option<libc::pid_t>, Instant)>,
 }
 
-fn decide(signal: libc::c_int, from_kernel: bool, same_group: bool, terminating: bool) -> Action {
-    if terminating && (signal == SIGTERM || signal == SIGINT) {
-        return Action::Kill;
+impl Deliveries {
+    fn is_new(&mut self, signal: libc::c_int, sender: Option<libc::pid_t>, now: Instant) -> bool {
+        let repeat = self.last.iter().any(|&(s, from, at)| {
+            s == signal
+                && from.is_some()
+                && from == sender
+                && now.saturating_duration_since(at) < SAME_DELIVERY
+        });
+        if !repeat {
+            self.last.retain(|&(s, _, _)| s != signal);
+            self.last.push((signal, sender, now));
+        }
+        !repeat
     }
-    let from_terminal = matches!(signal, SIGINT | SIGQUIT | SIGHUP | SIGWINCH) && from_kernel;
-    if from_terminal && same_group {
-        Action::AlreadyDelivered
-    } else {
-        Action::Forward
-    }
-}
-
-fn same_group(pid: libc::pid_t) -> bool {
-    // SAFETY: plain syscalls without pointers.
-    unsafe { libc::getpgid(pid) == libc::getpgrp() }
 }
 
 fn send(pid: libc::pid_t, signal: libc::c_int) {
-    // SAFETY: plain syscall; the child is not reaped until forwarding stops.
+    // SAFETY: plain syscalls; the command is not reaped until forwarding stops,
+    // so its pid (and the group it leads) cannot be another's.
     unsafe {
-        libc::kill(pid, signal);
+        if libc::kill(-pid, signal) != 0 {
+            libc::kill(pid, signal);
+        }
     }
 }
 
@@ -144,39 +148,62 @@ fn is_ignored(signal: libc::c_int) -> bool {
     }
 }
 
+/// Dies of `signal`, as the command did. Returns only where the signal cannot
+/// kill otel-run (as PID 1, the kernel ignores it); the caller then exits with
+/// 128+N. A core-dumping signal leaves no second core file.
+///
+/// With `group`, the signal is the terminal's Ctrl-C or Ctrl-\ that only the
+/// command's group got, since it held the terminal: it goes to otel-run's whole
+/// group, as the terminal would have sent it, so the shell script that ran
+/// otel-run stops as it would have without it.
+pub fn die_of(signal: libc::c_int, group: bool) {
+    // SAFETY: plain syscalls on otel-run's own process, which is about to end.
+    unsafe {
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        if group {
+            libc::kill(0, signal);
+        }
+        libc::raise(signal);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn terminal_signals_are_not_delivered_twice() {
-        assert_eq!(decide(SIGINT, true, true, false), Action::AlreadyDelivered);
-        assert_eq!(
-            decide(SIGWINCH, true, true, false),
-            Action::AlreadyDelivered
-        );
-        assert_eq!(
-            decide(SIGINT, false, true, false),
-            Action::Forward,
-            "kill -INT <otel-run>"
-        );
-        assert_eq!(
-            decide(SIGINT, true, false, false),
-            Action::Forward,
-            "child left the group"
+    fn one_senders_repeat_is_one_delivery() {
+        let mut d = Deliveries::default();
+        let t = Instant::now();
+        assert!(d.is_new(SIGTERM, Some(10), t));
+        // `timeout` signals its child, then its group.
+        assert!(!d.is_new(SIGTERM, Some(10), t + Duration::from_millis(1)));
+        assert!(
+            d.is_new(SIGTERM, Some(10), t + Duration::from_secs(1)),
+            "a deliberate second SIGTERM"
         );
     }
 
     #[test]
-    fn term_and_user_signals_are_always_forwarded() {
-        assert_eq!(decide(SIGTERM, true, true, false), Action::Forward);
-        assert_eq!(decide(SIGUSR1, false, true, false), Action::Forward);
-    }
-
-    #[test]
-    fn a_second_term_or_an_int_after_term_kills() {
-        assert_eq!(decide(SIGTERM, false, true, true), Action::Kill);
-        assert_eq!(decide(SIGINT, true, true, true), Action::Kill);
-        assert_eq!(decide(SIGUSR1, false, true, true), Action::Forward);
+    fn other_senders_and_other_signals_are_new() {
+        let mut d = Deliveries::default();
+        let t = Instant::now();
+        assert!(d.is_new(SIGINT, Some(10), t));
+        assert!(d.is_new(SIGINT, Some(11), t), "another sender");
+        assert!(d.is_new(SIGUSR1, Some(11), t), "another signal");
+        assert!(d.is_new(SIGHUP, None, t));
+        assert!(
+            d.is_new(SIGHUP, None, t),
+            "an unknown sender is never a repeat"
+        );
     }
 }

@@ -193,6 +193,15 @@ impl Exporter {
         }
     }
 
+    /// How long one export may take before it is given up: the OTLP timeout
+    /// (OTEL_EXPORTER_OTLP_TIMEOUT and its per-signal forms); the console has none.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Exporter::Otlp(client) => Some(client.timeout()),
+            Exporter::Console(_) => None,
+        }
+    }
+
     /// Where it sends, for messages (credentials redacted).
     pub fn describe(&self) -> String {
         match self {

@@ -57,6 +57,10 @@ impl Client {
         Ok(Client { target, transport })
     }
 
+    pub fn timeout(&self) -> Duration {
+        self.target.timeout
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{} over {}",
@@ -100,7 +104,30 @@ impl Client {
         }
         match grpc_unary::<T>(channel.clone(), self.target.gzip, request).await {
             Ok(response) => Ok(Some(response)),
-            Err(status) => Err(classify_grpc(&status)),
+            Err(status) => match classify_grpc(&status) {
+                ExportError::Retryable { .. } if status.code() == tonic::Code::Unavailable => {
+                    Err(self
+                        .unresolvable()
+                        .await
+                        .unwrap_or_else(|| classify_grpc(&status)))
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    /// After a failed connection: a host name that does not resolve is like a
+    /// refused connection (nothing to retry), not a transient failure.
+    async fn unresolvable(&self) -> Option<ExportError> {
+        let url::Host::Domain(host) = self.target.url.host()? else {
+            return None;
+        };
+        let port = self.target.url.port_or_known_default().unwrap_or(4317);
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(_) => None,
+            Err(_) => Some(ExportError::Unreachable(format!(
+                "the host name `{host}` does not resolve"
+            ))),
         }
     }
 
@@ -125,7 +152,15 @@ impl Client {
         for (name, value) in &self.target.headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        let response = request.body(bytes).send().await.map_err(|e| {
+        let sent = request.body(bytes).send().await;
+        if let Err(e) = &sent
+            && e.is_connect()
+            && !is_refused(e)
+            && let Some(unreachable) = self.unresolvable().await
+        {
+            return Err(unreachable);
+        }
+        let response = sent.map_err(|e| {
             if e.is_connect() && is_refused(&e) {
                 ExportError::Unreachable("connection refused".into())
             } else if e.is_connect() {
