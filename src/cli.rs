@@ -219,7 +219,7 @@ fn value_name(var: &Var) -> &'static str {
         Kind::Millis => "MS",
         Kind::Choice(_) => "NAME",
         Kind::ChoiceList(_) | Kind::OpenList(_) => "NAMES",
-        Kind::KeyValues => "K=V,...",
+        Kind::KeyValues | Kind::Headers => "K=V,...",
         Kind::Url => "URL",
         Kind::Path => "PATH",
     }

@@ -71,11 +71,13 @@ impl From<u8> for Ending {
 fn run(parsed: cli::Parsed) -> anyhow::Result<Ending> {
     let cli::Parsed { cli, flags } = parsed;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let settings = Settings::resolve(&Inputs {
+    let mut inputs = Inputs {
         file: settings::file::load(cli.config.as_deref(), &cwd)?,
-        env: Inputs::from_process_env(),
         flags,
-    })?;
+        ..Default::default()
+    };
+    inputs.read_env(std::env::vars_os());
+    let settings = Settings::resolve(&inputs)?;
     diag::init(diag::level(cli.verbose, settings.text(&vars::LOG_LEVEL)));
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
@@ -296,7 +298,9 @@ fn record_job_span(settings: &Settings) -> String {
         })
         .unwrap_or("otel-run env");
     let executable = std::env::current_exe().unwrap_or_else(|_| "otel-run".into());
-    let argv: Vec<String> = std::env::args().collect();
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let info = CommandInfo {
         argv: &argv,
         executable: &executable,

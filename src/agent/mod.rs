@@ -5,6 +5,7 @@
 //! otel-run's own process span) leaves through those pipelines, and is flushed
 //! when the child has exited, bounded by the export timeouts.
 
+pub mod command_args;
 pub mod export;
 pub mod pipeline;
 pub mod process_span;

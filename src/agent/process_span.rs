@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
 };
 
+use super::command_args;
 use crate::cicd::{self, Ci};
 use crate::context::{SpanContext, SpanId, random_id};
 use crate::launch::Exit;
@@ -55,6 +56,11 @@ impl ProcessSpan {
             .or(command.default_name)
             .map(str::to_string)
             .unwrap_or_else(|| base_name(command.executable));
+        let args = if settings.flag(&vars::REDACT_COMMAND_ARGS) {
+            command_args::redact(command.argv)
+        } else {
+            command.argv.to_vec()
+        };
         let mut attributes = vec![
             kv(
                 "process.command",
@@ -63,11 +69,10 @@ impl ProcessSpan {
             kv(
                 "process.command_args",
                 Value::ArrayValue(ArrayValue {
-                    values: command
-                        .argv
-                        .iter()
+                    values: args
+                        .into_iter()
                         .map(|a| AnyValue {
-                            value: Some(Value::StringValue(a.clone())),
+                            value: Some(Value::StringValue(a)),
                         })
                         .collect(),
                 }),

@@ -113,6 +113,9 @@ struct Framed<'h> {
     /// A Transfer-Encoding is present; `chunked` when it ends in chunked.
     encoded: bool,
     chunked: bool,
+    /// More than one Transfer-Encoding line: hops that read the first, the last,
+    /// or the lines joined would frame the body differently.
+    encodings_repeated: bool,
 }
 
 impl<'h> Framed<'h> {
@@ -129,6 +132,7 @@ impl<'h> Framed<'h> {
             length: None,
             encoded: false,
             chunked: false,
+            encodings_repeated: false,
         };
         for h in headers {
             let name = h.name.as_bytes();
@@ -142,6 +146,7 @@ impl<'h> Framed<'h> {
                 }
                 framed.length = Some(n);
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                framed.encodings_repeated |= framed.encoded;
                 framed.encoded = true;
                 framed.chunked = h
                     .value
@@ -235,6 +240,7 @@ pub fn forward_request(
     // A body framed two ways is how requests are smuggled (RFC 9112 §6.1).
     let framing = match (framed.encoded, framed.length) {
         (true, Some(_)) => return Err(Refusal::BadRequest),
+        (true, None) if framed.encodings_repeated => return Err(Refusal::BadRequest),
         (true, None) if framed.chunked && version == Version::HTTP_11 => Framing::Chunked,
         (true, None) => return Err(Refusal::BadRequest),
         (false, Some(0) | None) => Framing::None,
@@ -753,6 +759,8 @@ mod tests {
             &b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
             b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         ] {

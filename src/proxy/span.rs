@@ -308,15 +308,41 @@ pub fn protocol_version(version: Version) -> &'static str {
     }
 }
 
-/// Query parameters that carry credentials in their value, as the conventions list them.
-const SENSITIVE_PARAMS: &[&str] = &["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+/// Query parameters that carry credentials in their value, matched in any case:
+/// those the conventions list, then the common names of tokens, passwords and
+/// keys (OAuth's, AWS's presigned URLs', API keys).
+const SENSITIVE_PARAMS: &[&str] = &[
+    "AWSAccessKeyId",
+    "Signature",
+    "sig",
+    "X-Goog-Signature",
+    "token",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "api_key",
+    "apikey",
+    "key",
+    "auth",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+];
+
+fn is_sensitive(key: &str) -> bool {
+    SENSITIVE_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(key))
+}
 
 /// The query with sensitive values (or all of them) replaced by `REDACTED`.
 pub fn redact_query(query: &str, all: bool) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if all || SENSITIVE_PARAMS.contains(&key) => format!("{key}=REDACTED"),
+            Some((key, _)) if all || is_sensitive(key) => format!("{key}=REDACTED"),
             _ => pair.to_string(),
         })
         .collect::<Vec<_>>()
@@ -591,6 +617,20 @@ mod tests {
     fn query_redaction() {
         assert_eq!(redact_query("a=1&sig=abc&b", false), "a=1&sig=REDACTED&b");
         assert_eq!(redact_query("a=1&b=2", true), "a=REDACTED&b=REDACTED");
+        assert_eq!(
+            redact_query(
+                "Access_Token=t&id_token=i&API_KEY=k&X-Amz-Credential=c&x-amz-security-token=s&q=1",
+                false
+            ),
+            "Access_Token=REDACTED&id_token=REDACTED&API_KEY=REDACTED&X-Amz-Credential=REDACTED&x-amz-security-token=REDACTED&q=1"
+        );
+        assert_eq!(
+            redact_query(
+                "token=a&password=b&client_secret=c&key=d&auth=e&keyword=f",
+                false
+            ),
+            "token=REDACTED&password=REDACTED&client_secret=REDACTED&key=REDACTED&auth=REDACTED&keyword=f"
+        );
         let uri: Uri = "http://user:pw@example.com:8080/p?Signature=x&q=1"
             .parse()
             .unwrap();

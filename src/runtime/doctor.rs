@@ -11,10 +11,16 @@ use crate::settings::{Settings, vars};
 pub fn report(settings: &Settings, target: Option<Target>) -> String {
     let mut out = String::new();
     if let Some(target) = &target {
+        // As the process span would record it: a report is pasted into issues.
+        let argv = if settings.flag(&vars::REDACT_COMMAND_ARGS) {
+            crate::agent::command_args::redact(target.argv)
+        } else {
+            target.argv.to_vec()
+        };
         let _ = writeln!(
             out,
             "command:  {} ({})",
-            target.argv.join(" "),
+            argv.join(" "),
             target.program.display()
         );
     }

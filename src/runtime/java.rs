@@ -39,14 +39,14 @@ pub fn inject(plan: &mut Plan, agent: Option<PathBuf>) {
         ));
         return;
     }
-    let existing = plan.existing("JAVA_TOOL_OPTIONS");
     let option = format!("-javaagent:{}", jar.display());
-    let value = if existing.trim().is_empty() {
-        option
-    } else {
-        format!("{existing} {option}")
-    };
-    plan.set("JAVA_TOOL_OPTIONS", value);
+    plan.extend("JAVA_TOOL_OPTIONS", |existing| {
+        if existing.trim().is_empty() {
+            option
+        } else {
+            format!("{existing} {option}")
+        }
+    });
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod print;
 pub mod python;
 pub mod shims;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -161,23 +162,39 @@ impl Plan {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The value `name` has before this plan's entry: planned, else inherited.
-    fn existing(&self, name: &str) -> String {
-        self.get(name)
-            .map(str::to_string)
-            .or_else(|| std::env::var(name).ok())
-            .unwrap_or_default()
+    /// Sets `name` to what `compose` makes of the value it has before this
+    /// plan's entry: planned, else inherited, else empty. An inherited value that
+    /// is not UTF-8 cannot be extended as text without being changed: it is left
+    /// as it is, with a note, and whatever was to be added to it is not.
+    fn extend(&mut self, name: &str, compose: impl FnOnce(&str) -> String) {
+        let existing = match self.get(name) {
+            Some(planned) => planned.to_string(),
+            None => match std::env::var_os(name).map(OsString::into_string) {
+                None => String::new(),
+                Some(Ok(inherited)) => inherited,
+                Some(Err(_)) => {
+                    self.notes.push(Note::new(
+                        format!(
+                            "{name} is not UTF-8 text, so otel-run leaves it as it is and cannot add the runtime's agent to it"
+                        ),
+                        format!("give {name} a value that is UTF-8 text"),
+                    ));
+                    return;
+                }
+            },
+        };
+        self.set(name, compose(&existing));
     }
 
     /// Puts `entry` first in a `:`-separated path list, keeping what was there.
     fn prepend_path(&mut self, name: &str, entry: &Path) {
-        let existing = self.existing(name);
-        let value = if existing.is_empty() {
-            entry.display().to_string()
-        } else {
-            format!("{}:{existing}", entry.display())
-        };
-        self.set(name, value);
+        self.extend(name, |existing| {
+            if existing.is_empty() {
+                entry.display().to_string()
+            } else {
+                format!("{}:{existing}", entry.display())
+            }
+        });
     }
 }
 

@@ -93,13 +93,13 @@ pub fn inject(plan: &mut Plan, app_dir: &Path) {
     } else {
         format!("--require {}", quoted(&register))
     };
-    let existing = plan.existing("NODE_OPTIONS");
-    let value = if existing.trim().is_empty() {
-        option
-    } else {
-        format!("{existing} {option}")
-    };
-    plan.set("NODE_OPTIONS", value);
+    plan.extend("NODE_OPTIONS", |existing| {
+        if existing.trim().is_empty() {
+            option
+        } else {
+            format!("{existing} {option}")
+        }
+    });
     // The default detectors include cloud ones that look for a metadata server and
     // warn on every start when there is none.
     if std::env::var_os("OTEL_NODE_RESOURCE_DETECTORS").is_none() {

@@ -91,18 +91,21 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, FileError> {
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| type_error("a list of strings"))?
                 .join(","),
-            toml::Value::Table(t) if var.kind == vars::Kind::KeyValues => t
-                .iter()
-                .map(|(k, v)| match v {
-                    toml::Value::String(s) => Some(format!("{}={}", encode(k), encode(s))),
-                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
-                        Some(format!("{}={}", encode(k), v))
-                    }
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| type_error("a table of strings"))?
-                .join(","),
+            toml::Value::Table(t)
+                if matches!(var.kind, vars::Kind::KeyValues | vars::Kind::Headers) =>
+            {
+                t.iter()
+                    .map(|(k, v)| match v {
+                        toml::Value::String(s) => Some(format!("{}={}", encode(k), encode(s))),
+                        toml::Value::Integer(_)
+                        | toml::Value::Float(_)
+                        | toml::Value::Boolean(_) => Some(format!("{}={}", encode(k), v)),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| type_error("a table of strings"))?
+                    .join(",")
+            }
             _ => return Err(type_error("a string, number or boolean")),
         };
         values.insert(var.name.to_string(), raw);

@@ -13,6 +13,7 @@ pub mod report;
 pub mod vars;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,15 +73,28 @@ pub enum SettingsError {
 pub struct Inputs {
     pub file: Option<file::ConfigFile>,
     pub env: HashMap<String, String>,
+    /// OTEL_* variables whose values are not UTF-8, which no setting can take.
+    pub env_not_utf8: Vec<String>,
     pub flags: HashMap<&'static str, String>,
 }
 
 impl Inputs {
-    /// The process environment's OTEL_* variables.
-    pub fn from_process_env() -> HashMap<String, String> {
-        std::env::vars()
-            .filter(|(k, _)| k.starts_with("OTEL_"))
-            .collect()
+    /// Takes the OTEL_* variables of an environment (the process's, in `run`).
+    /// The environment is read as bytes: a value that is not text is named in
+    /// [`Inputs::env_not_utf8`], and every variable reaches the child untouched
+    /// all the same, since it inherits otel-run's environment.
+    pub fn read_env(&mut self, vars: impl IntoIterator<Item = (OsString, OsString)>) {
+        for (name, value) in vars {
+            let Some(name) = name.to_str().filter(|n| n.starts_with("OTEL_")) else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => {
+                    self.env.insert(name.to_string(), value);
+                }
+                Err(_) => self.env_not_utf8.push(name.to_string()),
+            }
+        }
     }
 }
 
@@ -139,6 +153,12 @@ impl Settings {
     ) -> Result<Option<Resolved>, SettingsError> {
         if let Some(raw) = inputs.flags.get(var.name).filter(|v| !v.trim().is_empty()) {
             return strict(var, raw, Source::Flag).map(Some);
+        }
+        if inputs.env_not_utf8.iter().any(|n| n == var.name) {
+            self.warnings.push(format!(
+                "ignoring {}: its value is not UTF-8 text",
+                var.name
+            ));
         }
         if let Some(raw) = inputs.env.get(var.name).filter(|v| !v.trim().is_empty()) {
             match parse::normalize(var, raw) {
@@ -317,6 +337,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            ..Default::default()
         }
     }
 
@@ -419,6 +440,56 @@ mod tests {
         ))
         .unwrap();
         assert!(!s.warnings[0].contains("secretvalue"), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn environment_values_that_are_not_text_warn_and_fall_back() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let mut inputs = inputs(&[(NAME, "file")], &[], &[]);
+        let bytes = |s: &str| OsString::from(s);
+        inputs.read_env([
+            (bytes(NAME), OsString::from_vec(b"caf\xe9".to_vec())),
+            (bytes("OTEL_CHILDS_OWN"), OsString::from_vec(vec![0xff])),
+            (bytes("FOO"), OsString::from_vec(vec![0xe9])),
+            (bytes("OTEL_LOG_LEVEL"), bytes("debug")),
+        ]);
+        assert_eq!(inputs.env.len(), 1, "{:?}", inputs.env);
+        let s = Settings::resolve(&inputs).unwrap();
+        assert_eq!(s.text(&vars::SERVICE_NAME), Some("file"));
+        assert_eq!(s.text(&vars::LOG_LEVEL), Some("debug"));
+        assert_eq!(
+            s.warnings,
+            ["ignoring OTEL_SERVICE_NAME: its value is not UTF-8 text"]
+        );
+    }
+
+    #[test]
+    fn bad_headers_and_huge_durations_are_usage_errors_in_flags_and_warnings_in_env() {
+        for (name, raw, place) in [
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "a b=1",
+                "flag `--exporter-otlp-headers`",
+            ),
+            (
+                "OTEL_BSP_EXPORT_TIMEOUT",
+                "400000000000000",
+                "flag `--bsp-export-timeout`",
+            ),
+        ] {
+            let err = Settings::resolve(&inputs(&[], &[], &[(name, raw)])).unwrap_err();
+            assert!(err.to_string().contains(place), "{err}");
+            let err = Settings::resolve(&inputs(&[(name, raw)], &[], &[])).unwrap_err();
+            assert!(err.to_string().contains("in `otel-run.toml`"), "{err}");
+            let s = Settings::resolve(&inputs(&[], &[(name, raw)], &[])).unwrap();
+            let var = vars::find(name).unwrap();
+            assert_eq!(s.text(var), var.default, "{name}: the default is used");
+            assert!(
+                s.warnings[0].starts_with(&format!("ignoring {name}=")),
+                "{:?}",
+                s.warnings
+            );
+        }
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl Target {
             url,
             protocol,
             headers: pick(1)
-                .and_then(|(v, _)| parse::key_values(v).ok())
+                .and_then(|(v, _)| parse::headers(v).ok())
                 .unwrap_or_default(),
             gzip: pick(3).is_some_and(|(v, _)| v == "gzip"),
             timeout: pick(4)

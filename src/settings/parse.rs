@@ -3,8 +3,15 @@
 //! A value is checked once, when settings are resolved, and kept in a normal form
 //! (choices lower-cased, lists trimmed); the readers here then cannot fail on it.
 
+use std::time::Duration;
+
+use super::report::redact_part;
 use super::vars::{Kind, Var};
 use percent_encoding::percent_decode_str;
+
+/// The longest duration a setting may give: a year. Longer ones mean "never"
+/// in practice, and deadlines computed as `Instant::now() + d` must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Why a raw value is not valid for its setting: the text finishes the sentence
 /// "expected ...".
@@ -28,13 +35,21 @@ pub fn normalize(var: &Var, raw: &str) -> Result<String, Invalid> {
             v @ ("true" | "false") => Ok(v.to_string()),
             _ => Err(invalid("`true` or `false`")),
         },
-        Kind::Count | Kind::Millis => raw.parse::<u64>().map(|n| n.to_string()).map_err(|_| {
-            invalid(if var.kind == Kind::Millis {
-                "a whole number of milliseconds, e.g. `5000`"
-            } else {
-                "a whole number, e.g. `512`"
-            })
-        }),
+        Kind::Count => raw
+            .parse::<u64>()
+            .map(|n| n.to_string())
+            .map_err(|_| invalid("a whole number, e.g. `512`")),
+        Kind::Millis => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|&ms| u128::from(ms) <= MAX_DURATION.as_millis())
+            .map(|ms| ms.to_string())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "a whole number of milliseconds up to {} (a year), e.g. `5000`",
+                    MAX_DURATION.as_millis()
+                ))
+            }),
         Kind::Choice(choices) => {
             let lower = raw.to_ascii_lowercase();
             if choices.contains(&lower.as_str()) {
@@ -67,6 +82,10 @@ pub fn normalize(var: &Var, raw: &str) -> Result<String, Invalid> {
             key_values(raw)?;
             Ok(raw.to_string())
         }
+        Kind::Headers => {
+            headers(raw)?;
+            Ok(raw.to_string())
+        }
         Kind::Url => {
             url_of(raw, false)?;
             Ok(raw.to_string())
@@ -90,7 +109,7 @@ pub fn key_values(raw: &str) -> Result<Vec<(String, String)>, Invalid> {
         let Some((key, value)) = item.split_once('=') else {
             return Err(invalid(format!(
                 "`key=value` pairs separated by commas (`{}` has no `=`)",
-                redact_item(item)
+                redact_part(item)
             )));
         };
         let key = decode(key.trim())?;
@@ -102,14 +121,30 @@ pub fn key_values(raw: &str) -> Result<Vec<(String, String)>, Invalid> {
     Ok(pairs)
 }
 
-/// Shows at most the start of an item that failed to parse: it may hold a secret.
-fn redact_item(item: &str) -> String {
-    let shown: String = item.chars().take(3).collect();
-    if shown.len() < item.len() {
-        format!("{shown}…")
-    } else {
-        shown
+/// Parses OTLP headers: `key=value` pairs whose keys are header names that HTTP
+/// and gRPC both accept and whose values are visible ASCII, so that every
+/// exporter can send them.
+pub fn headers(raw: &str) -> Result<Vec<(String, String)>, Invalid> {
+    let pairs = key_values(raw)?;
+    for (name, value) in &pairs {
+        // gRPC metadata keys ending in `-bin` carry binary values, which text cannot give.
+        let binary = name.to_ascii_lowercase().ends_with("-bin");
+        if binary || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid(format!(
+                "`name=value` pairs whose names are HTTP header names such as `api-key` (`{}` is not)",
+                redact_part(name)
+            )));
+        }
+        if !value
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            return Err(invalid(format!(
+                "header values of visible ASCII characters (the value of `{name}` has others)"
+            )));
+        }
     }
+    Ok(pairs)
 }
 
 fn decode(s: &str) -> Result<String, Invalid> {
@@ -198,6 +233,50 @@ mod tests {
                 .contains("milliseconds")
         );
         assert!(normalize(&vars::BSP_MAX_QUEUE_SIZE, "-1").is_err());
+    }
+
+    #[test]
+    fn durations_stop_at_a_year() {
+        let year = MAX_DURATION.as_millis().to_string();
+        assert_eq!(normalize(&vars::OTLP_TIMEOUT, &year).unwrap(), year);
+        // Every duration setting, through its kind: none may overflow a deadline.
+        for var in vars::ALL.iter().filter(|v| v.kind == Kind::Millis) {
+            let err = normalize(var, "400000000000000").unwrap_err();
+            assert!(
+                err.expected.contains("up to 31536000000 (a year)"),
+                "{}",
+                var.name
+            );
+            assert!(
+                std::time::Instant::now()
+                    .checked_add(MAX_DURATION)
+                    .is_some()
+            );
+        }
+    }
+
+    #[test]
+    fn headers_are_header_names_with_ascii_values() {
+        assert_eq!(
+            headers("api-key=s3cret,X-Tenant=a%20b").unwrap(),
+            vec![
+                ("api-key".into(), "s3cret".into()),
+                ("X-Tenant".into(), "a b".into())
+            ]
+        );
+        for (raw, why) in [
+            ("a b=1", "`a b` is not"),
+            ("Authorization: Basic SECRET==", "`Aut…` is not"),
+            ("trace-bin=x", "`tra…` is not"),
+            ("k=caf%C3%A9", "the value of `k` has others"),
+            ("k=line%0Abreak", "the value of `k` has others"),
+        ] {
+            let err = normalize(&vars::OTLP_HEADERS, raw).unwrap_err();
+            assert!(err.expected.contains(why), "{raw}: {}", err.expected);
+            assert!(!err.expected.contains("SECRET"), "{}", err.expected);
+        }
+        // Resource attributes are not headers: any text goes.
+        assert!(normalize(&vars::RESOURCE_ATTRIBUTES, "a b=café").is_ok());
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub fn markdown() -> String {
          (in the working directory, or `--config PATH`), the environment variable, and the flag. \
          Flags of the OpenTelemetry variables also accept the `opentelemetry-instrument` spelling \
          (`--service_name`). An empty value counts as unset. An invalid flag or file value is an error \
-         (exit code 2); an invalid environment value is a warning, and the next layer's value is used.\n"
+         (exit code 2); an invalid environment value is a warning, and the next layer's value is used. \
+         Durations are whole milliseconds, at most {} (a year).\n",
+        super::parse::MAX_DURATION.as_millis()
     );
     let mut groups: Vec<Group> = vars::ALL.iter().map(|v| v.group).collect();
     groups.dedup();

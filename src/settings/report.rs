@@ -11,14 +11,17 @@ use super::{Settings, parse};
 const REDACTED: &str = "***";
 
 /// A value as otel-run may show it: header values and URL credentials hidden.
+/// Every message that shows a setting's value goes through here, whether the
+/// value parsed or not.
 pub fn redact(var: &Var, raw: &str) -> String {
     match var.kind {
-        Kind::KeyValues if var.secret => match parse::key_values(raw) {
+        Kind::Headers => match parse::headers(raw) {
             Ok(pairs) => pairs
                 .iter()
                 .map(|(k, _)| format!("{k}={REDACTED}"))
                 .collect::<Vec<_>>()
                 .join(","),
+            // A malformed list may have a secret anywhere, even where a name should be.
             Err(_) => REDACTED.to_string(),
         },
         Kind::Url => redact_url(raw),
@@ -27,24 +30,56 @@ pub fn redact(var: &Var, raw: &str) -> String {
     }
 }
 
-/// Hides the password and query values of a URL (tokens are often put there).
+/// Hides the password (or a user name without one, often a token) and the
+/// query values of a URL, read as text so that a URL that does not parse, or
+/// has no scheme (`user:pw@collector:4317`), is hidden alike. Everything up to
+/// the last `@` before the query counts as user info: when the URL is broken,
+/// hiding too much is the safe mistake.
 pub fn redact_url(raw: &str) -> String {
-    let Ok(mut url) = url::Url::parse(raw) else {
-        return raw.to_string();
+    let (scheme, rest) = match raw.find("://") {
+        Some(i) => raw.split_at(i + 3),
+        None => ("", raw),
     };
-    if url.password().is_none() && url.query().is_none() {
-        return raw.to_string();
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (before_query, tail) = rest.split_at(end);
+    let mut out = String::from(scheme);
+    match before_query.rfind('@') {
+        Some(at) => {
+            match before_query[..at].split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:{REDACTED}")),
+                None => out.push_str(REDACTED),
+            }
+            out.push_str(&before_query[at..]);
+        }
+        None => out.push_str(before_query),
     }
-    if url.password().is_some() {
-        let _ = url.set_password(Some(REDACTED));
+    let (query, fragment) = match tail.find('#') {
+        Some(i) => tail.split_at(i),
+        None => (tail, ""),
+    };
+    if let Some(query) = query.strip_prefix('?') {
+        out.push('?');
+        let keys = query.split('&').map(|item| match item.split_once('=') {
+            Some((key, _)) => format!("{key}={REDACTED}"),
+            None => item.to_string(),
+        });
+        out.push_str(&keys.collect::<Vec<_>>().join("&"));
     }
-    if url.query().is_some() {
-        let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        url.query_pairs_mut()
-            .clear()
-            .extend_pairs(keys.iter().map(|k| (k.as_str(), REDACTED)));
+    if !fragment.is_empty() {
+        out.push_str(&format!("#{REDACTED}"));
     }
-    url.to_string()
+    out
+}
+
+/// Shows at most the start of a piece of text that failed to parse: it may
+/// hold a secret.
+pub fn redact_part(text: &str) -> String {
+    let shown: String = text.chars().take(3).collect();
+    if shown.len() < text.len() {
+        format!("{shown}…")
+    } else {
+        shown
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,6 +206,31 @@ mod tests {
         );
         assert_eq!(redact(&vars::OTLP_HEADERS, "garbage"), "***");
         assert_eq!(redact(&vars::SERVICE_NAME, "shop"), "shop");
+    }
+
+    #[test]
+    fn malformed_headers_are_hidden_whole() {
+        // The colon form is not `k=v`: its `=` makes a "name" that holds the secret.
+        for raw in ["Authorization: Basic SECRET==", "a b=SECRET", "ok=1,SECRET"] {
+            let shown = redact(&vars::OTLP_TRACES_HEADERS, raw);
+            assert!(!shown.contains("SECRET"), "{raw}: {shown}");
+        }
+    }
+
+    #[test]
+    fn urls_that_do_not_parse_are_hidden_too() {
+        for (raw, shown) in [
+            ("http://user:SECRET@[bad", "http://user:***@[bad"),
+            ("user:SECRET@collector:4317", "user:***@collector:4317"),
+            ("https://SECRET@host:4317/v1", "https://***@host:4317/v1"),
+            ("http://u:pa/SECRET@host", "http://u:***@host"),
+            (
+                "http://[bad?token=SECRET&x#SECRET",
+                "http://[bad?token=***&x#***",
+            ),
+        ] {
+            assert_eq!(redact(&vars::OTLP_ENDPOINT, raw), shown);
+        }
     }
 
     #[test]

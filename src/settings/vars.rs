@@ -15,7 +15,7 @@ pub enum Kind {
     Bool,
     /// A non-negative integer.
     Count,
-    /// A non-negative integer of milliseconds.
+    /// A non-negative integer of milliseconds, at most [`super::parse::MAX_DURATION`].
     Millis,
     /// One of a closed set of names, case-insensitive.
     Choice(&'static [&'static str]),
@@ -25,6 +25,8 @@ pub enum Kind {
     OpenList(&'static [&'static str]),
     /// `key=value,key2=value2`, values percent-decoded.
     KeyValues,
+    /// Key-values whose keys are HTTP header names and whose values are visible ASCII.
+    Headers,
     /// An absolute `http://` or `https://` URL (`host:port` alone is accepted too).
     Url,
     /// A file path.
@@ -266,7 +268,7 @@ macro_rules! otlp_vars {
         var!(
             $headers,
             concat!($prefix, "HEADERS"),
-            Kind::KeyValues,
+            Kind::Headers,
             None,
             Otlp,
             concat!(
@@ -666,6 +668,14 @@ var!(
     "Exit with an error (1, or the command's own non-zero code) when telemetry could not be exported."
 );
 var!(
+    REDACT_COMMAND_ARGS,
+    "OTEL_RUN_REDACT_COMMAND_ARGS",
+    Kind::Bool,
+    Some("true"),
+    Launcher,
+    "Record the values of options whose names look like secrets (`--token X`, `--db-password=X`, `--header X`; the rule is in the guide) and the passwords of URLs as `REDACTED` in `process.command_args`; `false` records the command line as given."
+);
+var!(
     AGENT,
     "OTEL_RUN_AGENT",
     Kind::Bool,
@@ -764,7 +774,7 @@ var!(
     Kind::Bool,
     Some("false"),
     Proxy,
-    "Record every query value as `REDACTED` in `url.query` and `url.full` (signature parameters such as `sig` always are)."
+    "Record every query value as `REDACTED` in `url.query` and `url.full` (signatures, tokens, passwords and keys such as `sig`, `access_token`, `api_key` always are)."
 );
 
 /// Every setting, in documentation order.
@@ -845,6 +855,7 @@ pub static ALL: &[&Var] = &[
     &SPAN_NAME,
     &SPAN_ATTRIBUTES,
     &FAIL_ON_EXPORT_ERROR,
+    &REDACT_COMMAND_ARGS,
     &AGENT,
     &CONSOLE_OUTPUT,
     &UPROBE,

@@ -1,6 +1,9 @@
 //! Settings as a user meets them: precedence, `otel-run config`, and errors.
 
-use crate::util::{assert_success, otel_run};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+
+use crate::util::{ConsoleFile, assert_success, attr, free_port, otel_run};
 
 /// `otel-run config` in a directory with an `otel-run.toml`, with env and flags on top.
 fn config_output(format: &str) -> String {
@@ -195,6 +198,224 @@ fn non_executable_file_is_126() {
         .unwrap();
     assert_eq!(out.status.code(), Some(126));
     assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn environment_values_that_are_not_text_reach_the_child_byte_for_byte() {
+    let latin1 = OsStr::from_bytes(b"caf\xe9");
+    let out = otel_run()
+        .env("FOO", latin1)
+        .env("OTEL_SERVICE_NAME", latin1)
+        .args(["sh", "-c", "printf '%s|%s' \"$FOO\" \"$OTEL_SERVICE_NAME\""])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(out.stdout, b"caf\xe9|caf\xe9");
+    assert_eq!(
+        stderr(&out),
+        "otel-run: warning: ignoring OTEL_SERVICE_NAME: its value is not UTF-8 text\n"
+    );
+    // A path list otel-run would extend as text is left as it is, and said so.
+    let out = otel_run()
+        .env("PYTHONPATH", latin1)
+        .args([
+            "--runtime",
+            "python",
+            "sh",
+            "-c",
+            "printf %s \"$PYTHONPATH\"",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(out.stdout, b"caf\xe9");
+    assert!(
+        stderr(&out).contains("PYTHONPATH is not UTF-8 text, so otel-run leaves it as it is"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_duration_too_long_for_a_deadline_is_refused_where_it_is_read() {
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let out = otel_run()
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "400000000000000")
+        .args([
+            "--traces-exporter",
+            "otlp",
+            "--exporter-otlp-endpoint",
+            &closed,
+        ])
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("ignoring OTEL_EXPORTER_OTLP_TIMEOUT=`400000000000000`: expected a whole number of milliseconds up to 31536000000 (a year)"),
+        "{err}"
+    );
+    let out = otel_run()
+        .args(["--proxy-timeout", "400000000000000", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(
+            "otel-run: error: invalid value `400000000000000` for flag `--proxy-timeout`"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_header_no_exporter_could_send_is_refused_where_it_is_read() {
+    let out = otel_run()
+        .args(["--exporter-otlp-headers", "a b=1", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("for flag `--exporter-otlp-headers`: expected `name=value` pairs whose names are HTTP header names"),
+        "{}",
+        stderr(&out)
+    );
+    // From the environment: a warning, and the export goes on without the headers.
+    let out = otel_run()
+        .env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a b=1")
+        .args(["--traces-exporter", "otlp", "-v", "true"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("ignoring OTEL_EXPORTER_OTLP_TRACES_HEADERS=`***`"),
+        "{err}"
+    );
+    assert!(err.contains("exporting traces to"), "{err}");
+    assert!(!err.contains("are not exported"), "{err}");
+}
+
+/// Secrets that do not parse: the colon form of a header, a URL that is not one.
+const MALFORMED_SECRETS: [(&str, &str); 3] = [
+    (
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "Authorization: Basic SECRET==",
+    ),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:SECRET@[bad"),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "user:SECRET@127.0.0.1:9",
+    ),
+];
+
+#[test]
+fn secrets_that_do_not_parse_are_never_shown() {
+    for args in [
+        &["config"][..],
+        &["config", "--format", "json"],
+        &["doctor", "--", "true", "--token", "SECRET"],
+        &["--traces-exporter", "otlp", "-vv", "true"],
+        &["-v", "env"],
+    ] {
+        let out = otel_run()
+            .envs(MALFORMED_SECRETS)
+            .env("OTEL_EXPORTER_OTLP_INSECURE", "true")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(
+            !stdout.contains("SECRET") && !stderr.contains("SECRET"),
+            "{args:?}:\n{stdout}\n{stderr}"
+        );
+    }
+    // Given as flags, they are usage errors that do not show them either.
+    for (name, value) in MALFORMED_SECRETS {
+        let flag = format!(
+            "--{}",
+            name.trim_start_matches("OTEL_")
+                .to_ascii_lowercase()
+                .replace('_', "-")
+        );
+        let out = otel_run().args([&flag, value, "true"]).output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("SECRET"), "{err}");
+    }
+    // `env` writes for the job's shell, which needs the real values.
+    let out = otel_run()
+        .args(["env", "--exporter-otlp-headers", "api-key=SECRET"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("OTEL_EXPORTER_OTLP_HEADERS='api-key=SECRET'"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn secret_arguments_are_recorded_redacted_unless_asked_not_to() {
+    let args = [
+        "true",
+        "--token",
+        "T0KEN",
+        "--db-password=PASSW0RD",
+        "postgres://app:URLPW@db/shop",
+        "--page",
+        "2",
+    ];
+    let recorded = |extra: &[&str]| {
+        let console = ConsoleFile::new();
+        let out = otel_run()
+            .args(console.flags())
+            .args(extra)
+            .arg("--")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        attr(&console.spans()[0], "process.command_args").clone()
+    };
+    assert_eq!(
+        recorded(&[]),
+        serde_json::json!([
+            "true",
+            "--token",
+            "REDACTED",
+            "--db-password=REDACTED",
+            "postgres://app:REDACTED@db/shop",
+            "--page",
+            "2"
+        ])
+    );
+    assert_eq!(
+        recorded(&["--redact-command-args=false"]),
+        serde_json::json!(args)
+    );
+    // The CI job span of `otel-run env` records otel-run's own command line.
+    let console = ConsoleFile::new();
+    let out = otel_run()
+        .args(console.flags())
+        .args(["env", "--exporter-otlp-headers", "api-key=HEADERSECRET"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let recorded = attr(&console.spans()[0], "process.command_args").to_string();
+    assert!(
+        recorded.contains("REDACTED") && !recorded.contains("HEADERSECRET"),
+        "{recorded}"
+    );
 }
 
 #[test]

@@ -658,6 +658,40 @@ fn early_answers_and_broken_request_bodies_end_the_exchange_at_once() {
     );
 }
 
+/// How many requests the upstream has been sent, this one included.
+fn upstream_requests(proxy: u16) -> u64 {
+    let (response, _) = raw(
+        proxy,
+        b"GET /count HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let body = &response[response.find("\r\n\r\n").expect("a response") + 4..];
+    let seen: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{response}"));
+    seen["requests"].as_u64().unwrap()
+}
+
+#[test]
+fn a_request_with_two_transfer_encodings_is_refused_before_the_upstream() {
+    let Some(python) = python3() else {
+        return;
+    };
+    let run = proxied(&python, &[]);
+    let before = upstream_requests(run.proxy);
+    // An upstream that reads the first line (`identity`) takes the chunked body
+    // for the next request: the way a request is smuggled past the proxy.
+    let (response, _) = raw(
+        run.proxy,
+        b"POST /front HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\
+          Transfer-Encoding: chunked\r\n\r\n\
+          23\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert_eq!(
+        upstream_requests(run.proxy),
+        before + 1,
+        "only the counting requests reached the upstream"
+    );
+}
+
 /// A masked client frame (RFC 6455 §5.2) with a short payload.
 fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x12, 0x34, 0x56, 0x78];

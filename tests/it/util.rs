@@ -20,11 +20,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_otel-run");
 /// machine running the tests, exporters off unless a test turns them on.
 pub fn otel_run() -> Command {
     let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("OTEL_")
-            || matches!(key.as_str(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
-        {
-            cmd.env_remove(key);
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("OTEL_") || matches!(&*name, "TRACEPARENT" | "TRACESTATE" | "BAGGAGE") {
+            cmd.env_remove(&key);
         }
     }
     cmd.env("OTEL_TRACES_EXPORTER", "none")

@@ -11,7 +11,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use super::{ExportError, Payload};
 use crate::settings::otlp::{Protocol, Target};
-use crate::settings::report::redact_url;
+use crate::settings::parse::MAX_DURATION;
+use crate::settings::report::{redact_part, redact_url};
 
 /// A configuration problem that keeps the exporter from being built.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +22,9 @@ pub enum ClientError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid OTLP header name `{0}`")]
+    /// The settings check header names; the name is shown cut all the same,
+    /// since a malformed one may hold the secret.
+    #[error("invalid OTLP header name `{}`", redact_part(.0))]
     HeaderName(String),
     #[error("invalid value for OTLP header `{0}`")]
     HeaderValue(String),
@@ -161,6 +164,8 @@ impl Client {
             return Err(unreachable);
         }
         let response = sent.map_err(|e| {
+            // The URL may carry credentials; the target is described redacted elsewhere.
+            let e = e.without_url();
             if e.is_connect() && is_refused(&e) {
                 ExportError::Unreachable("connection refused".into())
             } else if e.is_connect() {
@@ -190,7 +195,8 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            // The pipeline adds it to the clock: a year is "later than any budget".
+            .map(|secs| Duration::from_secs(secs).min(MAX_DURATION));
         let text = response.text().await.unwrap_or_default();
         let message = format!("HTTP {status}{}", snippet(&text));
         // The specification's retryable HTTP statuses.
@@ -481,6 +487,47 @@ mod tests {
                 ..Default::default()
             }],
             ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_too_long_for_the_clock_is_cut_to_the_longest_duration() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 18446744073709551615\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        });
+        let client = Client::new(Target {
+            signal: crate::settings::otlp::Signal::Traces,
+            url: url::Url::parse(&url).unwrap(),
+            protocol: Protocol::HttpProtobuf,
+            headers: Vec::new(),
+            gzip: false,
+            timeout: Duration::from_secs(5),
+            certificate: None,
+            client_key: None,
+            client_certificate: None,
+        })
+        .unwrap();
+        match client.export(&[Spans::from(spans("a"))]).await {
+            Err(ExportError::Retryable { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(MAX_DURATION));
+                assert!(
+                    std::time::Instant::now()
+                        .checked_add(MAX_DURATION)
+                        .is_some()
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 

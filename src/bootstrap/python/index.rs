@@ -34,8 +34,10 @@ impl Index {
         Index { base, client }
     }
 
-    pub fn url(&self) -> &str {
-        &self.base
+    /// The index's URL as messages and reports show it: a private index's
+    /// credentials (`https://user:token@…`, as PIP_INDEX_URL often has) hidden.
+    pub fn shown_url(&self) -> String {
+        crate::settings::report::redact_url(&self.base)
     }
 
     /// The versions of every project in `names` (normalized names), fetched
@@ -73,8 +75,8 @@ impl Index {
 
     async fn remote_files(&self, url: &str) -> Result<Vec<File>, IndexError> {
         let unreachable = |e: reqwest::Error| IndexError::Unreachable {
-            url: self.base.clone(),
-            reason: error_chain(&e),
+            url: self.shown_url(),
+            reason: error_chain(&e.without_url()),
         };
         let response = self
             .client
@@ -91,7 +93,7 @@ impl Index {
             200..=299 => {}
             status => {
                 return Err(IndexError::Status {
-                    url: url.to_string(),
+                    url: crate::settings::report::redact_url(url),
                     status,
                 });
             }
@@ -240,6 +242,16 @@ mod tests {
 
     fn v(s: &str) -> Version {
         Version::from_str(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_private_index_is_shown_and_reported_without_its_credentials() {
+        // Nothing listens on port 9: the error names the index.
+        let index = Index::new("http://ci:T0KEN@127.0.0.1:9/simple");
+        assert_eq!(index.shown_url(), "http://ci:***@127.0.0.1:9/simple/");
+        let err = index.versions("flask").await.unwrap_err().to_string();
+        assert!(err.contains("http://ci:***@127.0.0.1:9/simple/"), "{err}");
+        assert!(!err.contains("T0KEN"), "{err}");
     }
 
     #[test]

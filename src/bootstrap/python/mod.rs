@@ -141,12 +141,12 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
         exporter,
     };
     let index = index::Index::new(options.index_url.as_deref().unwrap_or(PYPI));
-    progress.say(&format!("reading {} for release lines", index.url()));
+    progress.say(&format!("reading {} for release lines", index.shown_url()));
     let available = super::block_on(index.versions_of(&needs.projects()))?;
     let choice: Choice =
         line::choose(&needs, &before.distributions, &available).map_err(|skipped| {
             PythonError::NoLine {
-                index: index.url().to_string(),
+                index: index.shown_url(),
                 skipped,
             }
         })?;
@@ -155,7 +155,7 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
         python_version: before.version.clone(),
         venv: before.venv,
         how_found,
-        index: index.url().to_string(),
+        index: index.shown_url(),
         table: source,
         table_line: table.line.clone(),
         libraries,
