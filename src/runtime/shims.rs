@@ -14,10 +14,13 @@ pub struct Shim {
 
 pub const NODE: Shim = Shim {
     name: "node",
-    files: &[(
-        "register.mjs",
-        include_str!("../../shims/node/register.mjs"),
-    )],
+    files: &[
+        ("sdk.cjs", include_str!("../../shims/node/sdk.cjs")),
+        (
+            "register.mjs",
+            include_str!("../../shims/node/register.mjs"),
+        ),
+    ],
 };
 
 pub const PYTHON: Shim = Shim {

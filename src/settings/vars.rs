@@ -878,6 +878,10 @@ pub static CONTEXT_CARRIER: &[(&str, &str)] = &[
 pub const AGENT_ENDPOINT: &str = "OTEL_RUN_AGENT_ENDPOINT";
 /// The instrumentors otel-run found for a Python command.
 pub const PYTHON_INSTRUMENTORS: &str = "OTEL_RUN_PYTHON_INSTRUMENTORS";
+/// The app's `@opentelemetry/auto-instrumentations-node`, for the Node.js shim.
+pub const NODE_PACKAGE: &str = "OTEL_RUN_NODE_PACKAGE";
+/// The import-in-the-middle hook the Node.js shim registers for ES modules.
+pub const NODE_HOOK: &str = "OTEL_RUN_NODE_HOOK";
 
 /// Variables otel-run sets in the child's environment besides the settings.
 pub static INJECTED: &[(&str, &str)] = &[
@@ -908,6 +912,14 @@ pub static INJECTED: &[(&str, &str)] = &[
     (
         PYTHON_INSTRUMENTORS,
         "Python: the instrumentors otel-run found in the interpreter's site-packages (`name=module:Class,...`), so the shim need not scan entry points.",
+    ),
+    (
+        NODE_PACKAGE,
+        "Node.js: the directory of the app's `@opentelemetry/auto-instrumentations-node`, from which otel-run's shim starts the SDK.",
+    ),
+    (
+        NODE_HOOK,
+        "Node.js, ES module apps: the import-in-the-middle hook otel-run's shim registers before anything is imported.",
     ),
     (
         "OTEL_RUN_PYTHON_SAID",
