@@ -25,10 +25,16 @@ pub const NODE: Shim = Shim {
 
 pub const PYTHON: Shim = Shim {
     name: "python",
-    files: &[(
-        "sitecustomize.py",
-        include_str!("../../shims/python/sitecustomize.py"),
-    )],
+    files: &[
+        (
+            "sitecustomize.py",
+            include_str!("../../shims/python/sitecustomize.py"),
+        ),
+        (
+            "otel_run_export.py",
+            include_str!("../../shims/python/otel_run_export.py"),
+        ),
+    ],
 };
 
 impl Shim {
