@@ -15,8 +15,8 @@ until it is needed:
   its own provider first keeps it: the SDK is never set up twice.
 - With otel-run's agent (OTEL_RUN_AGENT_ENDPOINT), spans go to it as OTLP/JSON over
   loopback HTTP with the standard library: no protobuf or gRPC import. That
-  exporter lives in otel_run_export.py beside this file, loaded when the SDK
-  starts.
+  exporter, and the count of what the SDK drops, live in otel_run_export.py beside
+  this file, loaded when the SDK starts.
 - A program that leaves SIGTERM at its default action gets a handler that flushes
   the SDK, for a bounded time, and then dies of the signal as it would have; a
   program's own handler is never touched.
@@ -102,7 +102,6 @@ def _start_sdk():
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         export = _sibling("otel_run_export")
     except ImportError as error:
@@ -112,7 +111,7 @@ def _start_sdk():
     resource = Resource.create({"telemetry.distro.name": "otel-run"})
     provider = TracerProvider(resource=resource)
     for exporter in _span_exporters(export):
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(export.CountedBatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _parent_work_to_the_process_span()
     _start_metrics(resource)
@@ -264,7 +263,7 @@ def _on_sigterm(signum, frame):
 
 def _flush_for_exit():
     """Flushes the tracer, meter and logger providers there are, for at most
-    _FLUSH_BOUND_SECONDS. The flush runs
+    _FLUSH_BOUND_SECONDS, and tells otel-run what the SDK dropped. The flush runs
     on a thread of its own: the signal may have interrupted the main thread while
     it held a lock the flush needs."""
     places = (("opentelemetry.trace", "_TRACER_PROVIDER"),
@@ -285,6 +284,9 @@ def _flush_for_exit():
         flusher = threading.Thread(target=flush, name="otel-run-flush", daemon=True)
         flusher.start()
         flusher.join(_FLUSH_BOUND_SECONDS)
+    export = sys.modules.get("otel_run_export")
+    if export is not None:
+        export.report()
 
 
 # --- Instrumentors, activated on import ----------------------------------------

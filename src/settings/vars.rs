@@ -878,6 +878,8 @@ pub static CONTEXT_CARRIER: &[(&str, &str)] = &[
 pub const AGENT_ENDPOINT: &str = "OTEL_RUN_AGENT_ENDPOINT";
 /// The instrumentors otel-run found for a Python command.
 pub const PYTHON_INSTRUMENTORS: &str = "OTEL_RUN_PYTHON_INSTRUMENTORS";
+/// Where the command's SDKs report what they dropped (see `agent::sdk_report`).
+pub const SDK_REPORT: &str = "OTEL_RUN_SDK_REPORT";
 /// The app's `@opentelemetry/auto-instrumentations-node`, for the Node.js shim.
 pub const NODE_PACKAGE: &str = "OTEL_RUN_NODE_PACKAGE";
 /// The import-in-the-middle hook the Node.js shim registers for ES modules.
@@ -904,6 +906,10 @@ pub static INJECTED: &[(&str, &str)] = &[
     (
         AGENT_ENDPOINT,
         "With the agent: the receiver's URL, for otel-run's shims.",
+    ),
+    (
+        SDK_REPORT,
+        "A file each Python process of the command appends one line to at exit, with the spans its SDK dropped (queue full, export failed, unsent), for otel-run's summary; removed afterwards.",
     ),
     (
         "PYTHONPATH",

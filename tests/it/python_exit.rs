@@ -1,11 +1,12 @@
 //! Python at the end of a run: a SIGTERM the program leaves at its default
-//! action still lets the SDK send its spans (and still kills the program), and
-//! the program's own handlers are left alone.
+//! action still lets the SDK send its spans (and still kills the program), the
+//! program's own handlers are left alone, and what the SDK dropped is said.
 
 use std::path::Path;
 
 use crate::util::{
-    Collector, Server, apps_python, died_of_sigterm, fixture, free_port, http_get, otel_run, python,
+    Collector, ConsoleFile, Server, apps_python, died_of_sigterm, fixture, free_port, http_get,
+    otel_run, python,
 };
 
 /// `argv` (run in the Python fixtures directory) under otel-run exporting to
@@ -124,4 +125,57 @@ fn gunicorn_keeps_its_own_sigterm_handling() {
         (n == 4).then_some(n)
     });
     assert_eq!(served, Some(4), "{:#?}", collector.spans());
+}
+
+/// The number in otel-run's "the command's SDK dropped N spans" line.
+fn sdk_dropped(stderr: &str) -> Option<u64> {
+    let rest = stderr.split("the command's SDK dropped ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn spans_the_sdk_dropped_are_counted_in_the_summary_across_processes() {
+    let Some(python) = python() else { return };
+    let console = ConsoleFile::new();
+    let out = otel_run()
+        .args(console.flags())
+        .arg(&python)
+        .arg(fixture("python/burst.py"))
+        .args(["1000", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let dropped = sdk_dropped(&stderr).unwrap_or_else(|| panic!("no SDK drops said: {stderr}"));
+    assert!(
+        stderr.contains(&format!(
+            "the command's SDK dropped {dropped} spans: its queue was full\nhint: raise `OTEL_BSP_MAX_QUEUE_SIZE`"
+        )),
+        "{stderr}"
+    );
+    let exported = console
+        .spans()
+        .iter()
+        .filter(|s| s["name"] == "burst")
+        .count() as u64;
+    assert!(
+        dropped > 0 && exported > 0,
+        "{dropped} dropped, {exported} exported"
+    );
+    assert_eq!(dropped + exported, 2000, "every span exported or counted");
+
+    let out = otel_run()
+        .args(console.flags())
+        .arg("--fail-on-export-error")
+        .arg(&python)
+        .arg(fixture("python/burst.py"))
+        .args(["1000", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("telemetry items could not be exported"),
+        "{stderr}"
+    );
 }
