@@ -21,12 +21,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use agent::Agent;
-use agent::pipeline::Totals;
 use agent::process_span::{CommandInfo, ProcessSpan};
+use agent::{Agent, Finished};
 use cicd::Ci;
 use context::SpanContext;
-use settings::otlp::Signal;
 use settings::{Inputs, Settings, vars};
 
 /// Exit code for bad usage or configuration, as clap uses.
@@ -153,6 +151,9 @@ fn run_command(
     let target = command.target(&argv, cwd);
     let traceparent = span.as_ref().map(|s| s.context.traceparent());
     let mut plan = runtime::plan(settings, Some(target), destination, traceparent);
+    if let Some(report) = agent.as_ref().and_then(Agent::sdk_report) {
+        plan.set(vars::SDK_REPORT, report.display().to_string());
+    }
     for note in &plan.notes {
         tracing::warn!("{note}");
     }
@@ -198,7 +199,7 @@ fn run_command(
             if let Some(spans) = span.and_then(|s| s.finish(settings, pid, &exit)) {
                 agent.record(spans);
             }
-            export_outcome(settings, agent.finish(), code)
+            export_outcome(settings, &agent.finish(), code)
         }
         None => code,
     };
@@ -231,9 +232,9 @@ fn start_probes(
 }
 
 /// The exit code once telemetry is flushed: the command's, unless the user asked
-/// for lost telemetry to fail the step.
-fn export_outcome(settings: &Settings, totals: Vec<(Signal, Totals)>, code: u8) -> u8 {
-    let dropped: u64 = totals.iter().map(|(_, t)| t.dropped()).sum();
+/// for lost telemetry (by the agent or the command's own SDK) to fail the step.
+fn export_outcome(settings: &Settings, finished: &Finished, code: u8) -> u8 {
+    let dropped = finished.dropped();
     if dropped == 0 || !settings.flag(&vars::FAIL_ON_EXPORT_ERROR) {
         return code;
     }

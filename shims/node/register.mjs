@@ -2,8 +2,8 @@
 //
 // The auto-instrumentations patch ES modules only through the import-in-the-middle
 // loader hook, which must be registered before anything is imported: register it
-// first, then load the auto-instrumentations' `register` entry point. otel-run
-// passes both files as absolute paths, found from the app's own node_modules.
+// first, then start the SDK with sdk.cjs beside this file. otel-run passes the
+// hook as an absolute path, found from the app's own node_modules.
 import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
@@ -11,4 +11,4 @@ const hook = process.env.OTEL_RUN_NODE_HOOK;
 if (hook) {
   register(pathToFileURL(hook));
 }
-await import(pathToFileURL(process.env.OTEL_RUN_NODE_REGISTER).href);
+await import(new URL('./sdk.cjs', import.meta.url).href);

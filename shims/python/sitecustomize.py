@@ -14,7 +14,12 @@ until it is needed:
   instrumentor, or the program's own `trace.get_tracer`). A program that sets up
   its own provider first keeps it: the SDK is never set up twice.
 - With otel-run's agent (OTEL_RUN_AGENT_ENDPOINT), spans go to it as OTLP/JSON over
-  loopback HTTP with the standard library: no protobuf or gRPC import.
+  loopback HTTP with the standard library: no protobuf or gRPC import. That
+  exporter, and the count of what the SDK drops, live in otel_run_export.py beside
+  this file, loaded when the SDK starts.
+- A program that leaves SIGTERM at its default action gets a handler that flushes
+  the SDK, for a bounded time, and then dies of the signal as it would have; a
+  program's own handler is never touched.
 
 Finally it runs the user's own `sitecustomize`, if there is one, which Python would
 otherwise not see behind this one.
@@ -97,27 +102,28 @@ def _start_sdk():
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        export = _sibling("otel_run_export")
     except ImportError as error:
         _warn_once("sdk", "cannot start the OpenTelemetry SDK for `%s`: %s" % (sys.executable, error),
                    "`otel-run bootstrap --python %s` installs it" % sys.executable)
         return
     resource = Resource.create({"telemetry.distro.name": "otel-run"})
     provider = TracerProvider(resource=resource)
-    for exporter in _span_exporters():
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    for exporter in _span_exporters(export):
+        provider.add_span_processor(export.CountedBatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _parent_work_to_the_process_span()
     _start_metrics(resource)
     _start_logs(resource)
 
 
-def _span_exporters():
+def _span_exporters(export):
     exporters = []
     for name in _exporters("OTEL_TRACES_EXPORTER"):
         agent = os.environ.get("OTEL_RUN_AGENT_ENDPOINT")
         if name == "otlp" and agent:
-            exporters.append(_agent_exporter(agent))
+            exporters.append(export.AgentSpanExporter(agent))
         elif name == "otlp":
             exporter = _official_exporter("trace_exporter", "OTLPSpanExporter", "TRACES")
             if exporter is not None:
@@ -217,131 +223,70 @@ def _start_logs(resource):
     logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))
 
 
-# --- Spans to otel-run's agent as OTLP/JSON -------------------------------------
+# --- SIGTERM: flush, then die of it --------------------------------------------
 
-def _agent_exporter(endpoint):
-    import http.client
-    import json
-    from urllib.parse import urlsplit
+# Long enough to send what is queued over loopback, short enough to fit the grace
+# period of a container stop (10 s for `docker stop`).
+_FLUSH_BOUND_SECONDS = 5.0
+_terminating = False
 
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-    target = urlsplit(endpoint)
+def _install_sigterm_flush():
+    """A program left with SIGTERM's default action dies at once, before the
+    SDK's batches are sent. Give it a handler that sends them first and then
+    dies of the signal all the same. A program that has a handler keeps it; one
+    that sets its own later replaces this one (`signal.signal`)."""
+    import _signal
 
-    class AgentSpanExporter(SpanExporter):
-        """OTLP/JSON over one loopback HTTP connection per process (a forked worker
-        opens its own)."""
+    if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+        _signal.signal(_signal.SIGTERM, _on_sigterm)
 
-        def __init__(self):
-            self._connection = None
-            self._pid = None
 
-        def _post(self, body):
-            if self._connection is None or self._pid != os.getpid():
-                self._connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
-                self._pid = os.getpid()
-            self._connection.request("POST", "/v1/traces", body, {"Content-Type": "application/json"})
-            response = self._connection.getresponse()
-            response.read()
-            return response.status
+def _on_sigterm(signum, frame):
+    global _terminating
+    import _signal
 
-        def export(self, spans):
-            body = json.dumps(_encode_spans(spans), separators=(",", ":")).encode()
-            for attempt in (1, 2):
+    if _signal.getsignal(signum) is not _on_sigterm:
+        # Called by the program's own handler, which took this one for the
+        # previous one: flush, and let the program's handler decide.
+        _flush_for_exit()
+        return
+    if _terminating:
+        # The same signal again during the flush (sent to the process group and
+        # forwarded too): the flush is bounded, one is enough.
+        return
+    _terminating = True
+    _flush_for_exit()
+    _signal.signal(signum, _signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _flush_for_exit():
+    """Flushes the tracer, meter and logger providers there are, for at most
+    _FLUSH_BOUND_SECONDS, and tells otel-run what the SDK dropped. The flush runs
+    on a thread of its own: the signal may have interrupted the main thread while
+    it held a lock the flush needs."""
+    places = (("opentelemetry.trace", "_TRACER_PROVIDER"),
+              ("opentelemetry.metrics._internal", "_METER_PROVIDER"),
+              ("opentelemetry._logs._internal", "_LOGGER_PROVIDER"))
+    providers = [getattr(sys.modules.get(module), name, None) for module, name in places]
+    providers = [p for p in providers if hasattr(p, "force_flush")]
+    if providers:
+        import threading
+
+        def flush():
+            for provider in providers:
                 try:
-                    return SpanExportResult.SUCCESS if self._post(body) == 200 else SpanExportResult.FAILURE
-                except (OSError, http.client.HTTPException) as error:
-                    self._connection = None
-                    if attempt == 2:
-                        _debug("export to otel-run's agent failed: %s" % error)
-            return SpanExportResult.FAILURE
+                    provider.force_flush()
+                except Exception as error:  # the exit goes on
+                    _debug("flush at SIGTERM failed: %r" % error)
 
-        def shutdown(self):
-            if self._connection is not None:
-                self._connection.close()
-
-    return AgentSpanExporter()
-
-
-def _any_value(value):
-    if isinstance(value, bool):
-        return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}
-    if isinstance(value, float):
-        return {"doubleValue": value}
-    if isinstance(value, str):
-        return {"stringValue": value}
-    if isinstance(value, (bytes, bytearray)):
-        import base64
-
-        return {"bytesValue": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, (list, tuple)):
-        return {"arrayValue": {"values": [_any_value(v) for v in value]}}
-    if isinstance(value, dict):
-        return {"kvlistValue": {"values": _attributes(value)}}
-    return {"stringValue": str(value)}
-
-
-def _attributes(attributes):
-    return [{"key": str(k), "value": _any_value(v)} for k, v in (attributes or {}).items()]
-
-
-def _encode_spans(spans):
-    """ExportTraceServiceRequest as OTLP/JSON, grouped by resource and scope."""
-    resources = {}
-    for span in spans:
-        scope = span.instrumentation_scope
-        key = (id(span.resource), scope.name if scope else "", scope.version if scope else "")
-        entry = resources.setdefault(id(span.resource), (span.resource, {}))
-        scopes = entry[1].setdefault(key, (scope, []))
-        scopes[1].append(_encode_span(span))
-    out = []
-    for resource, scopes in resources.values():
-        out.append({
-            "resource": {"attributes": _attributes(resource.attributes)},
-            "schemaUrl": resource.schema_url or "",
-            "scopeSpans": [{
-                "scope": {"name": scope.name, "version": scope.version or ""} if scope else {},
-                "schemaUrl": (scope.schema_url or "") if scope else "",
-                "spans": encoded,
-            } for scope, encoded in scopes.values()],
-        })
-    return {"resourceSpans": out}
-
-
-def _encode_span(span):
-    context = span.context
-    parent = span.parent
-    status = span.status
-    return {
-        "traceId": "%032x" % context.trace_id,
-        "spanId": "%016x" % context.span_id,
-        "traceState": context.trace_state.to_header() if context.trace_state else "",
-        "parentSpanId": "%016x" % parent.span_id if parent is not None else "",
-        "flags": 0x100 | int(context.trace_flags) | (0x200 if parent is not None and parent.is_remote else 0),
-        "name": span.name,
-        # The API's kinds start at INTERNAL = 0; OTLP's at UNSPECIFIED = 0.
-        "kind": span.kind.value + 1,
-        "startTimeUnixNano": str(span.start_time or 0),
-        "endTimeUnixNano": str(span.end_time or 0),
-        "attributes": _attributes(span.attributes),
-        "droppedAttributesCount": span.dropped_attributes,
-        "events": [{
-            "timeUnixNano": str(event.timestamp),
-            "name": event.name,
-            "attributes": _attributes(event.attributes),
-        } for event in span.events],
-        "droppedEventsCount": span.dropped_events,
-        "links": [{
-            "traceId": "%032x" % link.context.trace_id,
-            "spanId": "%016x" % link.context.span_id,
-            "traceState": link.context.trace_state.to_header() if link.context.trace_state else "",
-            "attributes": _attributes(link.attributes),
-        } for link in span.links],
-        "droppedLinksCount": span.dropped_links,
-        "status": {"code": status.status_code.value, "message": status.description or ""},
-    }
+        flusher = threading.Thread(target=flush, name="otel-run-flush", daemon=True)
+        flusher.start()
+        flusher.join(_FLUSH_BOUND_SECONDS)
+    export = sys.modules.get("otel_run_export")
+    if export is not None:
+        export.report()
 
 
 # --- Instrumentors, activated on import ----------------------------------------
@@ -513,12 +458,35 @@ def _install():
     for module in list(callbacks):
         if module in sys.modules:
             hook.run_now(module)
+    if any(_exporters(v) for v in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER")):
+        _install_sigterm_flush()
 
 
 def _path_finder():
     """The import system's own path finder, already loaded: importing `importlib`
     here would cost more than the rest of this file."""
     return next(f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder")
+
+
+def _sibling(name):
+    """A module beside this file, imported from here whatever the program did to
+    sys.path."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = _path_finder().find_spec(name, [here])
+    if spec is None:
+        raise ImportError("otel-run's `%s` is missing from %s" % (name, here))
+    module = type(sys)(name)
+    module.__spec__, module.__loader__, module.__file__ = spec, spec.loader, spec.origin
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def _sdk_installed():

@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod process_span;
 pub mod receiver;
 pub mod report;
+pub mod sdk_report;
 pub mod spans;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use export::{Exporter, Payload};
 use pipeline::{BatchConfig, Pipeline, Totals, Worker};
 use receiver::Sinks;
 use report::Reporter;
+use sdk_report::{SdkDrops, SdkReport};
 use spans::Spans;
 
 pub struct Agent {
@@ -34,6 +36,22 @@ pub struct Agent {
     workers: Workers,
     endpoint: Option<String>,
     reporter: Arc<Reporter>,
+    sdk_report: Option<SdkReport>,
+}
+
+/// What was exported and dropped, once the agent has flushed.
+pub struct Finished {
+    /// The agent's own pipelines.
+    pub totals: Vec<(Signal, Totals)>,
+    /// What the command's SDKs dropped before sending.
+    pub sdk: SdkDrops,
+}
+
+impl Finished {
+    /// Items lost anywhere on the way.
+    pub fn dropped(&self) -> u64 {
+        self.totals.iter().map(|(_, t)| t.dropped()).sum::<u64>() + self.sdk.total()
+    }
 }
 
 #[derive(Default)]
@@ -88,18 +106,30 @@ impl Agent {
             None
         };
         drop(_guard);
+        // Without it the run goes on; only the command's own drops go unsaid.
+        let sdk_report = SdkReport::create()
+            .inspect_err(|e| {
+                tracing::debug!("no file for the command's SDK to report drops to: {e}")
+            })
+            .ok();
         Ok(Some(Agent {
             runtime,
             sinks,
             workers,
             endpoint,
             reporter,
+            sdk_report,
         }))
     }
 
     /// The receiver's base URL, for the child's OTEL_EXPORTER_OTLP_ENDPOINT.
     pub fn endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
+    }
+
+    /// The file the command's SDKs report their drops to, for OTEL_RUN_SDK_REPORT.
+    pub fn sdk_report(&self) -> Option<&std::path::Path> {
+        self.sdk_report.as_ref().map(SdkReport::path)
     }
 
     /// Whether a signal is exported at all.
@@ -133,13 +163,15 @@ impl Agent {
     }
 
     /// Flushes every pipeline, each bounded by its export timeout, and reports
-    /// what was exported and dropped.
-    pub fn finish(self) -> Vec<(Signal, Totals)> {
+    /// what was exported and dropped, here and by the command's SDKs (which have
+    /// all written their reports: the command has exited).
+    pub fn finish(self) -> Finished {
         let Agent {
             runtime,
             sinks,
             workers,
             reporter,
+            sdk_report,
             ..
         } = self;
         let totals = runtime.block_on(async {
@@ -156,7 +188,9 @@ impl Agent {
         // Connections still open are not worth waiting for.
         runtime.shutdown_background();
         reporter.summary(&totals);
-        totals
+        let sdk = sdk_report.map(|r| r.read()).unwrap_or_default();
+        reporter.sdk_dropped(&sdk);
+        Finished { totals, sdk }
     }
 }
 

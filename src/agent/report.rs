@@ -1,11 +1,13 @@
 //! The agent's messages to the user: each kind of trouble is said once, not per
-//! batch, and the exit summary is one line.
+//! batch, and the exit summary is one line (and one more for what the command's
+//! own SDK dropped).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
 use super::export::{ExportError, Exporter};
 use super::pipeline::Totals;
+use super::sdk_report::SdkDrops;
 use crate::settings::otlp::Signal;
 
 #[derive(Default)]
@@ -89,5 +91,47 @@ impl Reporter {
         } else {
             tracing::info!("{}", parts.join("; "));
         }
+    }
+
+    /// What the command's SDK dropped before sending, said with its causes.
+    pub fn sdk_dropped(&self, drops: &SdkDrops) {
+        if drops.total() == 0 {
+            return;
+        }
+        let causes = [
+            (
+                drops.queue_full,
+                "its queue was full",
+                "because its queue was full",
+            ),
+            (
+                drops.export_failed,
+                "their export failed",
+                "because their export failed",
+            ),
+            (
+                drops.unsent,
+                "they were still queued when it exited",
+                "still queued when it exited",
+            ),
+        ];
+        let present: Vec<_> = causes.iter().filter(|(n, _, _)| *n > 0).collect();
+        let why = match present.as_slice() {
+            [(_, alone, _)] => alone.to_string(),
+            _ => present
+                .iter()
+                .map(|(n, _, among)| format!("{n} {among}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let hint = if drops.queue_full > 0 {
+            "\nhint: raise `OTEL_BSP_MAX_QUEUE_SIZE` (`--bsp-max-queue-size`), which the command's SDK reads too"
+        } else {
+            ""
+        };
+        tracing::warn!(
+            "the command's SDK dropped {} spans: {why}{hint}",
+            drops.total()
+        );
     }
 }

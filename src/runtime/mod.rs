@@ -141,7 +141,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
         self.remove.retain(|n| n != name);
         self.set.retain(|(n, _)| n != name);
         self.set.push((name.to_string(), value.into()));
@@ -231,8 +231,10 @@ pub fn plan(
             plan.set(var.name, resolved.value.clone());
         }
     }
-    // The span name is for this otel-run's span only, not for nested ones.
+    // The span name is for this otel-run's span only, not for nested ones; and a
+    // report file is for the otel-run that reads it (a running one sets its own).
     plan.remove(vars::SPAN_NAME.name);
+    plan.remove(vars::SDK_REPORT);
     if settings.disabled() {
         return plan;
     }

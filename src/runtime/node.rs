@@ -1,17 +1,23 @@
-//! Node.js: the OpenTelemetry auto-instrumentations' `register` entry point,
-//! loaded through NODE_OPTIONS, but only when the package resolves for the app:
-//! a `--require` that does not resolve would stop the app from starting.
+//! Node.js: otel-run's shim, loaded through NODE_OPTIONS, starts the SDK with
+//! the OpenTelemetry auto-instrumentations, but only when the packages resolve
+//! for the app: the app would not start with a `--require` that fails.
 //!
-//! Files are named by absolute path: Node resolves NODE_OPTIONS' modules from the
-//! working directory, not from the app. A CommonJS app requires `register`; an ES
-//! module app imports otel-run's shim, which registers the import-in-the-middle
-//! hook first (without it, ES modules such as Express 5 are not patched).
+//! The shim does what the package's `register` entry point does, except that it
+//! leaves SIGTERM and SIGINT as the program has them (`shims/node/sdk.cjs` says
+//! how). Files are named by absolute path: Node resolves NODE_OPTIONS' modules
+//! from the working directory, not from the app. A CommonJS app requires the
+//! shim; an ES module app imports `register.mjs`, which registers the
+//! import-in-the-middle hook first (without it, ES modules such as Express 5 are
+//! not patched).
 
 use std::path::{Path, PathBuf};
 
 use super::{Note, Plan, shims};
+use crate::settings::vars;
 
 pub const PACKAGE: &str = "@opentelemetry/auto-instrumentations-node";
+/// The SDK the shim starts, resolved from the package as it would resolve it.
+const SDK: &str = "@opentelemetry/sdk-node";
 /// Commands that start Node.js.
 const LAUNCHERS: &[&str] = &["node", "nodejs", "npm", "npx", "yarn", "pnpm"];
 
@@ -40,18 +46,6 @@ fn resolve(dir: &Path, package: &str) -> Option<PathBuf> {
         .find(|p| p.join("package.json").is_file())
 }
 
-/// The file a package exports as `subpath` (`./register`), from its package.json.
-fn export(package: &Path, subpath: &str) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(package.join("package.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let target = &json["exports"][subpath];
-    let file = target
-        .as_str()
-        .or_else(|| target["require"].as_str())
-        .or_else(|| target["default"].as_str())?;
-    Some(package.join(file.trim_start_matches("./"))).filter(|p| p.is_file())
-}
-
 /// Whether the nearest package.json above `dir` says `"type": "module"`.
 fn is_esm(dir: &Path) -> bool {
     dir.ancestors()
@@ -62,36 +56,36 @@ fn is_esm(dir: &Path) -> bool {
         .is_some_and(|json| json["type"] == "module")
 }
 
-/// Adds the register hook to NODE_OPTIONS when the package resolves for the app
+/// Adds otel-run's shim to NODE_OPTIONS when the packages resolve for the app
 /// in `app_dir`.
 pub fn inject(plan: &mut Plan, app_dir: &Path) {
-    let register = resolve(app_dir, PACKAGE).and_then(|p| export(&p, "./register"));
-    let Some(register) = register else {
+    let package = resolve(app_dir, PACKAGE).filter(|p| resolve(p, SDK).is_some());
+    let Some(package) = package else {
         plan.notes.push(Note::new(
             format!("`{PACKAGE}` is not installed for the app in `{}`; it runs uninstrumented", app_dir.display()),
-            format!("`otel-run bootstrap --node` run in `{}` installs it (npm install --no-save {PACKAGE} @opentelemetry/sdk-node)", app_dir.display()),
+            format!("`otel-run bootstrap --node` run in `{}` installs it (npm install --no-save {PACKAGE} {SDK})", app_dir.display()),
         ));
         return;
     };
+    let shim = match shims::NODE.materialize() {
+        Ok(dir) => dir,
+        Err(e) => {
+            plan.notes.push(Note::new(
+                format!("cannot write the Node.js shim ({e}); the program runs uninstrumented"),
+                "make `~/.cache` writable, or set XDG_CACHE_HOME",
+            ));
+            return;
+        }
+    };
+    plan.set(vars::NODE_PACKAGE, package.display().to_string());
     let option = if is_esm(app_dir) {
-        let shim = match shims::NODE.materialize() {
-            Ok(dir) => dir.join("register.mjs"),
-            Err(e) => {
-                plan.notes.push(Note::new(
-                    format!("cannot write the Node.js shim ({e}); the program runs uninstrumented"),
-                    "make `~/.cache` writable, or set XDG_CACHE_HOME",
-                ));
-                return;
-            }
-        };
         let hook = resolve(app_dir, "@opentelemetry/instrumentation").map(|p| p.join("hook.mjs"));
         if let Some(hook) = hook.filter(|h| h.is_file()) {
-            plan.set("OTEL_RUN_NODE_HOOK", hook.display().to_string());
+            plan.set(vars::NODE_HOOK, hook.display().to_string());
         }
-        plan.set("OTEL_RUN_NODE_REGISTER", register.display().to_string());
-        format!("--import {}", quoted(&shim))
+        format!("--import {}", quoted(&shim.join("register.mjs")))
     } else {
-        format!("--require {}", quoted(&register))
+        format!("--require {}", quoted(&shim.join("sdk.cjs")))
     };
     plan.extend("NODE_OPTIONS", |existing| {
         if existing.trim().is_empty() {
@@ -124,41 +118,37 @@ fn quoted(path: &Path) -> String {
 mod tests {
     use super::*;
 
-    fn app(package_json: &str, with_package: bool) -> tempfile::TempDir {
+    fn app(package_json: &str, packages: &[&str]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("package.json"), package_json).unwrap();
-        if with_package {
-            let pkg = dir.path().join("node_modules").join(PACKAGE);
-            std::fs::create_dir_all(pkg.join("build/src")).unwrap();
-            std::fs::write(
-                pkg.join("package.json"),
-                r#"{"exports": {"./register": "./build/src/register.js"}}"#,
-            )
-            .unwrap();
-            std::fs::write(pkg.join("build/src/register.js"), "").unwrap();
+        for package in packages {
+            let pkg = dir.path().join("node_modules").join(package);
+            std::fs::create_dir_all(&pkg).unwrap();
+            std::fs::write(pkg.join("package.json"), "{}").unwrap();
         }
         dir
     }
 
     #[test]
-    fn commonjs_requires_the_register_file() {
-        let cjs = app(r#"{"name": "a"}"#, true);
+    fn commonjs_requires_the_shim_which_starts_the_sdk_from_the_package() {
+        let cjs = app(r#"{"name": "a"}"#, &[PACKAGE, SDK]);
         let mut plan = Plan::default();
         inject(&mut plan, cjs.path());
-        let register = cjs
-            .path()
-            .join("node_modules")
-            .join(PACKAGE)
-            .join("build/src/register.js");
+        let options = plan.get("NODE_OPTIONS").unwrap();
+        assert!(
+            options.starts_with("--require ") && options.ends_with("sdk.cjs"),
+            "{options}"
+        );
+        let package = cjs.path().join("node_modules").join(PACKAGE);
         assert_eq!(
-            plan.get("NODE_OPTIONS"),
-            Some(format!("--require {}", register.display()).as_str())
+            plan.get(vars::NODE_PACKAGE),
+            Some(package.display().to_string().as_str())
         );
     }
 
     #[test]
-    fn esm_imports_the_shim_which_loads_register() {
-        let esm = app(r#"{"type": "module"}"#, true);
+    fn esm_imports_the_shim_which_registers_the_hook_first() {
+        let esm = app(r#"{"type": "module"}"#, &[PACKAGE, SDK]);
         let mut plan = Plan::default();
         inject(&mut plan, esm.path());
         let options = plan.get("NODE_OPTIONS").unwrap();
@@ -166,24 +156,18 @@ mod tests {
             options.starts_with("--import ") && options.ends_with("register.mjs"),
             "{options}"
         );
-        let register = esm
-            .path()
-            .join("node_modules")
-            .join(PACKAGE)
-            .join("build/src/register.js");
-        assert_eq!(
-            plan.get("OTEL_RUN_NODE_REGISTER"),
-            Some(register.display().to_string().as_str())
-        );
+        assert!(plan.get(vars::NODE_PACKAGE).is_some());
     }
 
     #[test]
-    fn an_app_without_the_package_is_left_alone() {
-        let bare = app(r#"{"name": "a"}"#, false);
-        let mut plan = Plan::default();
-        inject(&mut plan, bare.path());
-        assert!(plan.set.is_empty());
-        assert!(plan.notes[0].message.contains("is not installed"));
+    fn an_app_without_the_packages_is_left_alone() {
+        for packages in [&[][..], &[PACKAGE]] {
+            let bare = app(r#"{"name": "a"}"#, packages);
+            let mut plan = Plan::default();
+            inject(&mut plan, bare.path());
+            assert!(plan.set.is_empty(), "{packages:?}");
+            assert!(plan.notes[0].message.contains("is not installed"));
+        }
     }
 
     #[test]

@@ -14,18 +14,27 @@ pub struct Shim {
 
 pub const NODE: Shim = Shim {
     name: "node",
-    files: &[(
-        "register.mjs",
-        include_str!("../../shims/node/register.mjs"),
-    )],
+    files: &[
+        ("sdk.cjs", include_str!("../../shims/node/sdk.cjs")),
+        (
+            "register.mjs",
+            include_str!("../../shims/node/register.mjs"),
+        ),
+    ],
 };
 
 pub const PYTHON: Shim = Shim {
     name: "python",
-    files: &[(
-        "sitecustomize.py",
-        include_str!("../../shims/python/sitecustomize.py"),
-    )],
+    files: &[
+        (
+            "sitecustomize.py",
+            include_str!("../../shims/python/sitecustomize.py"),
+        ),
+        (
+            "otel_run_export.py",
+            include_str!("../../shims/python/otel_run_export.py"),
+        ),
+    ],
 };
 
 impl Shim {

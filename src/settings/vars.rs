@@ -889,6 +889,12 @@ pub static CONTEXT_CARRIER: &[(&str, &str)] = &[
 pub const AGENT_ENDPOINT: &str = "OTEL_RUN_AGENT_ENDPOINT";
 /// The instrumentors otel-run found for a Python command.
 pub const PYTHON_INSTRUMENTORS: &str = "OTEL_RUN_PYTHON_INSTRUMENTORS";
+/// Where the command's SDKs report what they dropped (see `agent::sdk_report`).
+pub const SDK_REPORT: &str = "OTEL_RUN_SDK_REPORT";
+/// The app's `@opentelemetry/auto-instrumentations-node`, for the Node.js shim.
+pub const NODE_PACKAGE: &str = "OTEL_RUN_NODE_PACKAGE";
+/// The import-in-the-middle hook the Node.js shim registers for ES modules.
+pub const NODE_HOOK: &str = "OTEL_RUN_NODE_HOOK";
 
 /// Variables otel-run sets in the child's environment besides the settings.
 pub static INJECTED: &[(&str, &str)] = &[
@@ -913,12 +919,24 @@ pub static INJECTED: &[(&str, &str)] = &[
         "With the agent: the receiver's URL, for otel-run's shims.",
     ),
     (
+        SDK_REPORT,
+        "A file each Python process of the command appends one line to at exit, with the spans its SDK dropped (queue full, export failed, unsent), for otel-run's summary; removed afterwards.",
+    ),
+    (
         "PYTHONPATH",
         "Python: otel-run's shim directory first, then the existing value.",
     ),
     (
         PYTHON_INSTRUMENTORS,
         "Python: the instrumentors otel-run found in the interpreter's site-packages (`name=module:Class,...`), so the shim need not scan entry points.",
+    ),
+    (
+        NODE_PACKAGE,
+        "Node.js: the directory of the app's `@opentelemetry/auto-instrumentations-node`, from which otel-run's shim starts the SDK.",
+    ),
+    (
+        NODE_HOOK,
+        "Node.js, ES module apps: the import-in-the-middle hook otel-run's shim registers before anything is imported.",
     ),
     (
         "OTEL_RUN_PYTHON_SAID",

@@ -9,6 +9,7 @@ mod launch;
 mod node;
 mod proxy;
 mod python;
+mod python_exit;
 mod receiver;
 mod runtimes;
 mod uprobe;

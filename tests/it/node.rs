@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Server, fixture, free_port, http_get, otel_run, tool, wait_for};
+use crate::util::{
+    Collector, Server, died_of_sigterm, fixture, free_port, http_get, otel_run, tool, wait_for,
+};
 
 /// A fixture app with its node_modules installed, or a skip.
 fn node_app(name: &str) -> Option<PathBuf> {
@@ -123,5 +125,84 @@ fn an_app_without_the_packages_runs_and_otel_run_says_why() {
     assert!(
         stderr.contains("`@opentelemetry/auto-instrumentations-node` is not installed for the app"),
         "{stderr}"
+    );
+}
+
+/// `plain.js` of the CommonJS fixture under otel-run exporting to `collector`,
+/// with batches held in the SDK: only a flush at exit sends them.
+fn serve_plain(collector: &Collector, extra: &[&str], dir: &Path) -> Option<Server> {
+    let app = node_app("express-cjs")?;
+    let port = free_port();
+    let mut command = otel_run();
+    command
+        .args(["--traces-exporter", "otlp", "--exporter-otlp-endpoint"])
+        .arg(format!("http://127.0.0.1:{}", collector.grpc))
+        .args([
+            "--service-name",
+            "node-test",
+            "--bsp-schedule-delay",
+            "60000",
+        ])
+        .args(["--", "node"])
+        .arg(app.join("plain.js"))
+        .arg(port.to_string())
+        .args(extra);
+    let server = Server::start(command, port, dir);
+    assert_eq!(http_get(port, "/"), 200);
+    Some(server)
+}
+
+#[test]
+fn a_node_server_stops_on_one_sigterm_and_its_spans_are_flushed() {
+    for group in [false, true] {
+        let Some(collector) = Collector::start() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut server) = serve_plain(&collector, &[], dir.path()) else {
+            return;
+        };
+        let status = server.terminate(group).unwrap_or_else(|| {
+            panic!(
+                "still running after one SIGTERM (group: {group}): {}",
+                server.stderr_text()
+            )
+        });
+        assert!(died_of_sigterm(&status), "{status:?} (group: {group})");
+        let spans = collector.wait_spans(2);
+        let request = spans
+            .iter()
+            .find(|s| s["resource"]["telemetry.sdk.language"] == "nodejs")
+            .unwrap_or_else(|| panic!("no span from node (group: {group}): {spans:#?}"));
+        assert_eq!(request["name"], "GET");
+        assert_eq!(request["resource"]["service.name"], "node-test");
+    }
+}
+
+#[test]
+fn a_node_servers_own_sigterm_handler_keeps_deciding() {
+    let Some(collector) = Collector::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut server) = serve_plain(&collector, &["--own-handler"], dir.path()) else {
+        return;
+    };
+    let status = server
+        .terminate(false)
+        .unwrap_or_else(|| panic!("still running: {}", server.stderr_text()));
+    assert_eq!(status.code(), Some(0), "{}", server.stderr_text());
+    assert!(
+        server.stdout_text().contains("own handler: SIGTERM"),
+        "{}",
+        server.stdout_text()
+    );
+    // The program ended by itself, and the SDK flushed then.
+    let spans = collector.wait_spans(2);
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["resource"]["telemetry.sdk.language"] == "nodejs"),
+        "{spans:#?}"
     );
 }

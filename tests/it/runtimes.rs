@@ -264,15 +264,13 @@ fn a_rust_program_reads_the_standard_environment_and_joins_the_process_span() {
     assert!(String::from_utf8_lossy(&doctor.stdout).contains("runtime:  Rust (detected)"));
 }
 
-#[test]
-fn a_java_server_is_instrumented_by_the_agent_from_maven_central() {
-    let Some(agent) = crate::util::peer(
+/// The Java agent, and `tests/fixtures/java/Server.java` compiled: the agent
+/// stays off in JDK tools, the source launcher included.
+fn java_agent_and_server() -> Option<(PathBuf, tempfile::TempDir)> {
+    let agent = crate::util::peer(
         "OTEL_RUN_TEST_JAVA_AGENT",
         "the OpenTelemetry Java agent (`.ci/java/agent.sh`)",
-    ) else {
-        return;
-    };
-    // Compiled first: the agent stays off in JDK tools, the source launcher included.
+    )?;
     let classes = tempfile::tempdir().unwrap();
     let javac = std::process::Command::new("javac")
         .arg("-d")
@@ -281,6 +279,14 @@ fn a_java_server_is_instrumented_by_the_agent_from_maven_central() {
         .output()
         .unwrap();
     assert_success(&javac);
+    Some((agent, classes))
+}
+
+#[test]
+fn a_java_server_is_instrumented_by_the_agent_from_maven_central() {
+    let Some((agent, classes)) = java_agent_and_server() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("spans.json");
     let port = crate::util::free_port();
@@ -342,6 +348,53 @@ fn a_java_server_is_instrumented_by_the_agent_from_maven_central() {
         stderr.contains("Picked up JAVA_TOOL_OPTIONS: -Dexample.kept=yes -javaagent:"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_java_server_stops_on_one_sigterm_and_the_agent_flushes_its_spans() {
+    let Some((agent, classes)) = java_agent_and_server() else {
+        return;
+    };
+    let Some(collector) = crate::util::Collector::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::util::free_port();
+    let mut command = otel_run();
+    command
+        .args(["--traces-exporter", "otlp", "--exporter-otlp-endpoint"])
+        .arg(format!("http://127.0.0.1:{}", collector.grpc))
+        // Held in the agent's batch until its shutdown hook flushes it.
+        .args([
+            "--service-name",
+            "java-test",
+            "--bsp-schedule-delay",
+            "60000",
+        ])
+        .arg("--java-agent")
+        .arg(&agent)
+        .args(["--", "java", "-cp"])
+        .arg(classes.path())
+        .args(["Server", &port.to_string()]);
+    let mut server = crate::util::Server::start(command, port, dir.path());
+    // A SERVER span ends after its response is sent, maybe after the SIGTERM that
+    // follows at once; the CLIENT span of /outbound ends before /outbound answers.
+    assert_eq!(crate::util::http_get(port, "/outbound"), 200);
+    let status = server
+        .terminate(false)
+        .unwrap_or_else(|| panic!("still running after one SIGTERM: {}", server.stderr_text()));
+    // The JVM runs its shutdown hooks, the agent's flush among them, and exits 143.
+    assert!(
+        crate::util::died_of_sigterm(&status),
+        "{status:?}: {}",
+        server.stderr_text()
+    );
+    let spans = collector.wait_spans(2);
+    let client = spans
+        .iter()
+        .find(|s| s["resource"]["telemetry.sdk.language"] == "java" && s["kind"] == 3)
+        .unwrap_or_else(|| panic!("no CLIENT span from the JVM: {spans:#?}"));
+    assert_eq!(client["resource"]["service.name"], "java-test");
 }
 
 #[test]

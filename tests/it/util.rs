@@ -387,6 +387,21 @@ impl Server {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Sends one SIGTERM to the server, or to its whole process group (as
+    /// `timeout` and IDE stop buttons do), and waits for it to exit; `None` if it
+    /// still runs after 20 s.
+    pub fn terminate(&mut self, group: bool) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id() as libc::pid_t;
+        let target = if group { -pid } else { pid };
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(target, libc::SIGTERM) }, 0);
+        wait_for(Duration::from_secs(20), || self.child.try_wait().unwrap())
+    }
+
     /// Stops the server as Ctrl-C would, so it exits cleanly and flushes.
     pub fn stop(&mut self) {
         let _ = Command::new("kill")
@@ -406,6 +421,13 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether a run ended with its command killed by SIGTERM, as otel-run reports
+/// it: exit code 128 + 15, or otel-run raising the same signal.
+pub fn died_of_sigterm(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.code() == Some(128 + libc::SIGTERM) || status.signal() == Some(libc::SIGTERM)
 }
 
 /// A venv with the Python runners uv and poetry (`.ci/python/venv.sh tools`).

@@ -1,0 +1,268 @@
+"""Loaded by otel-run's Python shim (sitecustomize.py beside this file) when it
+starts the SDK, not before: what only a process that records telemetry needs.
+
+- The exporter to otel-run's agent: OTLP/JSON over loopback HTTP with the
+  standard library, no protobuf or gRPC import.
+- The batch span processor the shim creates, counted: the spans the SDK drops
+  (its queue full, an export that failed, spans still queued at exit) are told
+  to otel-run, which says them in its summary at exit. Each process appends one
+  line to the file OTEL_RUN_SDK_REPORT names; otel-run adds the lines up, so a
+  server's forked workers count too.
+"""
+
+import atexit
+import base64
+import http.client
+import json
+import os
+import sys
+import threading
+from urllib.parse import urlsplit
+
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+
+def _debug(message):
+    if os.environ.get("OTEL_LOG_LEVEL", "").strip().lower() in ("debug", "trace"):
+        sys.stderr.write("otel-run: debug: python: %s\n" % message)
+
+
+# --- Spans to otel-run's agent as OTLP/JSON -------------------------------------
+
+class AgentSpanExporter(SpanExporter):
+    """OTLP/JSON over one loopback HTTP connection per process (a forked worker
+    opens its own)."""
+
+    def __init__(self, endpoint):
+        self._target = urlsplit(endpoint)
+        self._connection = None
+        self._pid = None
+
+    def _post(self, body):
+        if self._connection is None or self._pid != os.getpid():
+            self._connection = http.client.HTTPConnection(self._target.hostname, self._target.port, timeout=10)
+            self._pid = os.getpid()
+        self._connection.request("POST", "/v1/traces", body, {"Content-Type": "application/json"})
+        response = self._connection.getresponse()
+        response.read()
+        return response.status
+
+    def export(self, spans):
+        body = json.dumps(_encode_spans(spans), separators=(",", ":")).encode()
+        for attempt in (1, 2):
+            try:
+                return SpanExportResult.SUCCESS if self._post(body) == 200 else SpanExportResult.FAILURE
+            except (OSError, http.client.HTTPException) as error:
+                self._connection = None
+                if attempt == 2:
+                    _debug("export to otel-run's agent failed: %s" % error)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self):
+        if self._connection is not None:
+            self._connection.close()
+
+
+
+# --- OTLP/JSON encoding ---------------------------------------------------------
+
+def _any_value(value):
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytesValue": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_any_value(v) for v in value]}}
+    if isinstance(value, dict):
+        return {"kvlistValue": {"values": _attributes(value)}}
+    return {"stringValue": str(value)}
+
+
+def _attributes(attributes):
+    return [{"key": str(k), "value": _any_value(v)} for k, v in (attributes or {}).items()]
+
+
+def _encode_spans(spans):
+    """ExportTraceServiceRequest as OTLP/JSON, grouped by resource and scope."""
+    resources = {}
+    for span in spans:
+        scope = span.instrumentation_scope
+        key = (id(span.resource), scope.name if scope else "", scope.version if scope else "")
+        entry = resources.setdefault(id(span.resource), (span.resource, {}))
+        scopes = entry[1].setdefault(key, (scope, []))
+        scopes[1].append(_encode_span(span))
+    out = []
+    for resource, scopes in resources.values():
+        out.append({
+            "resource": {"attributes": _attributes(resource.attributes)},
+            "schemaUrl": resource.schema_url or "",
+            "scopeSpans": [{
+                "scope": {"name": scope.name, "version": scope.version or ""} if scope else {},
+                "schemaUrl": (scope.schema_url or "") if scope else "",
+                "spans": encoded,
+            } for scope, encoded in scopes.values()],
+        })
+    return {"resourceSpans": out}
+
+
+def _encode_span(span):
+    context = span.context
+    parent = span.parent
+    status = span.status
+    return {
+        "traceId": "%032x" % context.trace_id,
+        "spanId": "%016x" % context.span_id,
+        "traceState": context.trace_state.to_header() if context.trace_state else "",
+        "parentSpanId": "%016x" % parent.span_id if parent is not None else "",
+        "flags": 0x100 | int(context.trace_flags) | (0x200 if parent is not None and parent.is_remote else 0),
+        "name": span.name,
+        # The API's kinds start at INTERNAL = 0; OTLP's at UNSPECIFIED = 0.
+        "kind": span.kind.value + 1,
+        "startTimeUnixNano": str(span.start_time or 0),
+        "endTimeUnixNano": str(span.end_time or 0),
+        "attributes": _attributes(span.attributes),
+        "droppedAttributesCount": span.dropped_attributes,
+        "events": [{
+            "timeUnixNano": str(event.timestamp),
+            "name": event.name,
+            "attributes": _attributes(event.attributes),
+        } for event in span.events],
+        "droppedEventsCount": span.dropped_events,
+        "links": [{
+            "traceId": "%032x" % link.context.trace_id,
+            "spanId": "%016x" % link.context.span_id,
+            "traceState": link.context.trace_state.to_header() if link.context.trace_state else "",
+            "attributes": _attributes(link.attributes),
+        } for link in span.links],
+        "droppedLinksCount": span.dropped_links,
+        "status": {"code": status.status_code.value, "message": status.description or ""},
+    }
+
+
+# --- What the SDK dropped -----------------------------------------------------
+
+class _Counts:
+    """This process's spans, as its counted processors saw them: ended while they
+    were open (sampled ones: the others are never queued), ended after their
+    shutdown, and handed to an exporter that succeeded or failed.
+
+    At the report, a span ended and not exported either still sits in a queue,
+    or was pushed out of a full one: the SDK drops the oldest span for each new
+    one, with no count it keeps. Counting what is left in the queues then tells
+    the two apart, exactly once the exit flush is over."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self._lock = threading.Lock()
+        self.ended = self.after_shutdown = self.exported = self.failed = 0
+        self.processors = []
+
+    def add(self, **counts):
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def take_line(self):
+        """The report line, or None when nothing was dropped; the counts then
+        start again from zero."""
+        with self._lock:
+            queues = [_queue_of(p) for p in self.processors]
+            queued = sum(len(q) for q in queues if q is not None)
+            lost = max(0, self.ended - self.exported - self.failed)
+            # Without a queue to look at (another SDK version), every loss is
+            # said to be unsent rather than guessed to be the queue's.
+            queue_full = max(0, lost - queued) if None not in queues else 0
+            unsent = lost - queue_full + self.after_shutdown
+            self.ended = self.after_shutdown = self.exported = self.failed = 0
+            if not (queue_full or self.failed or unsent):
+                return None
+            return "spans queue_full=%d export_failed=%d unsent=%d\n" % (queue_full, self.failed, unsent)
+
+
+_counts = _Counts()
+if hasattr(os, "register_at_fork"):
+    # A forked worker starts with its own empty queues (the SDK clears them) and
+    # counts; its processors are the parent's, copied.
+    def _after_fork():
+        processors = _counts.processors
+        _counts.reset()
+        _counts.processors = processors
+
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class _CountedExporter(SpanExporter):
+    def __init__(self, exporter):
+        self._exporter = exporter
+
+    def export(self, spans):
+        try:
+            result = self._exporter.export(spans)
+        except Exception:
+            _counts.add(failed=len(spans))
+            raise
+        if result == SpanExportResult.SUCCESS:
+            _counts.add(exported=len(spans))
+        else:
+            _counts.add(failed=len(spans))
+        return result
+
+    def shutdown(self):
+        return self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis=30000):
+        return self._exporter.force_flush(timeout_millis)
+
+
+class CountedBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's BatchSpanProcessor, counting what it drops."""
+
+    def __init__(self, exporter):
+        super().__init__(_CountedExporter(exporter))
+        self._counted_open = True
+        _counts.processors.append(self)
+
+    def on_end(self, span):
+        if span.context is not None and span.context.trace_flags.sampled:
+            _counts.add(**{"ended" if self._counted_open else "after_shutdown": 1})
+        super().on_end(span)
+
+    def shutdown(self):
+        self._counted_open = False
+        return super().shutdown()
+
+
+def _queue_of(processor):
+    """The processor's bounded deque, where this SDK version keeps one."""
+    for owner, name in ((getattr(processor, "_batch_processor", None), "_queue"), (processor, "queue")):
+        queue = getattr(owner, name, None)
+        if getattr(queue, "maxlen", None):
+            return queue
+    return None
+
+
+def report():
+    """Appends this process's line to otel-run's report, if anything was dropped."""
+    path = os.environ.get("OTEL_RUN_SDK_REPORT")
+    line = _counts.take_line()
+    if not path or line is None:
+        return
+    try:
+        # One short write in append mode: lines of concurrent processes never mix.
+        with open(path, "a") as report_file:
+            report_file.write(line)
+    except OSError as error:
+        _debug("cannot write otel-run's report `%s`: %s" % (path, error))
+
+
+# Registered before the shim creates its TracerProvider, whose own exit handler
+# (the flush) thus runs first: exit handlers run last registered, first run.
+atexit.register(report)
