@@ -427,13 +427,14 @@ fn ctrl_z_stops_the_job_and_fg_continues_it() {
     let out = typing(
         "bash --norc --noprofile -i",
         &[
+            // Quoted apart, so that the echo of the typed line does not match.
             (
                 "prompt> ",
-                b"otel-run sh -c 'echo waiting; read line; echo got-$line'\n",
+                b"otel-run sh -c 'echo wait''ing; sleep 2; echo res''umed; read line; echo got-$line'\n",
             ),
             ("waiting", b"\x1a"),
             ("Stopped", b"fg\n"),
-            ("otel-run", b"hello\n"),
+            ("resumed", b"hello\n"),
             ("got-hello", b"exit\n"),
         ],
     );
