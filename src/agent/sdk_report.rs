@@ -30,9 +30,15 @@ impl SdkReport {
         self.file.path()
     }
 
-    /// What every process reported, summed.
+    /// What every process reported, summed. The file is the command's to write:
+    /// only its first mebibyte is read, and counts saturate.
     pub fn read(&self) -> SdkDrops {
-        SdkDrops::parse(&std::fs::read_to_string(self.path()).unwrap_or_default())
+        use std::io::Read as _;
+        let mut text = Vec::new();
+        if let Ok(file) = std::fs::File::open(self.path()) {
+            let _ = file.take(1 << 20).read_to_end(&mut text);
+        }
+        SdkDrops::parse(&String::from_utf8_lossy(&text))
     }
 }
 
@@ -46,7 +52,9 @@ pub struct SdkDrops {
 
 impl SdkDrops {
     pub fn total(&self) -> u64 {
-        self.queue_full + self.export_failed + self.unsent
+        self.queue_full
+            .saturating_add(self.export_failed)
+            .saturating_add(self.unsent)
     }
 
     fn parse(text: &str) -> SdkDrops {
@@ -63,12 +71,13 @@ impl SdkDrops {
                 let Ok(n) = value.parse::<u64>() else {
                     continue;
                 };
-                match key {
-                    "queue_full" => drops.queue_full += n,
-                    "export_failed" => drops.export_failed += n,
-                    "unsent" => drops.unsent += n,
-                    _ => {}
-                }
+                let count = match key {
+                    "queue_full" => &mut drops.queue_full,
+                    "export_failed" => &mut drops.export_failed,
+                    "unsent" => &mut drops.unsent,
+                    _ => continue,
+                };
+                *count = count.saturating_add(n);
             }
         }
         drops
@@ -115,5 +124,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(report.read().queue_full, 4);
+    }
+
+    #[test]
+    fn hostile_reports_neither_overflow_nor_fill_memory() {
+        let huge = format!("spans queue_full={} unsent={}\n", u64::MAX, u64::MAX);
+        let drops = SdkDrops::parse(&huge.repeat(3));
+        assert_eq!((drops.queue_full, drops.total()), (u64::MAX, u64::MAX));
+        let report = SdkReport::create().unwrap();
+        let line = "spans queue_full=1 export_failed=0 unsent=0\n";
+        std::fs::write(report.path(), line.repeat(4 << 20 >> 5)).unwrap();
+        assert!(report.read().queue_full <= (1 << 20) / line.len() as u64);
     }
 }
