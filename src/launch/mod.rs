@@ -55,8 +55,9 @@ pub struct Exit {
     /// The child's exit status, or 128+N after death by signal N.
     pub code: i32,
     pub signal: Option<i32>,
-    /// The command died of SIGINT or SIGQUIT while it held the terminal: the
-    /// terminal's signal, which the rest of otel-run's group never saw.
+    /// The command died of SIGINT or SIGQUIT, not forwarded by otel-run, while it
+    /// held the terminal: the terminal's signal, which the rest of otel-run's
+    /// group never saw.
     pub from_terminal: bool,
 }
 
@@ -221,7 +222,7 @@ pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<
             Err(e) => break Err(e),
         }
     };
-    forwarder.stop();
+    let forwarded = forwarder.stop();
     let held_terminal = terminal.as_ref().is_some_and(|t| t.held_by(pid));
     if held_terminal && let Some(terminal) = &terminal {
         terminal.take_back();
@@ -237,7 +238,9 @@ pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<
         (None, Some(signal)) => Exit {
             code: 128 + signal,
             signal: Some(signal),
-            from_terminal: held_terminal && matches!(signal, libc::SIGINT | libc::SIGQUIT),
+            from_terminal: held_terminal
+                && matches!(signal, libc::SIGINT | libc::SIGQUIT)
+                && !forwarded.contains(signal),
         },
         (None, None) => Exit {
             code: 1,

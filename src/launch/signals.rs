@@ -30,6 +30,8 @@
 //! the terminal would have delivered it: a `sh` script running otel-run stops.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,7 @@ pub struct Forwarder {
     handle: Handle,
     thread: JoinHandle<()>,
     handled: Vec<libc::c_int>,
+    forwarded: Arc<AtomicU64>,
 }
 
 impl Signals {
@@ -71,6 +74,8 @@ impl Signals {
     pub fn forward_to(self, pid: u32) -> io::Result<Forwarder> {
         let mut signals = self.info;
         let handle = signals.handle();
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let record = forwarded.clone();
         let thread = std::thread::Builder::new()
             .name("otel-run-signals".into())
             .spawn(move || {
@@ -79,6 +84,7 @@ impl Signals {
                 for origin in signals.forever() {
                     let sender = origin.process.map(|p| p.pid);
                     if deliveries.is_new(origin.signal, sender, Instant::now()) {
+                        record.fetch_or(1 << origin.signal, Ordering::Relaxed);
                         send(pid, origin.signal);
                     }
                 }
@@ -87,15 +93,16 @@ impl Signals {
             handle,
             thread,
             handled: self.handled,
+            forwarded,
         })
     }
 }
 
 impl Forwarder {
-    /// Stops forwarding once the command has exited. The signals get their
-    /// default action back, so Ctrl-C or SIGTERM during the flush at exit stops
-    /// otel-run instead of being swallowed.
-    pub fn stop(self) {
+    /// Stops forwarding once the command has exited, and tells which signals
+    /// were forwarded. The signals get their default action back, so Ctrl-C or
+    /// SIGTERM during the flush at exit stops otel-run instead of being swallowed.
+    pub fn stop(self) -> Forwarded {
         self.handle.close();
         let _ = self.thread.join();
         for signal in self.handled {
@@ -104,6 +111,16 @@ impl Forwarder {
                 libc::signal(signal, libc::SIG_DFL);
             }
         }
+        Forwarded(self.forwarded.load(Ordering::Relaxed))
+    }
+}
+
+/// The signals otel-run passed on to the command.
+pub struct Forwarded(u64);
+
+impl Forwarded {
+    pub fn contains(&self, signal: libc::c_int) -> bool {
+        (0..64).contains(&signal) && self.0 & (1 << signal) != 0
     }
 }
 

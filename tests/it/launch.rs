@@ -24,11 +24,13 @@ fn a_command_killed_by_a_signal_kills_otel_run_with_it() {
     use std::os::unix::process::ExitStatusExt as _;
     let dir = tempfile::tempdir().unwrap();
     for (signal, n) in [("KILL", 9), ("TERM", 15), ("SEGV", 11), ("INT", 2)] {
+        // Captured output: no terminal, whose Ctrl-C otel-run would pass on.
         let status = otel_run()
             .args(["sh", "-c", &format!("kill -{signal} $$")])
             .current_dir(dir.path())
-            .status()
-            .unwrap();
+            .output()
+            .unwrap()
+            .status;
         // What `subprocess.run` reports as -N, and what stops a shell loop.
         assert_eq!(status.signal(), Some(n), "SIG{signal}: {status:?}");
     }
@@ -347,6 +349,17 @@ fn terminal(command: &str) -> std::process::Child {
 /// Runs `command` under a terminal; each time its output shows the next
 /// `(text, keys)` step's text, types the keys. Returns all it printed.
 fn typing(command: &str, steps: &[(&str, &[u8])]) -> String {
+    let steps: Vec<(&str, Step)> = steps.iter().map(|&(t, k)| (t, Step::Keys(k))).collect();
+    in_terminal(command, &steps)
+}
+
+/// What to do once a terminal shows a text.
+enum Step<'a> {
+    Keys(&'a [u8]),
+    Run(&'a dyn Fn()),
+}
+
+fn in_terminal(command: &str, steps: &[(&str, Step)]) -> String {
     let mut child = terminal(command);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
@@ -366,7 +379,7 @@ fn typing(command: &str, steps: &[(&str, &[u8])]) -> String {
         })
     };
     let mut from = 0;
-    for (text, keys) in steps {
+    for (text, step) in steps {
         let at = wait_for(Duration::from_secs(20), || {
             let seen = seen.lock().unwrap();
             seen[from..].find(text).map(|i| from + i + text.len())
@@ -376,8 +389,13 @@ fn typing(command: &str, steps: &[(&str, &[u8])]) -> String {
             panic!("never printed {text:?}: {}", seen.lock().unwrap());
         };
         from = at;
-        stdin.write_all(keys).unwrap();
-        stdin.flush().unwrap();
+        match step {
+            Step::Keys(keys) => {
+                stdin.write_all(keys).unwrap();
+                stdin.flush().unwrap();
+            }
+            Step::Run(action) => action(),
+        }
     }
     drop(stdin);
     let ended = wait_for(Duration::from_secs(20), || child.try_wait().unwrap());
@@ -415,6 +433,35 @@ fn ctrl_c_stops_a_shell_loop() {
             "{shell}: the loop went on after Ctrl-C: {out}"
         );
     }
+}
+
+/// A SIGINT sent to otel-run (not typed) is the command's alone: the script that
+/// runs otel-run goes on, as it would had the signal been sent to the command.
+#[test]
+fn a_sigint_sent_to_otel_run_does_not_stop_its_script() {
+    if tool("script").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("otel-run.pid");
+    let script = dir.path().join("steps.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "otel-run sh -c 'echo $PPID > {}; echo start''ed; exec sleep 5'; echo after-$?\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let interrupt = || {
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        kill(pid.trim().parse().unwrap(), "INT");
+    };
+    let out = in_terminal(
+        &format!("sh {}", script.display()),
+        &[("started", Step::Run(&interrupt))],
+    );
+    assert!(out.contains("after-130"), "{out}");
 }
 
 /// Ctrl-Z stops the job otel-run is part of, and `fg` continues the command with
