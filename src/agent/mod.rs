@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::settings::otlp::{Signal, Target};
 use crate::settings::{Settings, vars};
 use export::{Exporter, Payload};
-use pipeline::{BatchConfig, Pipeline, Totals, Worker};
+use pipeline::{BatchConfig, MAX_QUEUE_BYTES, Pipeline, Totals, Worker};
 use receiver::Sinks;
 use report::Reporter;
 use spans::Spans;
@@ -166,7 +166,7 @@ pub struct SpanSink(Pipeline<Spans>);
 impl SpanSink {
     /// Queues the `n` spans `build` makes, or counts them dropped.
     pub fn push_with(&self, n: usize, build: impl FnOnce() -> ResourceSpans) {
-        if self.0.has_room(n) {
+        if self.0.has_room(n, 0) {
             self.0.push(build().into());
         } else {
             self.0.drop_full(n);
@@ -239,18 +239,21 @@ fn batch_config(settings: &Settings, signal: Signal) -> BatchConfig {
         Signal::Traces => BatchConfig {
             schedule_delay: ms(&vars::BSP_SCHEDULE_DELAY, 5000),
             max_queue: n(&vars::BSP_MAX_QUEUE_SIZE, 2048),
+            max_queue_bytes: MAX_QUEUE_BYTES,
             max_batch: n(&vars::BSP_MAX_EXPORT_BATCH_SIZE, 512),
             export_timeout: ms(&vars::BSP_EXPORT_TIMEOUT, 30000),
         },
         Signal::Logs => BatchConfig {
             schedule_delay: ms(&vars::BLRP_SCHEDULE_DELAY, 1000),
             max_queue: n(&vars::BLRP_MAX_QUEUE_SIZE, 2048),
+            max_queue_bytes: MAX_QUEUE_BYTES,
             max_batch: n(&vars::BLRP_MAX_EXPORT_BATCH_SIZE, 512),
             export_timeout: ms(&vars::BLRP_EXPORT_TIMEOUT, 30000),
         },
         Signal::Metrics => BatchConfig {
             schedule_delay: Duration::from_secs(1),
             max_queue: 65536,
+            max_queue_bytes: MAX_QUEUE_BYTES,
             max_batch: 8192,
             export_timeout: ms(&vars::METRIC_EXPORT_TIMEOUT, 30000),
         },

@@ -64,19 +64,18 @@ impl Reporter {
             .iter()
             .filter(|(_, t)| t.exported > 0 || t.dropped() > 0)
             .map(|(signal, t)| {
-                let unit = match signal {
-                    Signal::Traces => "spans",
-                    Signal::Metrics => "data points",
-                    Signal::Logs => "log records",
-                };
-                let mut text = format!("{} {unit} exported", t.exported);
+                let mut text = format!("{} {} exported", t.exported, signal.records());
                 if t.dropped() > 0 {
                     text += &format!(
-                        ", {} dropped ({} queue full, {} export failed)",
+                        ", {} dropped ({} queue full, {} export failed",
                         t.dropped(),
                         t.dropped_queue_full,
                         t.dropped_export_failed
                     );
+                    if t.dropped_too_large > 0 {
+                        text += &format!(", {} in requests too large", t.dropped_too_large);
+                    }
+                    text.push(')');
                 }
                 text
             })
