@@ -6,6 +6,7 @@
 //! when the child has exited, bounded by the export timeouts.
 
 pub mod export;
+pub mod open_files;
 pub mod pipeline;
 pub mod process_span;
 pub mod receiver;
@@ -23,7 +24,7 @@ use crate::settings::otlp::{Signal, Target};
 use crate::settings::{Settings, vars};
 use export::{Exporter, Payload};
 use pipeline::{BatchConfig, MAX_QUEUE_BYTES, Pipeline, Totals, Worker};
-use receiver::Sinks;
+use receiver::{Receiver, Sinks};
 use report::Reporter;
 use spans::Spans;
 
@@ -32,6 +33,7 @@ pub struct Agent {
     sinks: Arc<Sinks>,
     workers: Workers,
     endpoint: Option<String>,
+    receiver: Option<Arc<Receiver>>,
     reporter: Arc<Reporter>,
 }
 
@@ -77,14 +79,16 @@ impl Agent {
             logs: start_pipeline(settings, logs, &reporter, &mut workers.logs),
         };
         let sinks = Arc::new(sinks);
-        let endpoint = if receive {
+        let (endpoint, receiver) = if receive {
             let listener = runtime.block_on(receiver::bind())?;
             let endpoint = format!("http://{}", listener.local_addr()?);
-            receiver::serve(listener, sinks.clone());
+            let max_connections = open_files::connection_budget(receiver::MAX_CONNECTIONS);
+            let receiver =
+                receiver::serve(listener, sinks.clone(), reporter.clone(), max_connections);
             tracing::debug!("receiving OTLP on {endpoint}");
-            Some(endpoint)
+            (Some(endpoint), Some(receiver))
         } else {
-            None
+            (None, None)
         };
         drop(_guard);
         Ok(Some(Agent {
@@ -92,6 +96,7 @@ impl Agent {
             sinks,
             workers,
             endpoint,
+            receiver,
             reporter,
         }))
     }
@@ -138,6 +143,7 @@ impl Agent {
             runtime,
             sinks,
             workers,
+            receiver,
             reporter,
             ..
         } = self;
@@ -155,6 +161,9 @@ impl Agent {
         // Connections still open are not worth waiting for.
         runtime.shutdown_background();
         reporter.summary(&totals);
+        if let Some(receiver) = receiver {
+            reporter.connections_refused(receiver.refused_connections());
+        }
         totals
     }
 }
