@@ -182,6 +182,8 @@ fn run_command(
     let mut pid = 0;
     let launched = launch::run(&command, &plan, |p| {
         pid = p;
+        // Only now: the command keeps the limits otel-run was started with.
+        agent::open_files::raise();
         if let Some(probes) = probes.as_mut() {
             probes.spawned(p);
         }

@@ -7,6 +7,7 @@
 
 pub mod command_args;
 pub mod export;
+pub mod open_files;
 pub mod pipeline;
 pub mod process_span;
 pub mod receiver;
@@ -24,8 +25,8 @@ use tokio::time::Instant;
 use crate::settings::otlp::{Signal, Target};
 use crate::settings::{Settings, vars};
 use export::{Exporter, Payload};
-use pipeline::{BatchConfig, Pipeline, Totals, Worker};
-use receiver::Sinks;
+use pipeline::{BatchConfig, MAX_QUEUE_BYTES, Pipeline, Totals, Worker};
+use receiver::{Receiver, Sinks};
 use report::Reporter;
 use sdk_report::{SdkDrops, SdkReport};
 use spans::Spans;
@@ -35,6 +36,7 @@ pub struct Agent {
     sinks: Arc<Sinks>,
     workers: Workers,
     endpoint: Option<String>,
+    receiver: Option<Arc<Receiver>>,
     reporter: Arc<Reporter>,
     sdk_report: Option<SdkReport>,
 }
@@ -96,14 +98,16 @@ impl Agent {
             logs: start_pipeline(settings, logs, &reporter, &mut workers.logs),
         };
         let sinks = Arc::new(sinks);
-        let endpoint = if receive {
+        let (endpoint, receiver) = if receive {
             let listener = runtime.block_on(receiver::bind())?;
             let endpoint = format!("http://{}", listener.local_addr()?);
-            receiver::serve(listener, sinks.clone());
+            let max_connections = open_files::connection_budget(receiver::MAX_CONNECTIONS);
+            let receiver =
+                receiver::serve(listener, sinks.clone(), reporter.clone(), max_connections);
             tracing::debug!("receiving OTLP on {endpoint}");
-            Some(endpoint)
+            (Some(endpoint), Some(receiver))
         } else {
-            None
+            (None, None)
         };
         drop(_guard);
         // Without it the run goes on; only the command's own drops go unsaid.
@@ -117,6 +121,7 @@ impl Agent {
             sinks,
             workers,
             endpoint,
+            receiver,
             reporter,
             sdk_report,
         }))
@@ -170,6 +175,7 @@ impl Agent {
             runtime,
             sinks,
             workers,
+            receiver,
             reporter,
             sdk_report,
             ..
@@ -188,6 +194,9 @@ impl Agent {
         // Connections still open are not worth waiting for.
         runtime.shutdown_background();
         reporter.summary(&totals);
+        if let Some(receiver) = receiver {
+            reporter.connections_refused(receiver.refused_connections());
+        }
         let sdk = sdk_report.map(|r| r.read()).unwrap_or_default();
         reporter.sdk_dropped(&sdk);
         Finished { totals, sdk }
@@ -201,7 +210,7 @@ pub struct SpanSink(Pipeline<Spans>);
 impl SpanSink {
     /// Queues the `n` spans `build` makes, or counts them dropped.
     pub fn push_with(&self, n: usize, build: impl FnOnce() -> ResourceSpans) {
-        if self.0.has_room(n) {
+        if self.0.has_room(n, 0) {
             self.0.push(build().into());
         } else {
             self.0.drop_full(n);
@@ -279,18 +288,21 @@ fn batch_config(settings: &Settings, signal: Signal) -> BatchConfig {
         Signal::Traces => BatchConfig {
             schedule_delay: ms(&vars::BSP_SCHEDULE_DELAY, 5000),
             max_queue: n(&vars::BSP_MAX_QUEUE_SIZE, 2048),
+            max_queue_bytes: MAX_QUEUE_BYTES,
             max_batch: n(&vars::BSP_MAX_EXPORT_BATCH_SIZE, 512),
             export_timeout: ms(&vars::BSP_EXPORT_TIMEOUT, 30000),
         },
         Signal::Logs => BatchConfig {
             schedule_delay: ms(&vars::BLRP_SCHEDULE_DELAY, 1000),
             max_queue: n(&vars::BLRP_MAX_QUEUE_SIZE, 2048),
+            max_queue_bytes: MAX_QUEUE_BYTES,
             max_batch: n(&vars::BLRP_MAX_EXPORT_BATCH_SIZE, 512),
             export_timeout: ms(&vars::BLRP_EXPORT_TIMEOUT, 30000),
         },
         Signal::Metrics => BatchConfig {
             schedule_delay: Duration::from_secs(1),
             max_queue: 65536,
+            max_queue_bytes: MAX_QUEUE_BYTES,
             max_batch: 8192,
             export_timeout: ms(&vars::METRIC_EXPORT_TIMEOUT, 30000),
         },

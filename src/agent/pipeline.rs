@@ -3,6 +3,11 @@
 //!
 //! Items are OTLP `Resource*` messages exactly as received (or as otel-run built
 //! them), so each keeps its own resource and scope when forwarded.
+//!
+//! The queue is bounded twice: by records (`OTEL_BSP_MAX_QUEUE_SIZE`, the
+//! specification's queue size) and by bytes, so that a few huge records cannot
+//! fill memory. The bytes are those of the items queued and of the batch being
+//! exported: the batch stays in memory until its export ends.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,11 +20,17 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use super::export::{ExportError, Exporter, Payload};
 use super::report::Reporter;
 
+/// Bytes each pipeline may hold: room for thousands of ordinary batches, and a
+/// bound on what a sender that never stops, or a stuck exporter, can cost.
+pub const MAX_QUEUE_BYTES: usize = 64 << 20;
+
 /// Batching settings of one pipeline.
 #[derive(Debug, Clone)]
 pub struct BatchConfig {
     pub schedule_delay: Duration,
     pub max_queue: usize,
+    /// Bytes the queue and the batch being exported may hold.
+    pub max_queue_bytes: usize,
     pub max_batch: usize,
     /// Budget of one batch's export, retries included.
     pub export_timeout: Duration,
@@ -32,6 +43,8 @@ pub struct Counters {
     pub exported: AtomicU64,
     pub dropped_queue_full: AtomicU64,
     pub dropped_export_failed: AtomicU64,
+    /// Received in a request over what a request may hold, and rejected.
+    pub dropped_too_large: AtomicU64,
     pub in_flight: AtomicU64,
 }
 
@@ -40,18 +53,47 @@ pub struct Totals {
     pub exported: u64,
     pub dropped_queue_full: u64,
     pub dropped_export_failed: u64,
+    pub dropped_too_large: u64,
 }
 
 impl Totals {
     pub fn dropped(&self) -> u64 {
-        self.dropped_queue_full + self.dropped_export_failed
+        self.dropped_queue_full + self.dropped_export_failed + self.dropped_too_large
     }
 }
 
+/// Why [`Pipeline::offer`] did not queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No room now; there will be once the exporter catches up.
+    Full,
+    /// Shutting down: nothing more is exported.
+    Closed,
+}
+
+/// What one request may hold: a request larger than the whole queue could
+/// never be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub items: usize,
+    pub bytes: usize,
+}
+
 struct Queue<T> {
-    items: VecDeque<T>,
+    /// Each item with the bytes it is counted for.
+    items: VecDeque<(T, usize)>,
     count: usize,
+    /// Bytes of the items queued and of the batch being exported.
+    bytes: usize,
     closed: bool,
+}
+
+impl<T> Queue<T> {
+    fn fits(&self, config: &BatchConfig, n: usize, bytes: usize) -> bool {
+        !self.closed
+            && self.count + n <= config.max_queue
+            && self.bytes + bytes <= config.max_queue_bytes
+    }
 }
 
 struct Shared<T> {
@@ -93,6 +135,7 @@ impl<T: Payload> Pipeline<T> {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
                 count: 0,
+                bytes: 0,
                 closed: false,
             }),
             wake: Notify::new(),
@@ -107,31 +150,69 @@ impl<T: Payload> Pipeline<T> {
         (Pipeline { shared }, Worker(worker))
     }
 
-    /// Queues an item. Returns how many of its records were rejected because the
-    /// queue is full (0 when accepted); those are counted as dropped.
+    /// Queues one of otel-run's own items. Returns how many of its records were
+    /// rejected because the queue is full (0 when accepted); those are counted
+    /// as dropped.
     pub fn push(&self, item: T) -> u64 {
-        let n = item.count();
+        let (n, bytes) = (item.count(), item.encoded_len());
+        match self.enqueue(vec![(item, bytes)], n, bytes) {
+            Ok(()) => 0,
+            Err(_) => {
+                self.drop_full(n);
+                n as u64
+            }
+        }
+    }
+
+    /// Queues all of a received request's items, each with the bytes it takes,
+    /// or none of them: the sender is then told to retry, so nothing is counted.
+    pub fn offer(&self, items: Vec<(T, usize)>) -> Result<(), Refused> {
+        let n = items.iter().map(|(item, _)| item.count()).sum();
+        let bytes = items.iter().map(|(_, bytes)| bytes).sum();
+        self.enqueue(items, n, bytes)
+    }
+
+    fn enqueue(&self, items: Vec<(T, usize)>, n: usize, bytes: usize) -> Result<(), Refused> {
         let mut queue = self.shared.queue.lock().expect("queue lock");
-        if queue.closed || queue.count + n > self.shared.config.max_queue {
-            drop(queue);
-            self.drop_full(n);
-            return n as u64;
+        if queue.closed {
+            return Err(Refused::Closed);
+        }
+        if !queue.fits(&self.shared.config, n, bytes) {
+            return Err(Refused::Full);
         }
         queue.count += n;
-        queue.items.push_back(item);
+        queue.bytes += bytes;
+        queue.items.extend(items);
         let full = queue.count >= self.shared.config.max_batch;
         drop(queue);
         if full {
             self.shared.wake.notify_one();
         }
-        0
+        Ok(())
     }
 
-    /// Whether `n` more records fit now: a hint for a producer that can skip
-    /// building what would be dropped ([`Self::push`] still checks).
-    pub fn has_room(&self, n: usize) -> bool {
+    /// Whether `n` more records of `bytes` fit now: a hint for a producer that
+    /// can skip building (or reading) what would be refused; queuing still checks.
+    pub fn has_room(&self, n: usize, bytes: usize) -> bool {
         let queue = self.shared.queue.lock().expect("queue lock");
-        !queue.closed && queue.count + n <= self.shared.config.max_queue
+        queue.fits(&self.shared.config, n, bytes)
+    }
+
+    /// The most one request may hold.
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            items: self.shared.config.max_queue,
+            bytes: self.shared.config.max_queue_bytes,
+        }
+    }
+
+    /// Counts `n` received records dropped because their request held more
+    /// than [`Self::bounds`].
+    pub fn drop_too_large(&self, n: u64) {
+        self.shared
+            .counters
+            .dropped_too_large
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts `n` records dropped because the queue was full.
@@ -176,6 +257,7 @@ impl<T: Payload> Pipeline<T> {
             exported: c.exported.load(Ordering::Relaxed),
             dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
             dropped_export_failed: c.dropped_export_failed.load(Ordering::Relaxed),
+            dropped_too_large: c.dropped_too_large.load(Ordering::Relaxed),
         }
     }
 }
@@ -196,7 +278,7 @@ async fn run<T: Payload>(shared: Arc<Shared<T>>) {
                 _ = sleep_until(batch_due) => break,
             }
         }
-        let (batch, n, closed) = take_batch(&shared);
+        let (batch, n, bytes, closed) = take_batch(&shared);
         if !batch.is_empty() {
             shared.counters.in_flight.store(n as u64, Ordering::Relaxed);
             let ok = export_with_retry(&shared, batch).await;
@@ -207,6 +289,7 @@ async fn run<T: Payload>(shared: Arc<Shared<T>>) {
             };
             counter.fetch_add(n as u64, Ordering::Relaxed);
             shared.counters.in_flight.store(0, Ordering::Relaxed);
+            shared.queue.lock().expect("queue lock").bytes -= bytes;
         }
         if closed && shared.queue.lock().expect("queue lock").count == 0 {
             return;
@@ -215,21 +298,24 @@ async fn run<T: Payload>(shared: Arc<Shared<T>>) {
 }
 
 /// Takes whole items until the batch size is reached (an item larger than a batch
-/// goes alone).
-fn take_batch<T: Payload>(shared: &Shared<T>) -> (Vec<T>, usize, bool) {
+/// goes alone): the batch, its records and bytes, and whether the queue is closed.
+/// The bytes stay counted until the export ends.
+fn take_batch<T: Payload>(shared: &Shared<T>) -> (Vec<T>, usize, usize, bool) {
     let mut queue = shared.queue.lock().expect("queue lock");
     let mut batch = Vec::new();
-    let mut n = 0;
-    while let Some(front) = queue.items.front() {
+    let (mut n, mut bytes) = (0, 0);
+    while let Some((front, _)) = queue.items.front() {
         let size = front.count();
         if !batch.is_empty() && n + size > shared.config.max_batch {
             break;
         }
+        let (item, item_bytes) = queue.items.pop_front().expect("front exists");
         n += size;
-        batch.push(queue.items.pop_front().expect("front exists"));
+        bytes += item_bytes;
+        batch.push(item);
     }
     queue.count -= n;
-    (batch, n, queue.closed)
+    (batch, n, bytes, queue.closed)
 }
 
 /// Sends a batch to every exporter, retrying transient failures with exponential
@@ -283,208 +369,4 @@ async fn export_with_retry<T: Payload>(shared: &Shared<T>, batch: Vec<T>) -> boo
 }
 
 #[cfg(test)]
-mod tests {
-    //! The pipeline with the real OTLP/HTTP client against a scripted endpoint: a
-    //! fake, because a real collector cannot be told to fail on demand.
-
-    use std::sync::atomic::AtomicUsize;
-
-    use axum::http::StatusCode;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-
-    use crate::agent::spans::Spans;
-
-    use super::*;
-    use crate::agent::export::otlp::Client;
-    use crate::settings::otlp::{Protocol, Signal, Target};
-
-    /// Answers each export with the next scripted status (200 once the script
-    /// runs out) and counts the spans it accepted.
-    struct FakeEndpoint {
-        statuses: Mutex<VecDeque<StatusCode>>,
-        requests: AtomicUsize,
-        spans_accepted: AtomicUsize,
-        batch_sizes: Mutex<Vec<usize>>,
-    }
-
-    async fn fake_endpoint(statuses: &[StatusCode]) -> (Arc<FakeEndpoint>, String) {
-        let state = Arc::new(FakeEndpoint {
-            statuses: Mutex::new(statuses.iter().copied().collect()),
-            requests: AtomicUsize::new(0),
-            spans_accepted: AtomicUsize::new(0),
-            batch_sizes: Mutex::new(Vec::new()),
-        });
-        let handler_state = state.clone();
-        let app = axum::Router::new().route(
-            "/v1/traces",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let state = handler_state.clone();
-                async move {
-                    state.requests.fetch_add(1, Ordering::SeqCst);
-                    let status = state
-                        .statuses
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .unwrap_or(StatusCode::OK);
-                    if status == StatusCode::OK {
-                        let request =
-                            <ExportTraceServiceRequest as prost::Message>::decode(body).unwrap();
-                        let n: usize = request
-                            .resource_spans
-                            .into_iter()
-                            .map(|r| Spans::from(r).count())
-                            .sum();
-                        state.spans_accepted.fetch_add(n, Ordering::SeqCst);
-                        state.batch_sizes.lock().unwrap().push(n);
-                    }
-                    status
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (state, url)
-    }
-
-    fn exporter(url: &str) -> Exporter {
-        let target = Target {
-            signal: Signal::Traces,
-            url: url::Url::parse(url).unwrap(),
-            protocol: Protocol::HttpProtobuf,
-            headers: Vec::new(),
-            gzip: false,
-            timeout: Duration::from_secs(2),
-            certificate: None,
-            client_key: None,
-            client_certificate: None,
-        };
-        Exporter::Otlp(Box::new(Client::new(target).unwrap()))
-    }
-
-    fn spans(n: usize) -> Spans {
-        Spans::Message(ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: (0..n)
-                    .map(|i| Span {
-                        name: format!("s{i}"),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-    }
-
-    fn config(max_queue: usize, max_batch: usize) -> BatchConfig {
-        BatchConfig {
-            schedule_delay: Duration::from_secs(60),
-            max_queue,
-            max_batch,
-            export_timeout: Duration::from_secs(10),
-        }
-    }
-
-    #[tokio::test]
-    async fn transient_failures_are_retried_until_accepted() {
-        let (endpoint, url) = fake_endpoint(&[
-            StatusCode::SERVICE_UNAVAILABLE,
-            StatusCode::TOO_MANY_REQUESTS,
-        ])
-        .await;
-        let (pipeline, worker) =
-            Pipeline::start(config(100, 10), vec![exporter(&url)], Arc::default());
-        assert_eq!(pipeline.push(spans(3)), 0);
-        let totals = pipeline
-            .shutdown(worker, Instant::now() + Duration::from_secs(10))
-            .await;
-        assert_eq!(endpoint.requests.load(Ordering::SeqCst), 3);
-        assert_eq!(endpoint.spans_accepted.load(Ordering::SeqCst), 3);
-        assert_eq!(
-            totals,
-            Totals {
-                exported: 3,
-                ..Default::default()
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn permanent_failures_are_not_retried_and_counted_as_dropped() {
-        let (endpoint, url) = fake_endpoint(&[StatusCode::BAD_REQUEST]).await;
-        let (pipeline, worker) =
-            Pipeline::start(config(100, 10), vec![exporter(&url)], Arc::default());
-        pipeline.push(spans(2));
-        let totals = pipeline
-            .shutdown(worker, Instant::now() + Duration::from_secs(10))
-            .await;
-        assert_eq!(endpoint.requests.load(Ordering::SeqCst), 1);
-        assert_eq!(totals.dropped_export_failed, 2);
-        assert_eq!(totals.exported, 0);
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_rejects_and_counts() {
-        let (_endpoint, url) = fake_endpoint(&[]).await;
-        let (pipeline, worker) =
-            Pipeline::start(config(5, 100), vec![exporter(&url)], Arc::default());
-        assert_eq!(pipeline.push(spans(4)), 0);
-        assert_eq!(pipeline.push(spans(2)), 2, "4 + 2 exceeds the queue of 5");
-        // A producer that asks first drops without building.
-        assert!(!pipeline.has_room(2));
-        pipeline.drop_full(2);
-        assert!(pipeline.has_room(1));
-        assert_eq!(pipeline.push(spans(1)), 0);
-        let totals = pipeline
-            .shutdown(worker, Instant::now() + Duration::from_secs(10))
-            .await;
-        assert_eq!(
-            totals,
-            Totals {
-                exported: 5,
-                dropped_queue_full: 4,
-                dropped_export_failed: 0
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn a_full_batch_is_exported_without_waiting_for_the_schedule() {
-        let (endpoint, url) = fake_endpoint(&[]).await;
-        let (pipeline, worker) =
-            Pipeline::start(config(100, 4), vec![exporter(&url)], Arc::default());
-        pipeline.push(spans(2));
-        pipeline.push(spans(2));
-        let exported = async {
-            while endpoint.spans_accepted.load(Ordering::SeqCst) < 4 {
-                sleep(Duration::from_millis(10)).await;
-            }
-        };
-        // The schedule delay is a minute: only a full batch explains an export now.
-        timeout(Duration::from_secs(10), exported)
-            .await
-            .expect("the full batch was exported");
-        pipeline.push(spans(3));
-        pipeline
-            .shutdown(worker, Instant::now() + Duration::from_secs(10))
-            .await;
-        assert_eq!(*endpoint.batch_sizes.lock().unwrap(), vec![4, 3]);
-    }
-
-    #[tokio::test]
-    async fn the_flush_at_exit_gives_up_at_its_deadline() {
-        let always_busy = vec![StatusCode::SERVICE_UNAVAILABLE; 1000];
-        let (_endpoint, url) = fake_endpoint(&always_busy).await;
-        let (pipeline, worker) =
-            Pipeline::start(config(100, 10), vec![exporter(&url)], Arc::default());
-        pipeline.push(spans(3));
-        let totals = pipeline
-            .shutdown(worker, Instant::now() + Duration::from_millis(300))
-            .await;
-        assert_eq!(totals.dropped_export_failed, 3);
-        assert_eq!(totals.exported, 0);
-    }
-}
+mod tests;

@@ -52,6 +52,38 @@ impl Reporter {
         }
     }
 
+    /// The receiver answered "retry later" because the queue is full: the
+    /// sender keeps the data, so nothing is dropped here.
+    pub fn backpressure(&self, signal: Signal) {
+        if self.first(format!("backpressure {}", signal.name())) {
+            tracing::warn!(
+                "the {} queue is full; the program is asked to retry later (HTTP 429, gRPC RESOURCE_EXHAUSTED)\nhint: a backend slower than the program, or unreachable, fills the queue",
+                signal.name()
+            );
+        }
+    }
+
+    /// A request held more than the queue could ever take.
+    pub fn too_large(&self, signal: Signal, message: &str) {
+        if self.first(format!("too large {}", signal.name())) {
+            tracing::warn!("rejected received {}: {message}", signal.name());
+        }
+    }
+
+    /// The receiver closed a connection as soon as it was accepted (`why`).
+    pub fn connection_refused(&self, why: &str) {
+        if self.first(format!("refused {why}")) {
+            tracing::warn!("the local OTLP receiver refuses connections: {why}");
+        }
+    }
+
+    /// At exit: how many connections the receiver refused, if any.
+    pub fn connections_refused(&self, refused: u64) {
+        if refused > 0 {
+            tracing::warn!("the local OTLP receiver refused {refused} connections");
+        }
+    }
+
     pub fn flush_timed_out(&self, signal: Signal, left: u64) {
         tracing::warn!(
             "gave up flushing {} at exit after the export timeout; {left} dropped\nhint: `--exporter-otlp-timeout` (and `--bsp-export-timeout`) set how long otel-run waits",
@@ -66,19 +98,18 @@ impl Reporter {
             .iter()
             .filter(|(_, t)| t.exported > 0 || t.dropped() > 0)
             .map(|(signal, t)| {
-                let unit = match signal {
-                    Signal::Traces => "spans",
-                    Signal::Metrics => "data points",
-                    Signal::Logs => "log records",
-                };
-                let mut text = format!("{} {unit} exported", t.exported);
+                let mut text = format!("{} {} exported", t.exported, signal.records());
                 if t.dropped() > 0 {
                     text += &format!(
-                        ", {} dropped ({} queue full, {} export failed)",
+                        ", {} dropped ({} queue full, {} export failed",
                         t.dropped(),
                         t.dropped_queue_full,
                         t.dropped_export_failed
                     );
+                    if t.dropped_too_large > 0 {
+                        text += &format!(", {} in requests too large", t.dropped_too_large);
+                    }
+                    text.push(')');
                 }
                 text
             })

@@ -29,6 +29,15 @@ impl Signal {
         }
     }
 
+    /// What the signal's records are called, counting them.
+    pub fn records(self) -> &'static str {
+        match self {
+            Signal::Traces => "spans",
+            Signal::Metrics => "data points",
+            Signal::Logs => "log records",
+        }
+    }
+
     /// The path an OTLP/HTTP endpoint serves this signal on.
     pub fn http_path(self) -> &'static str {
         match self {

@@ -483,7 +483,7 @@ var!(
     Kind::Count,
     Some("2048"),
     Batching,
-    "Spans held waiting for export; more are dropped and counted."
+    "Spans held waiting for export. When full, a program exporting to otel-run is told to retry later; otel-run's own spans are dropped and counted."
 );
 var!(
     BSP_MAX_EXPORT_BATCH_SIZE,
@@ -515,7 +515,7 @@ var!(
     Kind::Count,
     Some("2048"),
     Batching,
-    "Log records held waiting for export; more are dropped and counted."
+    "Log records held waiting for export. When full, a program exporting to otel-run is told to retry later."
 );
 var!(
     BLRP_MAX_EXPORT_BATCH_SIZE,

@@ -1,6 +1,8 @@
 //! The local receiver, fed by a real OpenTelemetry SDK (Python) and by raw
 //! OTLP requests, as seen in otel-run's console output.
 
+mod hostile;
+
 use std::path::Path;
 
 use crate::util::{assert_success, attr, fixture, otel_run, python, resource_attr, tool};

@@ -207,6 +207,18 @@ impl Collector {
         std::fs::read_to_string(self._dir.path().join("collector.log")).unwrap_or_default()
     }
 
+    /// Stops the collector (SIGSTOP): connections to it are still accepted by
+    /// the kernel, and wait for an answer until [`Self::resume`].
+    pub fn pause(&self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGCONT) };
+    }
+
     /// Every span received so far, each with its resource's attributes under
     /// `resource` (OTLP/JSON as the file exporter writes it).
     pub fn raw_output(&self) -> String {
@@ -254,6 +266,7 @@ impl Collector {
 
 impl Drop for Collector {
     fn drop(&mut self) {
+        self.resume();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,0 +1,62 @@
+//! The receiver's decode of a request body: OTLP protobuf and JSON, gzip or not,
+//! for traces, metrics and logs, under small bounds so that partial acceptance
+//! is exercised. Whatever the input, decoding must not panic, and what it
+//! accepts must fit the bounds.
+//!
+//! The first byte picks the signal, the encoding, whether the rest is
+//! compressed here first (so the decoder sees well-formed gzip of fuzzed
+//! content) or given as gzip as it is, and the bounds.
+
+#![no_main]
+
+use std::io::Write as _;
+
+use libfuzzer_sys::fuzz_target;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use otel_run::agent::pipeline::Bounds;
+use otel_run::agent::receiver::{Encoding, Format, Routed, decode};
+use otel_run::agent::spans::Spans;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let encoding = if selector & 1 == 0 {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    };
+    let (gzip, body) = match (selector >> 1) & 3 {
+        0 | 1 => (false, body.to_vec()),
+        2 => (true, compress(body)),
+        _ => (true, body.to_vec()),
+    };
+    let format = Format { encoding, gzip };
+    let bounds = Bounds {
+        items: 1 + usize::from(selector >> 5) * 3,
+        bytes: 2048 << (selector >> 5),
+    };
+    match (selector >> 3) & 3 {
+        0 | 1 => check::<Spans>(&body, format, bounds),
+        2 => check::<ResourceMetrics>(&body, format, bounds),
+        _ => check::<ResourceLogs>(&body, format, bounds),
+    }
+});
+
+fn check<T: Routed>(body: &[u8], format: Format, bounds: Bounds) {
+    let Ok(decoded) = decode::<T>(body, format, bounds) else {
+        return;
+    };
+    let items: usize = decoded.accepted.iter().map(|(item, _)| item.count()).sum();
+    let bytes: usize = decoded.accepted.iter().map(|(_, bytes)| bytes).sum();
+    assert!(items <= bounds.items, "{items} records accepted");
+    assert!(bytes <= bounds.bytes, "{bytes} bytes accepted");
+    assert!(decoded.accepted.iter().all(|(item, _)| item.count() > 0));
+}
+
+fn compress(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("a Vec grows");
+    encoder.finish().expect("a Vec grows")
+}

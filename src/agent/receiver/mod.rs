@@ -1,0 +1,277 @@
+//! The local OTLP receiver the child exports to: one loopback port serving
+//! OTLP/HTTP (protobuf and JSON, optionally gzip) on `/v1/{traces,metrics,logs}`
+//! and OTLP/gRPC (HTTP/2 without TLS) on the same port. Every signal is always
+//! served, so a child is never pointed at an endpoint that answers 404; what
+//! arrives goes into the signal's pipeline, or is discarded when its exporter is
+//! `none`.
+//!
+//! Whoever can connect to the port must not be able to exhaust otel-run:
+//! [`server`] bounds connections, timeouts and the bodies being read, and
+//! [`decode`] what a request may decode to, before it is decoded. A request is
+//! either queued whole, rejected for good (too large, malformed), or answered
+//! with a retryable "come back later" when the queue is full: never
+//! acknowledged and then dropped.
+
+pub mod decode;
+mod grpc;
+pub mod json;
+mod server;
+mod status;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use tokio::net::TcpListener;
+
+use super::export::Payload;
+use super::pipeline::{Pipeline, Refused};
+use super::report::Reporter;
+use super::spans::Spans;
+pub use decode::{DecodeError, Decoded, Encoding, Format, MAX_REQUEST_BYTES, decode};
+pub use server::MAX_CONNECTIONS;
+use status::{Rejection, Why};
+
+/// Where received telemetry goes, per signal.
+#[derive(Default)]
+pub struct Sinks {
+    pub traces: Option<Pipeline<Spans>>,
+    pub metrics: Option<Pipeline<ResourceMetrics>>,
+    pub logs: Option<Pipeline<ResourceLogs>>,
+}
+
+/// A signal's pipeline, and how its requests are decoded.
+pub trait Routed: Payload {
+    /// The message of each resource in a request.
+    type Resource: prost::Message + Default + serde::de::DeserializeOwned + Into<Self>;
+    /// How the protobuf walk knows the resource.
+    const KIND: wire::Kind;
+    /// How the JSON walk finds its records.
+    const SHAPE: json::Shape;
+    fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>>;
+}
+
+impl Routed for Spans {
+    type Resource = ResourceSpans;
+    const KIND: wire::Kind = wire::Kind::ResourceSpans;
+    const SHAPE: json::Shape = json::TRACES;
+    fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>> {
+        sinks.traces.as_ref()
+    }
+}
+impl Routed for ResourceMetrics {
+    type Resource = ResourceMetrics;
+    const KIND: wire::Kind = wire::Kind::ResourceMetrics;
+    const SHAPE: json::Shape = json::METRICS;
+    fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>> {
+        sinks.metrics.as_ref()
+    }
+}
+impl Routed for ResourceLogs {
+    type Resource = ResourceLogs;
+    const KIND: wire::Kind = wire::Kind::ResourceLogs;
+    const SHAPE: json::Shape = json::LOGS;
+    fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>> {
+        sinks.logs.as_ref()
+    }
+}
+
+/// A running receiver.
+pub struct Receiver {
+    sinks: Arc<Sinks>,
+    limits: Arc<server::Limits>,
+    reporter: Arc<Reporter>,
+}
+
+impl Receiver {
+    /// Connections closed as soon as they were accepted, because of the limits.
+    pub fn refused_connections(&self) -> u64 {
+        self.limits.refused()
+    }
+}
+
+/// Binds the receiver's port on loopback.
+pub async fn bind() -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Serves until the runtime shuts down; `max_connections` may be open at once.
+pub fn serve(
+    listener: TcpListener,
+    sinks: Arc<Sinks>,
+    reporter: Arc<Reporter>,
+    max_connections: usize,
+) -> Arc<Receiver> {
+    let receiver = Arc::new(Receiver {
+        sinks,
+        limits: Arc::new(server::Limits::new(max_connections, reporter.clone())),
+        reporter,
+    });
+    use axum::routing::post;
+    let app = Router::new()
+        .route("/v1/traces", post(http_export::<Spans>))
+        .route("/v1/metrics", post(http_export::<ResourceMetrics>))
+        .route("/v1/logs", post(http_export::<ResourceLogs>))
+        .route(Spans::GRPC_PATH, post(grpc::export::<Spans>))
+        .route(
+            ResourceMetrics::GRPC_PATH,
+            post(grpc::export::<ResourceMetrics>),
+        )
+        .route(ResourceLogs::GRPC_PATH, post(grpc::export::<ResourceLogs>))
+        .fallback(not_found)
+        .with_state(receiver.clone());
+    server::spawn(listener, app, receiver.limits.clone());
+    receiver
+}
+
+/// Unknown paths: gRPC's UNIMPLEMENTED for gRPC clients, 404 for HTTP ones.
+async fn not_found(headers: HeaderMap) -> Response {
+    if grpc::is_grpc(&headers) {
+        tonic::Status::unimplemented("otel-run receives only OTLP traces, metrics and logs")
+            .into_http()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            "otel-run receives OTLP on /v1/traces, /v1/metrics and /v1/logs\n",
+        )
+            .into_response()
+    }
+}
+
+async fn http_export<T: Routed>(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let encoding = match content_type.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => {
+            return Rejection::new(
+                Why::Unsupported,
+                format!(
+                    "unsupported content type `{other}`: use application/x-protobuf or application/json"
+                ),
+            )
+            .http(Encoding::Protobuf);
+        }
+    };
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let format = Format { encoding, gzip };
+    let accepted = async {
+        let body = receive::<T>(&receiver, &headers, body, MAX_REQUEST_BYTES).await?;
+        accept::<T>(&receiver, &body.bytes, format)
+    };
+    let response = match accepted.await {
+        Ok(response) => response,
+        Err(rejection) => return rejection.http(encoding),
+    };
+    match encoding {
+        Encoding::Protobuf => (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            prost::Message::encode_to_vec(&response),
+        )
+            .into_response(),
+        Encoding::Json => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&response).expect("OTLP messages serialize"),
+        )
+            .into_response(),
+    }
+}
+
+/// Reads a request's body of at most `limit` bytes, unless the request is
+/// refused first: declared too large, or arriving while the queue is full.
+async fn receive<T: Routed>(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<server::Body, Rejection> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(server::too_large(limit));
+    }
+    if T::sink(&receiver.sinks).is_some_and(|pipeline| !pipeline.has_room(1, 1)) {
+        return Err(queue_full::<T>(receiver));
+    }
+    server::read(body, limit, &receiver.limits).await
+}
+
+/// Decodes a request's body and queues what it holds: the response to send, with
+/// a partial success naming the records rejected, or why nothing was taken.
+fn accept<T: Routed>(
+    receiver: &Receiver,
+    body: &[u8],
+    format: Format,
+) -> Result<T::Response, Rejection> {
+    // A signal whose exporter is `none` is discarded as the user asked.
+    let Some(pipeline) = T::sink(&receiver.sinks) else {
+        return Ok(T::Response::default());
+    };
+    let bounds = pipeline.bounds();
+    let too_large = |items: u64, message: &str| {
+        pipeline.drop_too_large(items);
+        receiver.reporter.too_large(T::SIGNAL, message);
+    };
+    let Decoded { accepted, rejected } = decode::<T>(body, format, bounds).map_err(|e| {
+        let message = e.to_string();
+        match e {
+            DecodeError::TooLarge { items, .. } => {
+                too_large(items, &message);
+                Rejection::new(Why::TooLarge, message)
+            }
+            DecodeError::Oversized => Rejection::new(Why::TooLarge, message),
+            DecodeError::Gzip(_) | DecodeError::Malformed { .. } => {
+                Rejection::new(Why::Malformed, message)
+            }
+        }
+    })?;
+    if !accepted.is_empty() {
+        pipeline.offer(accepted).map_err(|refused| match refused {
+            Refused::Full => queue_full::<T>(receiver),
+            Refused::Closed => Rejection::new(Why::Unavailable, "otel-run is shutting down"),
+        })?;
+    }
+    if rejected == 0 {
+        return Ok(T::response(0, String::new()));
+    }
+    let message = format!(
+        "{rejected} {} rejected: a request may hold at most {} of them and {} MiB once decoded",
+        T::SIGNAL.records(),
+        bounds.items,
+        bounds.bytes >> 20
+    );
+    too_large(rejected, &message);
+    Ok(T::response(rejected, message))
+}
+
+fn queue_full<T: Routed>(receiver: &Receiver) -> Rejection {
+    receiver.reporter.backpressure(T::SIGNAL);
+    Rejection::new(
+        Why::QueueFull,
+        format!("otel-run's {} queue is full; retry later", T::SIGNAL.name()),
+    )
+}
