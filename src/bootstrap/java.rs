@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{Options, Outcome, Progress};
+use crate::settings::report::redact_url;
 
 pub const CENTRAL: &str = "https://repo1.maven.org/maven2/";
 const ARTIFACT: &str = "io/opentelemetry/javaagent/opentelemetry-javaagent";
@@ -38,7 +39,7 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> anyhow::Result<Repor
         let sha256 = published_sha256(&client, &url).await?;
         let mut report = Report {
             version,
-            url: url.clone(),
+            url: redact_url(&url),
             path: path.display().to_string(),
             sha256: sha256.clone(),
             outcome: Outcome::Planned,
@@ -50,7 +51,7 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> anyhow::Result<Repor
         if options.dry_run {
             return Ok(report);
         }
-        progress.say(&format!("downloading {url}"));
+        progress.say(&format!("downloading {}", redact_url(&url)));
         download(&client, &url, &path, &sha256, progress).await?;
         report.outcome = Outcome::Installed;
         Ok(report)
@@ -73,6 +74,7 @@ pub fn summary(report: &Report) -> String {
 async fn newest(client: &reqwest::Client, repository: &str) -> anyhow::Result<String> {
     let url = format!("{repository}/{ARTIFACT}/maven-metadata.xml");
     let text = get_text(client, &url).await?;
+    let url = redact_url(&url);
     let release = text
         .split_once("<release>")
         .and_then(|(_, rest)| rest.split_once("</release>"))
@@ -92,21 +94,26 @@ async fn published_sha256(client: &reqwest::Client, jar: &str) -> anyhow::Result
         .unwrap_or_default()
         .to_lowercase();
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("{url} is not a SHA-256: {text:?}");
+        bail!("{} is not a SHA-256: {text:?}", redact_url(&url));
     }
     Ok(hex)
 }
 
+/// The repository URL may carry credentials: messages show it redacted, and
+/// reqwest's errors lose theirs.
 async fn get_text(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let shown = redact_url(url);
     let response = client
         .get(url)
         .send()
         .await
-        .with_context(|| format!("cannot reach {url}"))?;
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("cannot reach {shown}"))?;
     let response = response
         .error_for_status()
-        .with_context(|| format!("cannot read {url}"))?;
-    Ok(response.text().await?)
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("cannot read {shown}"))?;
+    Ok(response.text().await.map_err(reqwest::Error::without_url)?)
 }
 
 fn file_sha256(path: &Path) -> Option<String> {
@@ -139,13 +146,16 @@ async fn download(
         .context("the agent path has no directory")?
         .into();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let shown = redact_url(url);
     let mut response = client
         .get(url)
         .send()
         .await
-        .with_context(|| format!("cannot reach {url}"))?
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("cannot reach {shown}"))?
         .error_for_status()
-        .with_context(|| format!("cannot download {url}"))?;
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("cannot download {shown}"))?;
     let total = response.content_length();
     let mut file = tempfile::Builder::new()
         .prefix(".opentelemetry-javaagent-")

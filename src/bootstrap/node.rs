@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use super::{Options, Outcome, Progress};
+use crate::settings::report::redact_url;
 
 const AUTO: &str = "@opentelemetry/auto-instrumentations-node";
 const SDK: &str = "@opentelemetry/sdk-node";
@@ -50,10 +51,12 @@ pub fn bootstrap(options: &Options, cwd: &Path, progress: &Progress) -> anyhow::
         return Ok(report);
     }
     let registry = registry();
-    progress.say(&format!("reading {registry} for {AUTO}"));
+    // The registry URL may carry a token: messages show it redacted.
+    let shown = redact_url(&registry);
+    progress.say(&format!("reading {shown} for {AUTO}"));
     let metadata = super::block_on(metadata(&registry, AUTO))?;
     let (version, sdk) = newest_for(&metadata, &node)
-        .with_context(|| format!("no release of {AUTO} on {registry} supports Node.js {node}"))?;
+        .with_context(|| format!("no release of {AUTO} on {shown} supports Node.js {node}"))?;
     report.packages = vec![format!("{AUTO}@{version}"), format!("{SDK}@{sdk}")];
     if options.dry_run {
         return Ok(report);
@@ -132,16 +135,19 @@ fn registry() -> String {
 
 async fn metadata(registry: &str, package: &str) -> anyhow::Result<serde_json::Value> {
     let url = format!("{registry}{}", package.replace('/', "%2f"));
+    let shown = redact_url(&url);
     let response = super::http_client()
         .get(&url)
         .header("Accept", "application/vnd.npm.install-v1+json")
         .send()
         .await
-        .with_context(|| format!("cannot reach {url}"))?
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("cannot reach {shown}"))?
         .error_for_status()
-        .with_context(|| format!("cannot read {url}"))?;
-    let text = response.text().await?;
-    serde_json::from_str(&text).with_context(|| format!("{url} is not JSON"))
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("cannot read {shown}"))?;
+    let text = response.text().await.map_err(reqwest::Error::without_url)?;
+    serde_json::from_str(&text).with_context(|| format!("{shown} is not JSON"))
 }
 
 /// The newest stable release whose `engines.node` accepts `node`, and the

@@ -580,3 +580,42 @@ fn dotnet_is_checked_and_explained() {
     );
     assert!(report.contains("OTEL_DOTNET_AUTO_HOME"), "{report}");
 }
+
+/// A private repository's credentials never show in what bootstrap prints, even
+/// when it cannot reach the repository.
+#[test]
+fn repository_credentials_are_never_printed() {
+    let port = crate::util::free_port();
+    let data = tempfile::tempdir().unwrap();
+    let java = otel_run()
+        .args(["bootstrap", "--java", "--maven-repository"])
+        .arg(format!("http://builder:S3CRET-TOKEN@127.0.0.1:{port}/maven2"))
+        .env("XDG_DATA_HOME", data.path())
+        .output()
+        .unwrap();
+    assert!(!java.status.success());
+    if tool("node").is_none() {
+        return;
+    }
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("package.json"), r#"{"name":"app"}"#).unwrap();
+    let node = otel_run()
+        .args(["bootstrap", "--node"])
+        .current_dir(app.path())
+        .env(
+            "npm_config_registry",
+            format!("http://ci:S3CRET-TOKEN@127.0.0.1:{port}/"),
+        )
+        .output()
+        .unwrap();
+    assert!(!node.status.success());
+    for out in [&java, &node] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("127.0.0.1"), "says where: {text}");
+        assert!(!text.contains("S3CRET-TOKEN"), "{text}");
+    }
+}
