@@ -13,6 +13,7 @@ pub mod report;
 pub mod vars;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -78,8 +79,22 @@ pub struct Inputs {
 impl Inputs {
     /// The process environment's OTEL_* variables.
     pub fn from_process_env() -> HashMap<String, String> {
-        std::env::vars()
-            .filter(|(k, _)| k.starts_with("OTEL_"))
+        Inputs::env_from(std::env::vars_os())
+    }
+
+    /// The OTEL_* variables among `vars`. An environment may hold bytes that are
+    /// not UTF-8 (`std::env::vars` panics on them): other programs' variables are
+    /// skipped unread, and an OTEL_* variable is read with U+FFFD in their place,
+    /// so a value that must be a name or a number gets the usual warning.
+    pub fn env_from(
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> HashMap<String, String> {
+        vars.into_iter()
+            .filter(|(k, _)| k.as_encoded_bytes().starts_with(b"OTEL_"))
+            .map(|(k, v)| {
+                let text = |s: OsString| s.to_string_lossy().into_owned();
+                (text(k), text(v))
+            })
             .collect()
     }
 }
@@ -455,6 +470,30 @@ mod tests {
             vec![
                 "OTEL_LOG_EXPORTER is not an OpenTelemetry setting; did you mean OTEL_LOGS_EXPORTER?"
             ]
+        );
+    }
+
+    #[test]
+    fn environment_bytes_that_are_not_utf8_are_read_as_replacement_characters() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let os = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let env = Inputs::env_from([
+            (os(b"LANG_OF_SOMEONE"), os(b"caf\xe9")),
+            (os(b"OTEL_TRACES_EXPORTER"), os(b"cons\xffle")),
+            (os(b"OTEL_SERVICE_NAME"), os(b"caf\xe9")),
+        ]);
+        assert_eq!(env.len(), 2, "{env:?}");
+        let s = Settings::resolve(&Inputs {
+            env,
+            ..Inputs::default()
+        })
+        .unwrap();
+        assert_eq!(s.text(&vars::SERVICE_NAME), Some("caf\u{fffd}"));
+        assert_eq!(s.text(&vars::TRACES_EXPORTER), Some("otlp"));
+        assert!(
+            s.warnings[0].contains("OTEL_TRACES_EXPORTER=`cons\u{fffd}le`"),
+            "{:?}",
+            s.warnings
         );
     }
 
