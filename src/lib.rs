@@ -263,7 +263,10 @@ fn record_job_span(settings: &Settings) -> String {
         })
         .unwrap_or("otel-run env");
     let executable = std::env::current_exe().unwrap_or_else(|_| "otel-run".into());
-    let argv: Vec<String> = std::env::args().collect();
+    // `std::env::args` panics on bytes that are not UTF-8 (a `--config` path may hold them).
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let info = CommandInfo {
         argv: &argv,
         executable: &executable,
