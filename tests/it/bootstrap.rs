@@ -589,7 +589,9 @@ fn repository_credentials_are_never_printed() {
     let data = tempfile::tempdir().unwrap();
     let java = otel_run()
         .args(["bootstrap", "--java", "--maven-repository"])
-        .arg(format!("http://builder:S3CRET-TOKEN@127.0.0.1:{port}/maven2"))
+        .arg(format!(
+            "http://builder:S3CRET-TOKEN@127.0.0.1:{port}/maven2"
+        ))
         .env("XDG_DATA_HOME", data.path())
         .output()
         .unwrap();

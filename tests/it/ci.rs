@@ -268,6 +268,24 @@ fn env_never_shows_secrets_in_diagnostics() {
 }
 
 #[test]
+fn env_starts_the_jobs_trace_whatever_bytes_its_arguments_hold() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.toml"));
+    std::fs::write(&config, "service_name = \"job\"\n").unwrap();
+    let out = otel_run()
+        .arg("--config")
+        .arg(&config)
+        .args(["env", "--traceparent"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("00-"));
+}
+
+#[test]
 fn env_starts_the_jobs_trace_with_a_root_span_that_steps_hang_under() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("spans.json");
