@@ -209,7 +209,7 @@ var!(
     Kind::ChoiceList(TRACES_EXPORTERS),
     Some("otlp"),
     Exporters,
-    "Where spans go: `otlp`, `console` (JSON on stderr), `none`; a comma-separated list for several."
+    "Where spans go: `otlp`, `console` (JSON on stdout, see `--console-output`), `none`; a comma-separated list for several."
 );
 var!(
     METRICS_EXPORTER,
@@ -693,9 +693,9 @@ var!(
     CONSOLE_OUTPUT,
     "OTEL_RUN_CONSOLE_OUTPUT",
     Kind::Text,
-    Some("stderr"),
+    Some("stdout"),
     Launcher,
-    "Where the `console` exporter writes: `stderr`, `stdout`, or a file path (appended to)."
+    "Where the `console` exporter writes: `stdout` (as Python's console exporters do), `stderr`, or a file path (appended to)."
 );
 
 // eBPF uprobes.

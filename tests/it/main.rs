@@ -4,6 +4,7 @@ mod bootstrap;
 mod ci;
 mod collector;
 mod config;
+mod console;
 mod examples;
 mod launch;
 mod node;
