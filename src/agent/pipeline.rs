@@ -52,6 +52,8 @@ struct Queue<T> {
     items: VecDeque<T>,
     count: usize,
     closed: bool,
+    /// Holds items to export without waiting for the schedule (see [`Pipeline::forward`]).
+    urgent: bool,
 }
 
 struct Shared<T> {
@@ -94,6 +96,7 @@ impl<T: Payload> Pipeline<T> {
                 items: VecDeque::new(),
                 count: 0,
                 closed: false,
+                urgent: false,
             }),
             wake: Notify::new(),
             config,
@@ -125,6 +128,18 @@ impl<T: Payload> Pipeline<T> {
             self.shared.wake.notify_one();
         }
         0
+    }
+
+    /// Queues an item that was batched already, by the SDK that sent it, and has
+    /// the worker export it at once: batching it again would only add the schedule
+    /// delay to the SDK's own. Returns what [`Self::push`] returns.
+    pub fn forward(&self, item: T) -> u64 {
+        let rejected = self.push(item);
+        if rejected == 0 {
+            self.shared.queue.lock().expect("queue lock").urgent = true;
+            self.shared.wake.notify_one();
+        }
+        rejected
     }
 
     /// Whether `n` more records fit now: a hint for a producer that can skip
@@ -183,11 +198,12 @@ impl<T: Payload> Pipeline<T> {
 async fn run<T: Payload>(shared: Arc<Shared<T>>) {
     loop {
         let batch_due = Instant::now() + shared.config.schedule_delay;
-        // Wait until a batch is full, the schedule delay passed, or shutdown.
+        // Wait until a batch is full, forwarded items wait, the schedule delay
+        // passed, or shutdown.
         loop {
             {
                 let queue = shared.queue.lock().expect("queue lock");
-                if queue.closed || queue.count >= shared.config.max_batch {
+                if queue.closed || queue.urgent || queue.count >= shared.config.max_batch {
                     break;
                 }
             }
@@ -229,6 +245,8 @@ fn take_batch<T: Payload>(shared: &Shared<T>) -> (Vec<T>, usize, bool) {
         batch.push(queue.items.pop_front().expect("front exists"));
     }
     queue.count -= n;
+    // What a full batch left behind goes next, without waiting.
+    queue.urgent &= !queue.items.is_empty();
     (batch, n, queue.closed)
 }
 
@@ -472,6 +490,32 @@ mod tests {
             .shutdown(worker, Instant::now() + Duration::from_secs(10))
             .await;
         assert_eq!(*endpoint.batch_sizes.lock().unwrap(), vec![4, 3]);
+    }
+
+    #[tokio::test]
+    async fn forwarded_items_are_exported_without_waiting_for_the_schedule() {
+        let (endpoint, url) = fake_endpoint(&[]).await;
+        let (pipeline, worker) =
+            Pipeline::start(config(100, 10), vec![exporter(&url)], Arc::default());
+        // otel-run's own span waits for the schedule (a minute) ...
+        pipeline.push(spans(1));
+        sleep(Duration::from_millis(200)).await;
+        assert_eq!(endpoint.requests.load(Ordering::SeqCst), 0);
+        // ... until received spans arrive: those go at once, and it with them.
+        assert_eq!(pipeline.forward(spans(2)), 0);
+        let exported = async {
+            while endpoint.spans_accepted.load(Ordering::SeqCst) < 3 {
+                sleep(Duration::from_millis(10)).await;
+            }
+        };
+        timeout(Duration::from_secs(10), exported)
+            .await
+            .expect("the forwarded spans were exported before the schedule");
+        pipeline.forward(spans(1));
+        pipeline
+            .shutdown(worker, Instant::now() + Duration::from_secs(10))
+            .await;
+        assert_eq!(*endpoint.batch_sizes.lock().unwrap(), vec![3, 1]);
     }
 
     #[tokio::test]

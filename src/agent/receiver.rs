@@ -82,7 +82,7 @@ fn accept<T: Routed>(sinks: &Sinks, request: T::Request) -> T::Response {
     };
     let rejected: u64 = T::items(request)
         .into_iter()
-        .map(|item| pipeline.push(item))
+        .map(|item| pipeline.forward(item))
         .sum();
     T::response(
         rejected,
