@@ -13,5 +13,6 @@ mod python;
 mod python_exit;
 mod receiver;
 mod runtimes;
+mod seeds;
 mod uprobe;
 mod util;
