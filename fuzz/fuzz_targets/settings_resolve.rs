@@ -108,6 +108,7 @@ fn with_secret(inputs: &Inputs, secret: &str) -> Inputs {
     let mut with = Inputs {
         file: inputs.file.clone(),
         env: inputs.env.clone(),
+        env_not_utf8: inputs.env_not_utf8.clone(),
         flags: inputs.flags.clone(),
     };
     for var in vars::ALL.iter().copied().filter(|v| v.secret) {

@@ -321,7 +321,7 @@ fn exporters(settings: &Settings, signal: Signal) -> Vec<Exporter> {
                     .map(|c| Exporter::Otlp(Box::new(c)))
                     .map_err(|e| e.to_string()),
                 "console" => {
-                    let output = settings.text(&vars::CONSOLE_OUTPUT).unwrap_or("stderr");
+                    let output = settings.text(&vars::CONSOLE_OUTPUT).unwrap_or("stdout");
                     export::console::Console::open(output)
                         .map(Exporter::Console)
                         .map_err(|e| format!("cannot open console output `{output}`: {e}"))

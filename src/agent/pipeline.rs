@@ -86,6 +86,8 @@ struct Queue<T> {
     /// Bytes of the items queued and of the batch being exported.
     bytes: usize,
     closed: bool,
+    /// Holds received items, exported without waiting for the schedule (see [`Pipeline::offer`]).
+    urgent: bool,
 }
 
 impl<T> Queue<T> {
@@ -137,6 +139,7 @@ impl<T: Payload> Pipeline<T> {
                 count: 0,
                 bytes: 0,
                 closed: false,
+                urgent: false,
             }),
             wake: Notify::new(),
             config,
@@ -166,10 +169,17 @@ impl<T: Payload> Pipeline<T> {
 
     /// Queues all of a received request's items, each with the bytes it takes,
     /// or none of them: the sender is then told to retry, so nothing is counted.
+    ///
+    /// What was received was batched already, by the SDK that sent it: the worker
+    /// exports it at once, since batching it again would only add the schedule
+    /// delay to the SDK's own.
     pub fn offer(&self, items: Vec<(T, usize)>) -> Result<(), Refused> {
         let n = items.iter().map(|(item, _)| item.count()).sum();
         let bytes = items.iter().map(|(_, bytes)| bytes).sum();
-        self.enqueue(items, n, bytes)
+        self.enqueue(items, n, bytes)?;
+        self.shared.queue.lock().expect("queue lock").urgent = true;
+        self.shared.wake.notify_one();
+        Ok(())
     }
 
     fn enqueue(&self, items: Vec<(T, usize)>, n: usize, bytes: usize) -> Result<(), Refused> {
@@ -265,11 +275,12 @@ impl<T: Payload> Pipeline<T> {
 async fn run<T: Payload>(shared: Arc<Shared<T>>) {
     loop {
         let batch_due = Instant::now() + shared.config.schedule_delay;
-        // Wait until a batch is full, the schedule delay passed, or shutdown.
+        // Wait until a batch is full, received items wait, the schedule delay
+        // passed, or shutdown.
         loop {
             {
                 let queue = shared.queue.lock().expect("queue lock");
-                if queue.closed || queue.count >= shared.config.max_batch {
+                if queue.closed || queue.urgent || queue.count >= shared.config.max_batch {
                     break;
                 }
             }
@@ -315,6 +326,8 @@ fn take_batch<T: Payload>(shared: &Shared<T>) -> (Vec<T>, usize, usize, bool) {
         batch.push(item);
     }
     queue.count -= n;
+    // What a full batch left behind goes next, without waiting.
+    queue.urgent &= !queue.items.is_empty();
     (batch, n, bytes, queue.closed)
 }
 

@@ -33,6 +33,14 @@ impl Reporter {
                     );
                 }
             }
+            // One message for a closed console, whatever the signal: it stays closed.
+            ExportError::Closed(_) => {
+                if self.first(format!("closed {destination}")) {
+                    tracing::warn!(
+                        "{destination}: {err}; what would be printed there from now on is dropped and counted\nhint: `--console-output FILE` keeps the console output apart from the command's own"
+                    );
+                }
+            }
             _ => {
                 if self.first(format!("failed {} {destination}", signal.name())) {
                     tracing::warn!("exporting {} to {destination} failed: {err}", signal.name());

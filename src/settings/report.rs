@@ -125,7 +125,7 @@ pub fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
                     }
                     "console" => format!(
                         "console to {}",
-                        settings.text(&vars::CONSOLE_OUTPUT).unwrap_or("stderr")
+                        settings.text(&vars::CONSOLE_OUTPUT).unwrap_or("stdout")
                     ),
                     other => other.to_string(),
                 })

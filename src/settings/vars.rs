@@ -209,7 +209,7 @@ var!(
     Kind::ChoiceList(TRACES_EXPORTERS),
     Some("otlp"),
     Exporters,
-    "Where spans go: `otlp`, `console` (JSON on stderr), `none`; a comma-separated list for several."
+    "Where spans go: `otlp`, `console` (JSON on stdout, see `--console-output`), `none`; a comma-separated list for several."
 );
 var!(
     METRICS_EXPORTER,
@@ -252,18 +252,20 @@ var!(
     "Which measurements the child's SDK keeps as exemplars."
 );
 
-// OTLP exporter: the general settings, then one set per signal.
+// OTLP exporter: the general settings, then one set per signal. `$what` names the
+// signals a set is for and goes into every description; `$endpoint_note` says how
+// the endpoint's URL is used, and belongs to the endpoint's description only.
 macro_rules! otlp_vars {
     ($endpoint:ident, $headers:ident, $protocol:ident, $compression:ident, $timeout:ident,
      $insecure:ident, $certificate:ident, $client_key:ident, $client_certificate:ident,
-     $prefix:literal, $what:literal) => {
+     $prefix:literal, $what:literal, $endpoint_note:literal) => {
         var!(
             $endpoint,
             concat!($prefix, "ENDPOINT"),
             Kind::Url,
             None,
             Otlp,
-            concat!("OTLP endpoint for ", $what, ".")
+            concat!("OTLP endpoint for ", $what, " (", $endpoint_note, ").")
         );
         var!(
             $headers,
@@ -376,7 +378,8 @@ otlp_vars!(
     OTLP_CLIENT_KEY,
     OTLP_CLIENT_CERTIFICATE,
     "OTEL_EXPORTER_OTLP_",
-    "all signals (`/v1/traces` etc. are appended for HTTP)"
+    "all signals",
+    "`/v1/traces` etc. are appended for HTTP"
 );
 otlp_vars!(
     OTLP_TRACES_ENDPOINT,
@@ -389,7 +392,8 @@ otlp_vars!(
     OTLP_TRACES_CLIENT_KEY,
     OTLP_TRACES_CLIENT_CERTIFICATE,
     "OTEL_EXPORTER_OTLP_TRACES_",
-    "traces (used as given)"
+    "traces",
+    "used as given"
 );
 otlp_vars!(
     OTLP_METRICS_ENDPOINT,
@@ -402,7 +406,8 @@ otlp_vars!(
     OTLP_METRICS_CLIENT_KEY,
     OTLP_METRICS_CLIENT_CERTIFICATE,
     "OTEL_EXPORTER_OTLP_METRICS_",
-    "metrics (used as given)"
+    "metrics",
+    "used as given"
 );
 otlp_vars!(
     OTLP_LOGS_ENDPOINT,
@@ -415,7 +420,8 @@ otlp_vars!(
     OTLP_LOGS_CLIENT_KEY,
     OTLP_LOGS_CLIENT_CERTIFICATE,
     "OTEL_EXPORTER_OTLP_LOGS_",
-    "logs (used as given)"
+    "logs",
+    "used as given"
 );
 var!(
     OTLP_METRICS_TEMPORALITY,
@@ -687,9 +693,9 @@ var!(
     CONSOLE_OUTPUT,
     "OTEL_RUN_CONSOLE_OUTPUT",
     Kind::Text,
-    Some("stderr"),
+    Some("stdout"),
     Launcher,
-    "Where the `console` exporter writes: `stderr`, `stdout`, or a file path (appended to)."
+    "Where the `console` exporter writes: `stdout` (as Python's console exporters do), `stderr`, or a file path (appended to)."
 );
 
 // eBPF uprobes.
@@ -983,6 +989,39 @@ mod tests {
         assert_eq!(names.len(), ALL.len());
         let flags: HashSet<_> = ALL.iter().map(|v| v.flag()).collect();
         assert_eq!(flags.len(), ALL.len());
+    }
+
+    /// `--help` and the reference show these texts: each option says what it does,
+    /// not what another one does.
+    #[test]
+    fn every_setting_has_its_own_description() {
+        let docs: HashSet<_> = ALL.iter().map(|v| v.doc).collect();
+        assert_eq!(docs.len(), ALL.len(), "two settings share a description");
+        // A per-signal OTLP setting reads as its general form with the signal
+        // named; only the endpoint differs, since its URL is used differently.
+        for var in ALL {
+            let Some((signal, general)) = ["TRACES", "METRICS", "LOGS"].iter().find_map(|s| {
+                let general = var
+                    .name
+                    .replace(&format!("OTEL_EXPORTER_OTLP_{s}_"), "OTEL_EXPORTER_OTLP_");
+                (general != var.name).then_some((s.to_ascii_lowercase(), general))
+            }) else {
+                continue;
+            };
+            let Some(general) = ALL.iter().find(|v| v.name == general) else {
+                continue;
+            };
+            if std::ptr::eq(*general, &OTLP_ENDPOINT) {
+                continue;
+            }
+            assert_eq!(
+                var.doc,
+                general.doc.replace("all signals", &signal),
+                "{} and {} describe different things",
+                var.name,
+                general.name
+            );
+        }
     }
 
     #[test]

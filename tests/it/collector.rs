@@ -203,3 +203,39 @@ impl Collector {
             .collect()
     }
 }
+
+/// What the receiver gets was batched by the child's SDK already: it reaches the
+/// backend at once, not after the agent's own schedule on top of the SDK's.
+#[test]
+fn a_received_span_is_forwarded_without_waiting_for_the_agents_schedule() {
+    let (Some(python), Some(collector)) = (python(), Collector::start()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("done");
+    let endpoint = format!("http://127.0.0.1:{}", collector.grpc);
+    // The agent's schedule is ten minutes; the child's SDK exports after 100 ms.
+    let mut child = otel_run()
+        .args(["--no-inject", "--traces-exporter", "otlp"])
+        .args(["--exporter-otlp-endpoint", &endpoint])
+        .args(["--bsp-schedule-delay", "600000", "--"])
+        .args(["env", "OTEL_BSP_SCHEDULE_DELAY=100"])
+        .arg(&python)
+        .arg(fixture("sdk_waits.py"))
+        .arg(&done)
+        .spawn()
+        .unwrap();
+    let arrived = wait_for(Duration::from_secs(30), || {
+        let spans = collector.spans();
+        spans.iter().any(|s| s["name"] == "early").then_some(())
+    });
+    let running = child.try_wait().unwrap().is_none();
+    std::fs::write(&done, "").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        arrived.is_some() && running,
+        "the span arrived only when the command exited: {:#?}",
+        collector.spans()
+    );
+}

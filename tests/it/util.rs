@@ -29,10 +29,15 @@ pub fn otel_run() -> Command {
     cmd.env("OTEL_TRACES_EXPORTER", "none")
         .env("OTEL_METRICS_EXPORTER", "none")
         .env("OTEL_LOGS_EXPORTER", "none");
-    // A shell starts a background job with SIGINT and SIGQUIT ignored, `nohup`
-    // ignores SIGHUP, and a child keeps an ignored signal ignored (otel-run
-    // rightly passes that on): the tests that stop a command with these signals
-    // need their default actions, however the suite itself was started.
+    default_signals(&mut cmd);
+    cmd
+}
+
+/// A shell starts a background job with SIGINT and SIGQUIT ignored, `nohup`
+/// ignores SIGHUP, and a child keeps an ignored signal ignored (otel-run rightly
+/// passes that on): the tests that stop a command with these signals need their
+/// default actions, however the suite itself was started.
+pub fn default_signals(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: between fork and exec, only async-signal-safe `signal` calls.
     unsafe {
@@ -43,7 +48,6 @@ pub fn otel_run() -> Command {
             Ok(())
         });
     }
-    cmd
 }
 
 /// A peer's location, or a skip (a failure under OTEL_RUN_TEST_REQUIRE_ALL).

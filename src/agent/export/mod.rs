@@ -38,6 +38,10 @@ pub enum ExportError {
     /// Retrying would not help (bad request, authentication, ...).
     #[error("{0}")]
     Permanent(String),
+    /// The destination is gone for good (a console pipe whose reader exited):
+    /// every later export fails the same way.
+    #[error("{0}")]
+    Closed(String),
 }
 
 /// A signal's OTLP message: what a pipeline carries and an exporter sends.
@@ -60,11 +64,9 @@ pub trait Payload:
     fn response(rejected: u64, message: String) -> Self::Response;
     /// Records the peer rejected, with its message.
     fn rejected(response: &Self::Response) -> Option<(i64, String)>;
-    /// Appends this message's console form: one OTLP/JSON line by default.
-    fn to_console(&self, out: &mut String) {
-        out.push_str(&serde_json::to_string(self).expect("OTLP messages serialize"));
-        out.push('\n');
-    }
+    /// This message's console form, one text per record as Python's console
+    /// exporter prints it.
+    fn to_console(&self) -> Vec<String>;
     /// This message's protobuf encoding, when it is held encoded already.
     fn encoded(&self) -> Option<bytes::Bytes> {
         None
@@ -124,9 +126,8 @@ impl Payload for Spans {
             Spans::Message(_) => None,
         }
     }
-    /// Spans print one JSON object each, as Python's ConsoleSpanExporter does.
-    fn to_console(&self, out: &mut String) {
-        console::spans(&self.message(), out);
+    fn to_console(&self) -> Vec<String> {
+        console::spans::records(&self.message())
     }
 }
 
@@ -159,6 +160,9 @@ impl Payload for ResourceMetrics {
             .map(|m| points(&m.data).max(1))
             .sum()
     }
+    fn to_console(&self) -> Vec<String> {
+        vec![console::metrics::record(self)]
+    }
 }
 
 impl Payload for ResourceLogs {
@@ -177,6 +181,9 @@ impl Payload for ResourceLogs {
     fn count(&self) -> usize {
         self.scope_logs.iter().map(|s| s.log_records.len()).sum()
     }
+    fn to_console(&self) -> Vec<String> {
+        console::logs::records(self)
+    }
 }
 
 /// One destination of a pipeline.
@@ -189,7 +196,7 @@ impl Exporter {
     pub async fn export<T: Payload>(&self, batch: &[T]) -> Result<(), ExportError> {
         match self {
             Exporter::Otlp(client) => client.export(batch).await,
-            Exporter::Console(console) => console.export(batch),
+            Exporter::Console(console) => console.export(batch).await,
         }
     }
 

@@ -282,3 +282,28 @@ async fn the_flush_at_exit_gives_up_at_its_deadline() {
     assert_eq!(totals.dropped_export_failed, 3);
     assert_eq!(totals.exported, 0);
 }
+
+#[tokio::test]
+async fn received_items_are_exported_without_waiting_for_the_schedule() {
+    let (endpoint, url) = fake_endpoint(&[]).await;
+    let (pipeline, worker) = Pipeline::start(config(100, 10), vec![exporter(&url)], Arc::default());
+    // otel-run's own span waits for the schedule (a minute) ...
+    pipeline.push(spans(1));
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(endpoint.requests.load(Ordering::SeqCst), 0);
+    // ... until received spans arrive: those go at once, and it with them.
+    assert_eq!(pipeline.offer(vec![(spans(2), 100)]), Ok(()));
+    let exported = async {
+        while endpoint.spans_accepted.load(Ordering::SeqCst) < 3 {
+            sleep(Duration::from_millis(10)).await;
+        }
+    };
+    timeout(Duration::from_secs(10), exported)
+        .await
+        .expect("the received spans were exported before the schedule");
+    assert_eq!(pipeline.offer(vec![(spans(1), 100)]), Ok(()));
+    pipeline
+        .shutdown(worker, Instant::now() + Duration::from_secs(10))
+        .await;
+    assert_eq!(*endpoint.batch_sizes.lock().unwrap(), vec![3, 1]);
+}

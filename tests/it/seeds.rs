@@ -1,0 +1,222 @@
+//! The users' documented flows (the tutorials otel-run was designed from), run as
+//! their documents write them, with `otel-run` in place of
+//! `opentelemetry-instrument`, side by side with the anchor in the same venv.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{
+    BIN, Server, apps_python, console_spans_in, default_signals, fixture, free_port, tool, wait_for,
+};
+
+/// What one run of seed 004's flow left: `output.log` as `tee` wrote it, what
+/// `grep http.host output.log` printed, and the terminal's stderr.
+struct Flow {
+    output: String,
+    grep: String,
+    stderr: String,
+    port: u16,
+}
+
+impl Flow {
+    /// The spans of the program (not otel-run's own) in `output.log`.
+    fn spans(&self) -> Vec<Value> {
+        console_spans_in(&self.output)
+            .into_iter()
+            .filter(|s| s.get("context").is_some())
+            .filter(|s| s["resource"]["attributes"]["telemetry.sdk.name"] != "otel-run")
+            .collect()
+    }
+
+    /// The log records in `output.log`.
+    fn logs(&self) -> Vec<Value> {
+        console_spans_in(&self.output)
+            .into_iter()
+            .filter(|s| s.get("body").is_some())
+            .collect()
+    }
+
+    /// Each span name with the attribute keys of its spans.
+    fn span_keys(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for span in self.spans() {
+            let name = span["name"].as_str().unwrap().to_string();
+            let attributes = span["attributes"].as_object().unwrap().keys().cloned();
+            keys.entry(name).or_default().extend(attributes);
+        }
+        keys
+    }
+}
+
+/// Seed 004, in the to-do app's directory, with `flask` from `venv` on PATH:
+///
+/// ```text
+/// export OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true
+/// LAUNCHER --traces_exporter console --metrics_exporter console --logs_exporter console \
+///   --service_name todo flask run -p PORT | tee output.log
+/// ```
+///
+/// then a task added in the browser (GET /, POST /add and its redirect), Ctrl-C
+/// once the spans are on screen, and `cat output.log | grep http.host`.
+fn seed_004(launcher: &str, venv_bin: &Path, curl: &Path) -> Flow {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("seeds/todo/app.py"), dir.path().join("app.py")).unwrap();
+    let port = free_port();
+    let path = std::env::join_paths(
+        [
+            PathBuf::from(BIN).parent().unwrap().to_path_buf(),
+            venv_bin.to_path_buf(),
+        ]
+        .into_iter()
+        .chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .unwrap();
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!(
+            "{launcher} --traces_exporter console --metrics_exporter console --logs_exporter console \
+             --service_name todo flask run -p {port} | tee output.log"
+        ))
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true");
+    // The user's environment has no OTEL_* settings but the one the document sets.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("OTEL_") || matches!(&*name, "TRACEPARENT" | "TRACESTATE" | "BAGGAGE") {
+            shell.env_remove(&key);
+        }
+    }
+    default_signals(&mut shell);
+    let mut server = Server::start(shell, port, dir.path());
+    let browse = |args: &[&str]| {
+        let out = Command::new(curl)
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(browse(&[&format!("{base}/")]), "200");
+    // The form's POST, and the browser following its redirect.
+    assert_eq!(
+        browse(&["-L", "-d", "task=milk", &format!("{base}/add")]),
+        "200"
+    );
+    let output_log = dir.path().join("output.log");
+    let read = || std::fs::read_to_string(&output_log).unwrap_or_default();
+    let seen = wait_for(Duration::from_secs(30), || {
+        let flow = Flow {
+            output: read(),
+            grep: String::new(),
+            stderr: String::new(),
+            port,
+        };
+        let names: Vec<String> = flow
+            .spans()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        (names.iter().filter(|n| *n == "GET /").count() == 2 && names.contains(&"POST /add".into()))
+            .then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "{launcher}: the spans did not reach output.log:\n{}\nstderr:\n{}",
+        read(),
+        server.stderr_text()
+    );
+    // Ctrl-C: SIGINT to the terminal's foreground job, the whole pipeline.
+    let group = server.child.id() as libc::pid_t;
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    let gone = wait_for(Duration::from_secs(30), || {
+        (!group_alive(group)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "{launcher}: still running after Ctrl-C: {}",
+        server.stderr_text()
+    );
+    let _ = server.child.wait();
+    let grep = Command::new("sh")
+        .args(["-c", "cat output.log | grep http.host"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    Flow {
+        output: read(),
+        grep: String::from_utf8(grep.stdout).unwrap(),
+        stderr: server.stderr_text(),
+        port,
+    }
+}
+
+/// Whether any process is still in process group `group`.
+fn group_alive(group: libc::pid_t) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so after the last
+        // ')'. A zombie (the shell, until it is waited for) has ended.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        fields.len() > 2 && fields[0] != "Z" && fields[2].parse::<libc::pid_t>() == Ok(group)
+    })
+}
+
+#[test]
+fn seed_004_flask_todo_console_exporters_teed_and_grepped() {
+    let (Some(python), Some(curl)) = (apps_python(), tool("curl")) else {
+        return;
+    };
+    let venv_bin = python.parent().unwrap().to_path_buf();
+    let (ours, anchor) = std::thread::scope(|scope| {
+        let ours = scope.spawn(|| seed_004("otel-run", &venv_bin, &curl));
+        let anchor = scope.spawn(|| seed_004("opentelemetry-instrument", &venv_bin, &curl));
+        (ours.join().unwrap(), anchor.join().unwrap())
+    });
+    let ours_stderr = &ours.stderr;
+    // What the document shows: one `http.host` line per request.
+    let grep_lines = |flow: &Flow| -> Vec<String> {
+        flow.grep
+            .lines()
+            .map(|l| l.replace(&flow.port.to_string(), "PORT"))
+            .collect()
+    };
+    assert_eq!(
+        grep_lines(&anchor).len(),
+        3,
+        "the anchor's grep: {}",
+        anchor.grep
+    );
+    assert_eq!(
+        grep_lines(&ours),
+        grep_lines(&anchor),
+        "grep http.host output.log\nstderr: {ours_stderr}"
+    );
+    // The same spans, with the same attributes.
+    assert_eq!(ours.span_keys(), anchor.span_keys());
+    // The requests' log records are printed too, in the same shape.
+    let request_logs = |flow: &Flow| -> Vec<BTreeSet<String>> {
+        flow.logs()
+            .iter()
+            .filter(|l| l["body"].as_str().is_some_and(|b| b.contains(" HTTP/1.1")))
+            .map(|l| l.as_object().unwrap().keys().cloned().collect())
+            .collect()
+    };
+    assert_eq!(request_logs(&anchor).len(), 3, "{}", anchor.output);
+    assert_eq!(request_logs(&ours), request_logs(&anchor));
+    assert!(!ours_stderr.contains("panicked"), "{ours_stderr}");
+}
