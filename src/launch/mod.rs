@@ -10,7 +10,7 @@ mod terminal;
 mod wait;
 
 pub use signals::die_of;
-pub use stdio::note_closed as note_closed_stdio;
+pub use stdio::{closed as closed_stdio, note_closed as note_closed_stdio};
 
 use std::ffi::OsString;
 use std::io;

@@ -217,3 +217,28 @@ fn a_closed_stdout_harms_neither_the_command_nor_otel_run() {
         );
     }
 }
+
+/// Started without a stdout (`>&-`), otel-run says once that the console output
+/// it would print there is dropped, instead of writing it to Rust's `/dev/null`.
+#[test]
+fn a_stdout_closed_at_start_is_said_once() {
+    let out = otel_run()
+        .args([
+            "sh",
+            "-c",
+            "exec \"$0\" --traces-exporter console -- sh -c 'exit 4' >&-",
+        ])
+        .arg(crate::util::BIN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("otel-run was started with it closed")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 dropped"), "{stderr}");
+}

@@ -36,6 +36,8 @@ pub struct Console {
     /// not inherit a second copy), or the file.
     file: Arc<File>,
     closed: AtomicBool,
+    /// Why nothing can be printed once `closed`.
+    why: &'static str,
 }
 
 impl Console {
@@ -55,16 +57,29 @@ impl Console {
                 OpenOptions::new().create(true).append(true).open(path)?,
             ),
         };
+        // A stream otel-run was started without is Rust's `/dev/null` stand-in:
+        // what would be printed there is counted as dropped and said, not lost.
+        let fd = match output {
+            Output::Stdout => Some(1),
+            Output::Stderr => Some(2),
+            Output::File(_) => None,
+        };
+        let closed_at_start = fd.is_some_and(|fd| crate::launch::closed_stdio().any(|c| c == fd));
         Ok(Console {
             output,
             file: Arc::new(file),
-            closed: AtomicBool::new(false),
+            closed: AtomicBool::new(closed_at_start),
+            why: if closed_at_start {
+                "otel-run was started with it closed"
+            } else {
+                "its reader has gone (broken pipe)"
+            },
         })
     }
 
     pub async fn export<T: Payload>(&self, batch: &[T]) -> Result<(), ExportError> {
         if self.closed.load(Ordering::Relaxed) {
-            return Err(closed());
+            return Err(ExportError::Closed(self.why.into()));
         }
         let records: Vec<String> = batch.iter().flat_map(Payload::to_console).collect();
         let file = self.file.clone();
@@ -79,7 +94,7 @@ impl Console {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::BrokenPipe => {
                 self.closed.store(true, Ordering::Relaxed);
-                Err(closed())
+                Err(ExportError::Closed(self.why.into()))
             }
             Err(e) => Err(ExportError::Permanent(format!(
                 "cannot write console output: {e}"
@@ -94,8 +109,4 @@ impl Console {
             Output::File(path) => format!("console (`{}`)", path.display()),
         }
     }
-}
-
-fn closed() -> ExportError {
-    ExportError::Closed("its reader has gone (broken pipe)".into())
 }
