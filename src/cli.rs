@@ -170,9 +170,26 @@ fn flag_value(matches: &ArgMatches, var: &Var) -> Option<String> {
 
 /// The full clap command: the derive plus one flag per setting.
 pub fn command() -> clap::Command {
-    vars::ALL
+    let cmd = vars::ALL
         .iter()
-        .fold(Cli::command(), |cmd, var| cmd.arg(setting_arg(var)))
+        .fold(Cli::command(), |cmd, var| cmd.arg(setting_arg(var)));
+    // `bootstrap --help` lists bootstrap's own options. The global ones are
+    // still taken there (the OTLP protocol picks the exporter package), as
+    // hidden copies: clap does not propagate a global flag to a subcommand
+    // that has its own of that name.
+    let globals: Vec<Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.clone().global(false).hide(true))
+        .collect();
+    // (`mut_subcommands` keeps the subcommands' order, which `--help` shows.)
+    cmd.mut_subcommands(|sub| {
+        if sub.get_name() == "bootstrap" {
+            sub.args(globals.clone())
+        } else {
+            sub
+        }
+    })
 }
 
 fn setting_arg(var: &'static Var) -> Arg {
@@ -309,6 +326,40 @@ mod tests {
         let p = parse_str(&["--config", "x.toml", "config"]);
         assert!(matches!(p.cli.subcommand, Some(Sub::Config { .. })));
         assert!(p.cli.command.is_empty());
+    }
+
+    #[test]
+    fn bootstrap_help_lists_its_own_options_and_still_takes_the_global_ones() {
+        let help = command()
+            .find_subcommand_mut("bootstrap")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--dry-run"), "{help}");
+        for global in [
+            "--exporter-otlp-endpoint",
+            "--service-name",
+            "--no-agent",
+            "--config",
+        ] {
+            assert!(!help.contains(global), "{global} in {help}");
+        }
+        let p = parse_str(&[
+            "bootstrap",
+            "-v",
+            "--config",
+            "x.toml",
+            "--exporter-otlp-protocol",
+            "http/protobuf",
+            "--dry-run",
+        ]);
+        assert_eq!(p.cli.verbose, 1);
+        assert_eq!(p.cli.config, Some(PathBuf::from("x.toml")));
+        assert_eq!(p.flags["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
+        assert!(matches!(
+            p.cli.subcommand,
+            Some(Sub::Bootstrap { ref options, .. }) if options.dry_run
+        ));
     }
 
     #[test]

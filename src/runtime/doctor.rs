@@ -1,6 +1,8 @@
 //! `otel-run doctor`: what otel-run detects for a command, what the command would
 //! get, and what is missing, with the fix.
 
+mod endpoint;
+
 use std::fmt::Write as _;
 
 use super::{Destination, Plan, Target};
@@ -39,12 +41,23 @@ pub fn report(settings: &Settings, target: Option<Target>) -> String {
     } else {
         Destination::Direct
     };
-    let plan = super::plan(
+    let python = target
+        .as_ref()
+        .and_then(|t| super::python::detect(t.program, t.argv));
+    let mut plan = super::plan(
         settings,
         target,
         destination,
         Some("<otel-run's process span>".into()),
     );
+    if plan.runtime == Some(super::Runtime::Python)
+        && let Some(python) = &python
+    {
+        let agent = settings.flag(&vars::AGENT);
+        let problems = super::python_doctor::problems(settings, &plan, python, agent);
+        plan.notes.extend(problems);
+    }
+    plan.notes.extend(endpoint::problems(settings, &exported));
     if let Some(runtime) = plan.runtime {
         let how = match settings.text(&vars::RUNTIME) {
             Some("auto") | None => "detected",

@@ -14,6 +14,7 @@ pub mod java;
 pub mod node;
 pub mod print;
 pub mod python;
+pub mod python_doctor;
 pub mod shims;
 
 use std::ffi::OsString;

@@ -396,6 +396,143 @@ fn an_incomplete_newest_line_on_the_index_gives_a_whole_older_one() {
     }
 }
 
+/// Whether an installed distribution is one of OpenTelemetry's packages that
+/// follow the release line (not one versioned on its own, like `-openai-v2`).
+fn of_a_line(name: &str, version: &str) -> bool {
+    name.starts_with("opentelemetry-")
+        && (version.starts_with("0.")
+            || name == "opentelemetry-api"
+            || name == "opentelemetry-sdk"
+            || name.starts_with("opentelemetry-exporter-otlp")
+            || name == "opentelemetry-proto")
+}
+
+#[test]
+fn the_tutorials_distro_venv_moves_to_one_whole_line_and_a_second_bootstrap_installs_nothing() {
+    // The tutorial: `pip install opentelemetry-distro` (0.66b2, a line PyPI has
+    // only in part) and the app's flask, then bootstrap in the active venv.
+    let Some(venv) = venv(false) else { return };
+    venv.install(&["opentelemetry-distro==0.66b2", "flask==3.1.3"]);
+    let before = venv.distributions();
+    let active = |args: &[&str]| {
+        otel_run()
+            .arg("bootstrap")
+            .args(args)
+            .env("VIRTUAL_ENV", venv.dir.path())
+            .env(
+                "PATH",
+                format!("{}:{}", venv.bin("").display(), venv.path_env()),
+            )
+            .env_remove("PIP_INDEX_URL")
+            .env_remove("UV_INDEX_URL")
+            .output()
+            .unwrap()
+    };
+
+    // What a run would warn about, doctor says first; with a collector that answers.
+    let collector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!(
+        "http://127.0.0.1:{}",
+        collector.local_addr().unwrap().port()
+    );
+    let doctor = || {
+        let mut doctor = otel_run();
+        for signal in ["TRACES", "METRICS", "LOGS"] {
+            doctor.env(format!("OTEL_{signal}_EXPORTER"), "otlp");
+        }
+        let out = doctor
+            .args(["--exporter-otlp-endpoint", &endpoint, "doctor", "--"])
+            .arg(venv.python())
+            .arg("app.py")
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text[text.find("problems:").expect("a problems section")..].to_string()
+    };
+    let problems = doctor();
+    assert!(
+        problems.contains("flask 3.1.3 (opentelemetry-instrumentation-flask)"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("opentelemetry-exporter-otlp-proto-http is not installed"),
+        "{problems}"
+    );
+
+    let dry = active(&["--dry-run", "--format", "json"]);
+    assert_success(&dry);
+    let plan: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let line = plan["python"]["line"].as_str().unwrap().to_string();
+    let sdk = plan["python"]["install"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "opentelemetry-sdk")
+        .map(|r| {
+            r["spec"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("==")
+                .to_string()
+        })
+        .unwrap_or_else(|| before["opentelemetry-sdk"].clone());
+    // Each installed OpenTelemetry package off the chosen line is said to move.
+    for (name, version) in before.iter().filter(|(n, v)| of_a_line(n, v)) {
+        let target = if version.starts_with("0.") {
+            &line
+        } else {
+            &sdk
+        };
+        if version != target {
+            let moved = plan["python"]["install"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{name} {version} does not move: {plan:#}"));
+            assert_eq!(moved["moved_from"], version.as_str(), "{plan:#}");
+            assert_eq!(moved["spec"], format!("=={target}"), "{plan:#}");
+        }
+    }
+    assert_eq!(venv.distributions(), before, "--dry-run changed nothing");
+
+    let out = active(&[]);
+    assert_success(&out);
+    venv.check();
+    let after = venv.distributions();
+    assert_eq!(after["flask"], "3.1.3", "the user's flask stays");
+    for (name, version) in before
+        .iter()
+        .filter(|(n, _)| !n.starts_with("opentelemetry-"))
+    {
+        assert_eq!(after.get(name), Some(version), "{name} moved");
+    }
+    assert!(
+        after.contains_key("opentelemetry-instrumentation-flask"),
+        "{after:?}"
+    );
+    for (name, version) in after.iter().filter(|(n, v)| of_a_line(n, v)) {
+        let target = if version.starts_with("0.") {
+            &line
+        } else {
+            &sdk
+        };
+        assert_eq!(version, target, "{name} is off the line {line}: {after:?}");
+    }
+
+    let again = active(&["--", "flask", "--version"]);
+    assert_success(&again);
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(text.contains("nothing to install"), "{text}");
+    assert_eq!(venv.distributions(), after);
+    assert_eq!(
+        doctor(),
+        "problems: none\n",
+        "after bootstrap a run has nothing to warn about"
+    );
+}
+
 #[test]
 fn versions_outside_the_supported_range_are_reported_and_a_conflict_changes_nothing() {
     let Some(venv) = venv(false) else { return };

@@ -402,8 +402,14 @@ fn doctor_shows_what_it_read_of_a_python_environment() {
     let Some(python) = crate::util::apps_python() else {
         return;
     };
+    let collector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!(
+        "http://127.0.0.1:{}",
+        collector.local_addr().unwrap().port()
+    );
     let out = otel_run()
-        .args(["doctor", "--"])
+        .args(EXPORT_ALL)
+        .args(["--exporter-otlp-endpoint", &endpoint, "doctor", "--"])
         .arg(&python)
         .output()
         .unwrap();
@@ -418,5 +424,112 @@ fn doctor_shows_what_it_read_of_a_python_environment() {
     for name in ["flask", "requests", "sqlalchemy"] {
         assert!(instrumentations.contains(name), "{instrumentations}");
     }
-    assert!(text.contains("problems: none"), "{text}");
+    // The venv has click (Flask's) but not its instrumentation: that is the
+    // one problem; the endpoint answers and the propagators are installed.
+    let problems = &text[text.find("problems:").expect("a problems section")..];
+    assert!(
+        problems.contains("installed without their instrumentation, so not traced: click "),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("(opentelemetry-instrumentation-click)"),
+        "{problems}"
+    );
+    assert!(!problems.contains("flask 3"), "{problems}");
+    assert_eq!(problems.matches("\n  - ").count(), 1, "{problems}");
+}
+
+/// Every signal exported over OTLP (the tests' default is none).
+const EXPORT_ALL: [&str; 6] = [
+    "--traces-exporter",
+    "otlp",
+    "--metrics-exporter",
+    "otlp",
+    "--logs-exporter",
+    "otlp",
+];
+
+/// `otel-run doctor` for the apps venv with these flags (every signal exported
+/// over OTLP unless they say otherwise): its problems section.
+fn doctor_problems(python: &Path, flags: &[&str]) -> String {
+    let mut doctor = otel_run();
+    for signal in ["TRACES", "METRICS", "LOGS"] {
+        doctor.env(format!("OTEL_{signal}_EXPORTER"), "otlp");
+    }
+    let out = doctor
+        .args(flags)
+        .args(["doctor", "--"])
+        .arg(python)
+        .arg("app.py")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text[text.find("problems:").expect("a problems section")..].to_string()
+}
+
+#[test]
+fn doctor_finds_a_missing_propagator_and_an_endpoint_that_does_not_answer() {
+    let Some(python) = crate::util::apps_python() else {
+        return;
+    };
+    let collector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = collector.local_addr().unwrap().port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+
+    let problems = doctor_problems(
+        &python,
+        &[
+            "--exporter-otlp-endpoint",
+            &endpoint,
+            "--propagators",
+            "tracecontext,baggage,vostok",
+        ],
+    );
+    assert!(
+        problems.contains("the propagator `vostok` of OTEL_PROPAGATORS is not installed"),
+        "{problems}"
+    );
+    assert!(!problems.contains("`tracecontext`"), "{problems}");
+    assert!(!problems.contains("no OTLP collector"), "{problems}");
+
+    drop(collector);
+    let problems = doctor_problems(&python, &["--exporter-otlp-endpoint", &endpoint]);
+    let expected = format!(
+        "no OTLP collector at {endpoint}/ (connection refused); traces, metrics, logs are dropped"
+    );
+    assert!(problems.contains(&expected), "{problems}");
+    // A run says the same of that endpoint.
+    let run = otel_run()
+        .args(EXPORT_ALL)
+        .args(["--exporter-otlp-endpoint", &endpoint, "--"])
+        .arg(&python)
+        .args([
+            "-c",
+            "from opentelemetry import trace; trace.get_tracer('t').start_span('s').end()",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains(&format!("no OTLP collector at {endpoint}/")),
+        "{stderr}"
+    );
+
+    let problems = doctor_problems(
+        &python,
+        &[
+            "--metrics-exporter",
+            "none",
+            "--logs-exporter",
+            "console",
+            "--exporter-otlp-endpoint",
+            "http://collector.invalid:4318",
+        ],
+    );
+    assert!(
+        problems.contains("no OTLP collector at http://collector.invalid:4318/ (the host name `collector.invalid` does not resolve); traces are dropped"),
+        "{problems}"
+    );
 }

@@ -1,9 +1,9 @@
 """What otel-run bootstrap needs to know of a Python environment, as JSON on stdout.
 
 Run by the target interpreter itself, with the standard library only: the
-interpreter, whether it has pip, every installed distribution, and the
-library-to-instrumentation table of the opentelemetry-instrumentation release
-installed there, if any. `--table-only` prints just that table (used to
+interpreter, whether it has pip, every installed distribution, the propagators
+its entry points name, and the library-to-instrumentation table of the
+opentelemetry-instrumentation release installed there, if any. `--table-only` prints just that table (used to
 generate the table otel-run ships).
 """
 
@@ -49,6 +49,15 @@ def table():
     return {"line": __version__, "libraries": libraries, "defaults": defaults}
 
 
+def _entry_points(group):
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.entry_points(group=group)
+    except TypeError:  # Python 3.9: a dict of groups
+        return importlib.metadata.entry_points().get(group, [])
+
+
 def environment():
     import importlib.metadata
     import importlib.util
@@ -65,6 +74,7 @@ def environment():
         "venv": sys.prefix != sys.base_prefix,
         "pip": importlib.util.find_spec("pip") is not None,
         "distributions": distributions,
+        "propagators": sorted({ep.name for ep in _entry_points("opentelemetry_propagator")}),
         "table": table(),
     }
 

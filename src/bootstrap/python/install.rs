@@ -1,6 +1,7 @@
 //! One resolver call: `uv pip install --python TARGET` when uv is there (a uv
 //! venv has no pip), else `TARGET -m pip install`, always with every installed
-//! distribution as a constraint so the user's own libraries never move.
+//! distribution but those being moved as a constraint, so the user's own
+//! libraries never move.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -75,7 +76,7 @@ impl Installer {
             .suffix(".txt")
             .tempfile()
             .map_err(|e| failed("-".into(), e.to_string()))?;
-        file.write_all(constraints(installed).as_bytes())
+        file.write_all(constraints(installed, requirements).as_bytes())
             .map_err(|e| failed("-".into(), e.to_string()))?;
         let mut cmd = self.command("install");
         cmd.arg("--constraint").arg(file.path());
@@ -171,10 +172,12 @@ fn tail(output: &str) -> String {
     format!("\n{}", lines[start..].join("\n"))
 }
 
-/// Every distribution, for the installer's constraints: nothing installed moves.
-fn constraints(installed: &BTreeMap<String, String>) -> String {
+/// Every distribution not in `requirements`, for the installer's constraints:
+/// nothing installed moves but the OpenTelemetry packages the line moves.
+fn constraints(installed: &BTreeMap<String, String>, requirements: &[Requirement]) -> String {
     installed
         .iter()
+        .filter(|(n, _)| !requirements.iter().any(|r| &r.name == *n))
         .filter(|(_, v)| <pep440_rs::Version as std::str::FromStr>::from_str(v).is_ok())
         .map(|(n, v)| format!("{n}=={v}\n"))
         .collect()

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::{Outcome, Progress};
 pub use index::PYPI;
 use line::{Choice, Needs, Requirement, Skipped};
-use table::{Match, Table, TableSource};
+pub use table::Match;
+use table::{Table, TableSource};
 
 /// The script the target interpreter runs to describe itself.
 const INSPECT: &str = include_str!("inspect.py");
@@ -85,6 +86,8 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// The OTLP protocol: which exporter package the SDK gets.
     pub protocol: &'a str,
+    /// Whether runs go through otel-run's agent.
+    pub agent: bool,
 }
 
 /// What inspect.py prints.
@@ -95,7 +98,32 @@ struct Environment {
     venv: bool,
     pip: bool,
     distributions: BTreeMap<String, String>,
+    /// The names of the `opentelemetry_propagator` entry points.
+    #[serde(default)]
+    propagators: Vec<String>,
     table: Option<Table>,
+}
+
+/// What a run of an interpreter finds there, for `otel-run doctor`: read by
+/// the same inspection and matched with the same table as `bootstrap`.
+pub struct Inspection {
+    pub distributions: BTreeMap<String, String>,
+    /// The installed libraries the table knows, each with whether its version
+    /// is supported.
+    pub libraries: Vec<Match>,
+    pub propagators: Vec<String>,
+}
+
+/// Inspects `interpreter`'s environment.
+pub fn inspection(interpreter: &Path) -> Result<Inspection, PythonError> {
+    let environment = inspect(interpreter)?;
+    let table = environment.table.unwrap_or_else(Table::shipped);
+    let (libraries, _) = table::matches(&table, &environment.distributions);
+    Ok(Inspection {
+        distributions: environment.distributions,
+        libraries,
+        propagators: environment.propagators,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -126,49 +154,42 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
         before.executable,
         before.distributions.len()
     ));
-    let (table, source) = match &before.table {
-        Some(table) => (table.clone(), TableSource::Environment),
-        None => (Table::shipped(), TableSource::Shipped),
-    };
-    let (libraries, instrumentations) = table::matches(&table, &before.distributions);
-    let exporter = if options.protocol.starts_with("http") {
-        "opentelemetry-exporter-otlp-proto-http"
+    const HTTP: &str = "opentelemetry-exporter-otlp-proto-http";
+    // The configured protocol's, for a program's own exporter and runs without
+    // the agent; with the agent, the shim sends metrics and logs to it over
+    // http/protobuf through the SDK's exporter.
+    let mut exporters = vec![if options.protocol.starts_with("http") {
+        HTTP
     } else {
         "opentelemetry-exporter-otlp-proto-grpc"
-    };
-    let needs = Needs {
-        instrumentations: &instrumentations,
-        exporter,
-    };
+    }];
+    if options.agent && !exporters.contains(&HTTP) {
+        exporters.push(HTTP);
+    }
+    let exporter = &exporters[..];
     let index = index::Index::new(options.index_url.as_deref().unwrap_or(PYPI));
     progress.say(&format!("reading {} for release lines", index.shown_url()));
-    let available = super::block_on(index.versions_of(&needs.projects()))?;
-    let choice: Choice =
-        line::choose(&needs, &before.distributions, &available).map_err(|skipped| {
-            PythonError::NoLine {
-                index: index.shown_url(),
-                skipped,
-            }
-        })?;
+    let mut available = BTreeMap::new();
+    let plan = plan(&before, exporter, &index, &mut available)?;
     let mut report = Report {
         interpreter: before.executable.clone(),
         python_version: before.version.clone(),
         venv: before.venv,
         how_found,
         index: index.shown_url(),
-        table: source,
-        table_line: table.line.clone(),
-        libraries,
-        line: choice.line.clone(),
-        skipped_lines: choice.skipped.clone(),
-        install: choice.install.clone(),
+        table: plan.source,
+        table_line: plan.table_line,
+        libraries: plan.libraries,
+        line: plan.choice.line.clone(),
+        skipped_lines: plan.choice.skipped.clone(),
+        install: plan.choice.install.clone(),
         installer: None,
         outcome: Outcome::Planned,
     };
     if options.dry_run {
         return Ok(report);
     }
-    if choice.install.is_empty() {
+    if report.install.is_empty() {
         report.outcome = Outcome::AlreadyInstalled;
         return Ok(report);
     }
@@ -178,30 +199,121 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
         }
     })?;
     report.installer = Some(installer.name().to_string());
-    progress.say(&format!(
-        "installing {} packages of release line {} with {} (one resolve)",
-        choice.install.len(),
-        choice.line,
-        installer.name()
-    ));
-    let run = installer.install(
-        &choice.install,
-        &before.distributions,
-        options.index_url.as_deref(),
-        progress,
-    );
-    let after = inspect(&interpreter)?;
-    if let Err(failure) = run {
-        let state = install::undo(&installer, &before.distributions, &after.distributions);
-        return Err(PythonError::Install {
-            installer: installer.name().to_string(),
-            code: failure.code,
-            state,
-            output: failure.output,
-        });
+    // What was installed brings libraries of its own (the gRPC exporter brings
+    // grpcio, which has an instrumentation) and the line's own table: the plan
+    // is made again until nothing is left, so a second bootstrap has nothing to do.
+    let mut current = before.clone();
+    let mut install = plan.choice.install;
+    let mut line = plan.choice.line;
+    for _ in 0..ROUNDS {
+        progress.say(&format!(
+            "installing {} packages of release line {line} with {} (one resolve)",
+            install.len(),
+            installer.name()
+        ));
+        let run = installer.install(
+            &install,
+            &current.distributions,
+            options.index_url.as_deref(),
+            progress,
+        );
+        let after = inspect(&interpreter)?;
+        if let Err(failure) = run {
+            let state = install::undo(&installer, &before.distributions, &after.distributions);
+            return Err(PythonError::Install {
+                installer: installer.name().to_string(),
+                code: failure.code,
+                state,
+                output: failure.output,
+            });
+        }
+        not_installed(&installer, &install, &after)?;
+        current = after;
+        let next = self::plan(&current, exporter, &index, &mut available)?;
+        report.libraries = next.libraries;
+        report.table = next.source;
+        report.table_line = next.table_line;
+        if next.choice.install.is_empty() {
+            report.outcome = Outcome::Installed;
+            return Ok(report);
+        }
+        install = next.choice.install;
+        line = next.choice.line;
+        for requirement in &install {
+            report.install.retain(|r| r.name != requirement.name);
+            report.install.push(requirement.clone());
+        }
     }
-    let missing: Vec<String> = choice
-        .install
+    Err(PythonError::Install {
+        installer: installer.name().to_string(),
+        code: "0".into(),
+        state: format!(
+            "after {ROUNDS} rounds these are still to install: {}",
+            install
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        output: String::new(),
+    })
+}
+
+/// How many times the plan is made again after installing (see `bootstrap`).
+const ROUNDS: usize = 3;
+
+struct Planned {
+    source: TableSource,
+    table_line: String,
+    libraries: Vec<Match>,
+    choice: Choice,
+}
+
+/// What `environment` needs, on the newest whole line; `available` keeps what
+/// the index said, so a second plan asks only about new projects.
+fn plan(
+    environment: &Environment,
+    exporters: &[&str],
+    index: &index::Index,
+    available: &mut BTreeMap<String, std::collections::BTreeSet<pep440_rs::Version>>,
+) -> Result<Planned, PythonError> {
+    let (table, source) = match &environment.table {
+        Some(table) => (table.clone(), TableSource::Environment),
+        None => (Table::shipped(), TableSource::Shipped),
+    };
+    let (libraries, instrumentations) = table::matches(&table, &environment.distributions);
+    let needs = Needs {
+        instrumentations: &instrumentations,
+        exporters,
+    };
+    let unknown = needs
+        .projects(&environment.distributions)
+        .into_iter()
+        .filter(|p| !available.contains_key(p))
+        .collect();
+    available.extend(super::block_on(index.versions_of(&unknown))?);
+    let choice =
+        line::choose(&needs, &environment.distributions, available).map_err(|skipped| {
+            PythonError::NoLine {
+                index: index.shown_url(),
+                skipped,
+            }
+        })?;
+    Ok(Planned {
+        source,
+        table_line: table.line,
+        libraries,
+        choice,
+    })
+}
+
+/// An install that succeeded must have left each requirement in place.
+fn not_installed(
+    installer: &install::Installer,
+    install: &[Requirement],
+    after: &Environment,
+) -> Result<(), PythonError> {
+    let missing: Vec<String> = install
         .iter()
         .filter(|r| {
             let installed = after.distributions.get(&r.name);
@@ -212,16 +324,15 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
         })
         .map(|r| r.to_string())
         .collect();
-    if !missing.is_empty() {
-        return Err(PythonError::Install {
-            installer: installer.name().to_string(),
-            code: "0".into(),
-            state: format!("these are not installed afterwards: {}", missing.join(", ")),
-            output: String::new(),
-        });
+    if missing.is_empty() {
+        return Ok(());
     }
-    report.outcome = Outcome::Installed;
-    Ok(report)
+    Err(PythonError::Install {
+        installer: installer.name().to_string(),
+        code: "0".into(),
+        state: format!("these are not installed afterwards: {}", missing.join(", ")),
+        output: String::new(),
+    })
 }
 
 /// The interpreter to bootstrap, and how it was found: `--python`, the
@@ -324,7 +435,10 @@ pub fn requirements(report: &Report) -> String {
         );
     }
     for requirement in &report.install {
-        out += &format!("{requirement}\n");
+        match &requirement.moved_from {
+            Some(from) => out += &format!("{requirement}  # moves it from {from}\n"),
+            None => out += &format!("{requirement}\n"),
+        }
     }
     out
 }
@@ -352,6 +466,15 @@ pub fn summary(report: &Report) -> String {
             out += &format!(
                 "  {} {}: not instrumented, {} supports {}\n",
                 library.library, library.version, library.instrumentation, library.supported
+            );
+        }
+    }
+    for requirement in &report.install {
+        if let Some(from) = &requirement.moved_from {
+            out += &format!(
+                "  {} {from} -> {}\n",
+                requirement.name,
+                requirement.spec.trim_start_matches("==")
             );
         }
     }
