@@ -10,6 +10,7 @@ mod node;
 mod proxy;
 mod python;
 mod python_exit;
+mod python_flows;
 mod receiver;
 mod runtimes;
 mod uprobe;
