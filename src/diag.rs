@@ -26,6 +26,18 @@ pub fn level(verbose: u8, otel_log_level: Option<&str>) -> Option<Level> {
     }
 }
 
+/// A level as OTEL_LOG_LEVEL spells it, for the shims (OTEL_RUN_LOG_LEVEL).
+pub fn level_name(level: Option<Level>) -> &'static str {
+    match level {
+        None => "off",
+        Some(Level::ERROR) => "error",
+        Some(Level::WARN) => "warn",
+        Some(Level::INFO) => "info",
+        Some(Level::DEBUG) => "debug",
+        Some(Level::TRACE) => "trace",
+    }
+}
+
 /// Installs the stderr logger; only otel-run's own modules log through it.
 pub fn init(level: Option<Level>) {
     let filter = match level {
@@ -96,5 +108,14 @@ mod tests {
         assert_eq!(level(0, Some("none")), None);
         assert_eq!(level(1, Some("error")), Some(Level::INFO));
         assert_eq!(level(2, None), Some(Level::DEBUG));
+    }
+
+    #[test]
+    fn level_names_read_back_as_otel_log_level() {
+        for verbose in 0..4 {
+            let level = level(verbose, None);
+            assert_eq!(super::level(0, Some(level_name(level))), level);
+        }
+        assert_eq!(super::level(0, Some(level_name(None))), None);
     }
 }

@@ -76,7 +76,8 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<Ending> {
     };
     inputs.read_env(std::env::vars_os());
     let settings = Settings::resolve(&inputs)?;
-    diag::init(diag::level(cli.verbose, settings.text(&vars::LOG_LEVEL)));
+    let level = diag::level(cli.verbose, settings.text(&vars::LOG_LEVEL));
+    diag::init(level);
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
@@ -111,13 +112,14 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<Ending> {
             cli::command().print_help()?;
             Ok(USAGE.into())
         }
-        None => run_command(&settings, cli.command, &cwd),
+        None => run_command(&settings, level, cli.command, &cwd),
     }
 }
 
 /// The main job: observe one command.
 fn run_command(
     settings: &Settings,
+    level: Option<tracing::Level>,
     argv: Vec<OsString>,
     cwd: &std::path::Path,
 ) -> anyhow::Result<Ending> {
@@ -154,6 +156,8 @@ fn run_command(
     if let Some(report) = agent.as_ref().and_then(Agent::sdk_report) {
         plan.set(vars::SDK_REPORT, report.display().to_string());
     }
+    // The shims speak at otel-run's own level: `-v` shows what they did too.
+    plan.set(vars::SHIM_LOG_LEVEL, diag::level_name(level));
     for note in &plan.notes {
         tracing::warn!("{note}");
     }

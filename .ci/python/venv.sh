@@ -6,6 +6,8 @@
 #   bash .ci/python/venv.sh apps    # web frameworks, clients, opentelemetry-distro and
 #                                   # instrumentations (apps.txt)
 #   bash .ci/python/venv.sh tools   # uv and poetry (tools.txt)
+#   bash .ci/python/venv.sh grpc    # Django, httpx, requests, the SDK with only the gRPC
+#                                   # OTLP exporter, opentelemetry-distro (grpc.txt)
 #
 #   venv dir : ${OTEL_RUN_CACHE:-$HOME/.cache/otel-run-ci}/py-NAME-<sha256(NAME.txt)[:16]>
 #   python   : ${OTEL_RUN_PYTHON:-python3} is used to create it

@@ -3,31 +3,48 @@
 otel-run puts this file's directory first on PYTHONPATH, so Python imports it as
 `sitecustomize` at start-up, in every Python process of the run (reloaders,
 workers and other subprocesses included). It is written to cost almost nothing
-until it is needed:
+until it is needed: it imports nothing beyond `os` and `sys`, and hooks the
+imports that matter.
 
 - Instrumentors are activated when their library is first imported (a post-import
   hook), not eagerly: a program that never imports Flask never loads Flask's
   instrumentor. The list of instrumentors comes from otel-run
   (OTEL_RUN_PYTHON_INSTRUMENTORS) when it could read the target environment;
-  otherwise it is read from the installed entry points.
-- The SDK starts when something first asks for a tracer provider (an activated
-  instrumentor, or the program's own `trace.get_tracer`). A program that sets up
-  its own provider first keeps it: the SDK is never set up twice.
-- With otel-run's agent (OTEL_RUN_AGENT_ENDPOINT), spans go to it as OTLP/JSON over
-  loopback HTTP with the standard library: no protobuf or gRPC import. That
-  exporter, and the count of what the SDK drops, live in otel_run_export.py beside
-  this file, loaded when the SDK starts.
+  otherwise it is read from the installed entry points. Django's waits for its
+  settings, which the program may set up after importing Django.
+- Each signal's SDK provider starts when it is first needed: the program asks for
+  the global provider, or a span, a measurement or a log record is made through
+  the API with none set. OpenTelemetry's own code asking for a provider (an
+  instrumentor being activated) gets the API's proxy instead, which follows the
+  provider set later: a program that sets up its own after importing an
+  instrumented library keeps it.
+- Every provider, the program's or the shim's, exports through otel-run: its
+  processors or readers are added to each one the program builds, unless one of
+  the program's own already exports to the same place (otel_run_sdk.py).
+- With otel-run's agent (OTEL_RUN_AGENT_ENDPOINT), spans, metrics and logs go to it
+  as OTLP/JSON over loopback HTTP with the standard library: no exporter package,
+  protobuf or gRPC import is needed.
+- Log records reach OpenTelemetry without a handler on the root logger, which
+  would turn the program's `logging.basicConfig()` into a no-op and silence the
+  messages Python and werkzeug print when no handler is configured.
+- A propagator named in OTEL_PROPAGATORS that is not installed is said, and left
+  out, rather than failing every instrumentor that imports the propagation API.
 - A program that leaves SIGTERM at its default action gets a handler that flushes
   the SDK, for a bounded time, and then dies of the signal as it would have; a
   program's own handler is never touched.
+- Its messages follow otel-run's own level (`-v`, OTEL_RUN_LOG_LEVEL).
 
-Finally it runs the user's own `sitecustomize`, if there is one, which Python would
-otherwise not see behind this one.
+The modules beside this file, which find this one as `_shim`, are loaded only
+when needed: otel_run_api.py once OpenTelemetry is imported, otel_run_sdk.py and
+the exporters once a provider is built. Finally it runs the user's own
+`sitecustomize`, if there is one, which Python would otherwise not see behind
+this one.
 """
 
 import os
 import sys
 
+_SELF = sys.modules[__name__]
 _PREFIX = "otel-run: "
 _SAID = "OTEL_RUN_PYTHON_SAID"
 
@@ -49,26 +66,72 @@ _MODULE_OF = {
     "urllib": "urllib.request",
 }
 
+
+def _on_django_settings(conf, activate):
+    """django.conf: `activate` once the settings are set up. The Django
+    instrumentor reads them (it adds its middleware), and reading them before
+    the program has set DJANGO_SETTINGS_MODULE (`manage.py` does, after importing
+    Django or an instrumentation of it) would set them up empty for good."""
+    cls = conf.LazySettings
+    done = []
+
+    def after(method):
+        original = getattr(cls, method)
+
+        def wrapper(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            if not done:
+                done.append(True)
+                activate(conf)
+            return result
+
+        wrapper.__wrapped__ = original
+        setattr(cls, method, wrapper)
+
+    after("_setup")
+    after("configure")
+
+
+# Instrumentors activated once their library is configured rather than imported:
+# entry point name -> (module, callable(module, activate)).
+_ON_CONFIGURED = {"django": ("django.conf", _on_django_settings)}
+
 # Python programs that run other Python programs (`poetry run ...`).
 _RUNNERS = {"poetry", "pipenv", "pdm", "hatch"}
 
 # Entry points that are not about a library import.
 _NOT_ON_IMPORT = {"system_metrics"}
 
+_EXPORTER_VARIABLES = {
+    "traces": "OTEL_TRACES_EXPORTER",
+    "metrics": "OTEL_METRICS_EXPORTER",
+    "logs": "OTEL_LOGS_EXPORTER",
+}
+
+_LEVELS = {"trace": 0, "debug": 1, "info": 2, "warn": 3, "warning": 3, "error": 4, "off": 5, "none": 5}
+
 
 def _level():
-    return os.environ.get("OTEL_LOG_LEVEL", "warn").strip().lower()
+    """otel-run's own level (its `-v` or OTEL_LOG_LEVEL, handed over as
+    OTEL_RUN_LOG_LEVEL), else OTEL_LOG_LEVEL."""
+    value = os.environ.get("OTEL_RUN_LOG_LEVEL") or os.environ.get("OTEL_LOG_LEVEL") or "warn"
+    return _LEVELS.get(value.strip().lower(), 3)
 
 
 def _debug(message):
-    if _level() in ("debug", "trace"):
+    if _level() <= 1:
         sys.stderr.write("%sdebug: python: %s\n" % (_PREFIX, message))
+
+
+def _info(message):
+    if _level() <= 2:
+        sys.stderr.write("%spython: %s\n" % (_PREFIX, message))
 
 
 def _warn_once(key, message, hint=None):
     """Says `message` once for the whole process tree (subprocesses inherit the marker)."""
     said = [s for s in os.environ.get(_SAID, "").split(",") if s]
-    if key in said or _level() in ("error", "off", "none"):
+    if key in said or _level() > 3:
         return
     os.environ[_SAID] = ",".join(said + [key])
     text = "%swarning: %s\n" % (_PREFIX, message)
@@ -82,145 +145,117 @@ def _exporters(variable):
     return [e.strip() for e in value.split(",") if e.strip() and e.strip() != "none"]
 
 
-# --- The SDK, started on first use ---------------------------------------------
+def _exported(signal):
+    return bool(_exporters(_EXPORTER_VARIABLES[signal]))
 
-_sdk_started = False
 
+# --- The modules beside this one ---------------------------------------------------
 
-def _start_sdk():
-    """Sets up the tracer provider (and meter and logger providers) from the
-    environment, unless the program already set up its own."""
-    global _sdk_started
-    if _sdk_started:
-        return
-    _sdk_started = True
-    from opentelemetry import trace
-
-    if getattr(trace, "_TRACER_PROVIDER", None) is not None:
-        _debug("the program set up its own tracer provider; leaving it")
-        return
+def _sdk_call(function, *args):
+    """Calls otel_run_sdk's `function`; None if the SDK side cannot load."""
     try:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-
-        export = _sibling("otel_run_export")
-    except ImportError as error:
-        _warn_once("sdk", "cannot start the OpenTelemetry SDK for `%s`: %s" % (sys.executable, error),
-                   "`otel-run bootstrap --python %s` installs it" % sys.executable)
-        return
-    resource = Resource.create({"telemetry.distro.name": "otel-run"})
-    provider = TracerProvider(resource=resource)
-    for exporter in _span_exporters(export):
-        provider.add_span_processor(export.CountedBatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    _parent_work_to_the_process_span()
-    _start_metrics(resource)
-    _start_logs(resource)
-
-
-def _span_exporters(export):
-    exporters = []
-    for name in _exporters("OTEL_TRACES_EXPORTER"):
-        agent = os.environ.get("OTEL_RUN_AGENT_ENDPOINT")
-        if name == "otlp" and agent:
-            exporters.append(export.AgentSpanExporter(agent))
-        elif name == "otlp":
-            exporter = _official_exporter("trace_exporter", "OTLPSpanExporter", "TRACES")
-            if exporter is not None:
-                exporters.append(exporter)
-        elif name == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-            exporters.append(ConsoleSpanExporter())
-    return exporters
-
-
-def _official_exporter(module, cls, signal):
-    """An exporter from opentelemetry-exporter-otlp, for the protocol configured."""
-    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_%s_PROTOCOL" % signal)
-                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
-    package = "grpc" if protocol == "grpc" else "http"
-    name = "opentelemetry.exporter.otlp.proto.%s.%s" % (package, module)
-    try:
-        import importlib
-
-        return getattr(importlib.import_module(name), cls)()
-    except ImportError:
-        _warn_once("exporter-" + package,
-                   "`%s` cannot export %s over OTLP/%s: opentelemetry-exporter-otlp-proto-%s is not installed"
-                   % (sys.executable, signal.lower(), package, package),
-                   "`otel-run bootstrap --python %s` installs it" % sys.executable)
+        return getattr(_sibling("otel_run_sdk"), function)(*args)
+    except Exception as error:  # telemetry must never break the program
+        _warn_once("sdk-" + function, "otel-run's Python shim failed in %s: %r" % (function, error))
         return None
 
 
-def _parent_work_to_the_process_span():
-    """The program's own work (a script's calls, a CLI's steps) joins otel-run's
-    process span from TRACEPARENT. Only spans that would otherwise start a trace
-    are affected, and never SERVER or CONSUMER spans: a request without a
-    traceparent still starts its own trace, as it would without otel-run.
-    Attaching the context globally instead would leak into request handling."""
-    traceparent = os.environ.get("TRACEPARENT")
-    if not traceparent:
+def _hook(function):
+    """An import callback that calls otel_run_api's `function` with the module."""
+    return lambda module: getattr(_sibling("otel_run_api"), function)(module)
+
+
+def _known_propagators_only(exec_module, module):
+    _sibling("otel_run_api").known_propagators_only(exec_module, module)
+
+
+# --- Log records, without a handler on the root logger --------------------------
+
+_bridges = []  # handlers fed what a handler on the root logger would be
+_sdk_bridge_wanted = False  # OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED, until the first record
+_feeding = None  # threading.local(): a record logged while one is fed is not fed
+
+
+def _bridge_logging(logging):
+    """Feeds the bridge handlers from `Logger.callHandlers`, with the records a
+    handler on the root logger would get (its level applied, loggers that do not
+    propagate left out), without being one: a handler there makes
+    `logging.basicConfig()` a no-op and stops Python's last-resort output and
+    werkzeug's and Flask's own handlers, which are added only while the logger
+    has none to go to. Installed once."""
+    global _feeding
+    if _feeding is not None:
         return
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import Tracer
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    import threading
 
-    carrier = {"traceparent": traceparent, "tracestate": os.environ.get("TRACESTATE", "")}
-    process = TraceContextTextMapPropagator().extract(carrier)
-    start_span = Tracer.start_span
-    own_work = (trace.SpanKind.INTERNAL, trace.SpanKind.CLIENT, trace.SpanKind.PRODUCER)
+    _feeding = threading.local()
+    call_handlers = logging.Logger.callHandlers
 
-    def start_span_under_process(self, name, context=None, kind=trace.SpanKind.INTERNAL, *args, **kwargs):
-        if context is None and kind in own_work and not trace.get_current_span().get_span_context().is_valid:
-            context = process
-        return start_span(self, name, context, kind, *args, **kwargs)
+    def callHandlers(self, record):
+        if not getattr(_feeding, "busy", False):
+            _feeding.busy = True
+            try:
+                _feed(logging, self, record)
+            finally:
+                _feeding.busy = False
+        return call_handlers(self, record)
 
-    Tracer.start_span = start_span_under_process
+    callHandlers.__wrapped__ = call_handlers
+    logging.Logger.callHandlers = callHandlers
 
 
-def _start_metrics(resource):
-    if not _exporters("OTEL_METRICS_EXPORTER"):
+def _feed(logging, logger, record):
+    global _sdk_bridge_wanted
+    node = logger
+    while node.propagate and node.parent is not None:
+        node = node.parent
+    if node is not logging.root:
         return
-    from opentelemetry import metrics
-
-    if getattr(metrics, "_METER_PROVIDER", None) is not None:
-        return
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
-
-    readers = []
-    for name in _exporters("OTEL_METRICS_EXPORTER"):
-        exporter = (ConsoleMetricExporter() if name == "console"
-                    else _official_exporter("metric_exporter", "OTLPMetricExporter", "METRICS"))
-        if exporter is not None:
-            readers.append(PeriodicExportingMetricReader(exporter))
-    if readers:
-        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+    if _sdk_bridge_wanted:
+        _sdk_bridge_wanted = False
+        handler = _sdk_call("sdk_logging_handler")
+        if handler is not None:
+            _bridges.append(handler)
+    for handler in _bridges:
+        if record.levelno >= handler.level:
+            handler.handle(record)
 
 
-def _logs_enabled():
-    enabled = os.environ.get("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "").strip().lower() == "true"
-    return enabled and bool(_exporters("OTEL_LOGS_EXPORTER"))
+def _on_logging_imported(logging):
+    global _sdk_bridge_wanted
+    if os.environ.get("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "").strip().lower() == "true":
+        _sdk_bridge_wanted = True
+        _bridge_logging(logging)
 
 
-def _start_logs(resource):
-    if not _logs_enabled():
-        return
-    import logging
+def _take_root_handlers(logging, before):
+    """OpenTelemetry handlers an instrumentor put on the root logger
+    (opentelemetry-instrumentation-logging's) move to the bridge, or go when
+    logs are not exported."""
+    for handler in [h for h in logging.root.handlers if h not in before]:
+        if type(handler).__module__.startswith("opentelemetry."):
+            logging.root.removeHandler(handler)
+            if _exported("logs"):
+                _bridges.append(handler)
+                _bridge_logging(logging)
+                _debug("log records reach %s without it on the root logger" % type(handler).__name__)
 
-    from opentelemetry._logs import set_logger_provider
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogExporter
 
-    provider = LoggerProvider(resource=resource)
-    for name in _exporters("OTEL_LOGS_EXPORTER"):
-        exporter = (ConsoleLogExporter() if name == "console"
-                    else _official_exporter("_log_exporter", "OTLPLogExporter", "LOGS"))
-        if exporter is not None:
-            provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
-    set_logger_provider(provider)
-    logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))
+def _quiet_last_resort(logging):
+    """A handler for `logging.lastResort` while an instrumentor is activated:
+    OpenTelemetry's own messages about setting up (which a handler on the root
+    logger would have swallowed) become debug lines; others print as before."""
+    previous = logging.lastResort
+
+    class ToDebug(logging.Handler):
+        def handle(self, record):
+            if record.name.startswith("opentelemetry"):
+                _debug("%s: %s" % (record.name, record.getMessage()))
+            elif previous is not None and record.levelno >= previous.level:
+                previous.handle(record)
+            return True
+
+    return ToDebug()
 
 
 # --- SIGTERM: flush, then die of it --------------------------------------------
@@ -262,31 +297,10 @@ def _on_sigterm(signum, frame):
 
 
 def _flush_for_exit():
-    """Flushes the tracer, meter and logger providers there are, for at most
-    _FLUSH_BOUND_SECONDS, and tells otel-run what the SDK dropped. The flush runs
-    on a thread of its own: the signal may have interrupted the main thread while
-    it held a lock the flush needs."""
-    places = (("opentelemetry.trace", "_TRACER_PROVIDER"),
-              ("opentelemetry.metrics._internal", "_METER_PROVIDER"),
-              ("opentelemetry._logs._internal", "_LOGGER_PROVIDER"))
-    providers = [getattr(sys.modules.get(module), name, None) for module, name in places]
-    providers = [p for p in providers if hasattr(p, "force_flush")]
-    if providers:
-        import threading
-
-        def flush():
-            for provider in providers:
-                try:
-                    provider.force_flush()
-                except Exception as error:  # the exit goes on
-                    _debug("flush at SIGTERM failed: %r" % error)
-
-        flusher = threading.Thread(target=flush, name="otel-run-flush", daemon=True)
-        flusher.start()
-        flusher.join(_FLUSH_BOUND_SECONDS)
-    export = sys.modules.get("otel_run_export")
-    if export is not None:
-        export.report()
+    """Flushes what otel-run exports from, if anything was set up."""
+    sdk = sys.modules.get("otel_run_sdk")
+    if sdk is not None:
+        sdk.flush_for_exit(_FLUSH_BOUND_SECONDS)
 
 
 # --- Instrumentors, activated on import ----------------------------------------
@@ -304,15 +318,38 @@ def _instrumentors():
 
 def _activate(name, target):
     import importlib
+    import logging
 
     module_name, _, class_name = target.partition(":")
+    before = list(logging.root.handlers)
+    last_resort, logging.lastResort = logging.lastResort, _quiet_last_resort(logging)
     try:
         instrumentor = getattr(importlib.import_module(module_name), class_name)()
         # The instrumentor checks that the library's version is one it supports.
         instrumentor.instrument()
-        _debug("instrumented %s" % name)
+        _info("instrumented %s" % name)
+        _quiet_second_instrument(name, instrumentor)
     except Exception as error:  # an instrumentor must never break the program
-        _debug("could not instrument %s: %r" % (name, error))
+        _warn_once("instrument-" + name, "could not instrument %s for `%s`: %r" % (name, sys.executable, error))
+    finally:
+        logging.lastResort = last_resort
+    _take_root_handlers(logging, before)
+
+
+def _quiet_second_instrument(name, instrumentor):
+    """A program that instruments the library itself (`RequestsInstrumentor().instrument()`)
+    finds it done: a debug line says so instead of the instrumentor's warning on
+    the program's stderr. Instrumentors are singletons: the instance is the one
+    the program gets."""
+    instrument = instrumentor.instrument
+
+    def instrument_once(*args, **kwargs):
+        if getattr(instrumentor, "_is_instrumented_by_opentelemetry", False):
+            _debug("the program instruments %s, which otel-run has instrumented already" % name)
+            return None
+        return instrument(*args, **kwargs)
+
+    instrumentor.instrument = instrument_once
 
 
 # Modules an activation imports besides its library: the standard library and
@@ -367,33 +404,23 @@ def _run_pending(finished):
         _activating = False
 
 
-def _patch_trace_api(trace):
-    """`trace.get_tracer_provider()` starts the SDK when no provider is set yet."""
-    original = trace.get_tracer_provider
-
-    def get_tracer_provider():
-        if getattr(trace, "_TRACER_PROVIDER", None) is None:
-            _start_sdk()
-        return original()
-
-    trace.get_tracer_provider = get_tracer_provider
-
-
 class _PostImportHook:
-    """A meta path finder that runs callbacks once a watched module has executed."""
+    """A meta path finder that runs callbacks once a watched module has executed,
+    or executes it through a wrapper (`around`)."""
 
-    def __init__(self, callbacks):
+    def __init__(self, callbacks, around):
         self.callbacks = callbacks  # module name -> [callable(module)]
+        self.around = around  # module name -> callable(exec_module, module)
 
     def find_spec(self, name, path=None, target=None):
-        if name not in self.callbacks:
+        if name not in self.callbacks and name not in self.around:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(name, path, target)
             if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _Loader(spec.loader, self.callbacks.pop(name))
+                spec.loader = _Loader(spec.loader, self.callbacks.pop(name, []), self.around.pop(name, None))
                 return spec
             if spec is not None:
                 return None
@@ -401,15 +428,25 @@ class _PostImportHook:
 
     def run_now(self, name):
         for callback in self.callbacks.pop(name, []):
-            callback(sys.modules[name])
+            _call_back(callback, sys.modules[name])
+
+
+def _call_back(callback, module):
+    """A callback must never fail the program's import."""
+    try:
+        callback(module)
+    except Exception as error:
+        _warn_once("hook-" + module.__name__, "otel-run's Python shim failed after importing %s: %r"
+                   % (module.__name__, error))
 
 
 class _Loader:
     """Wraps a module's loader: executes it, puts the original back, then calls back."""
 
-    def __init__(self, loader, callbacks):
+    def __init__(self, loader, callbacks, around):
         self._loader = loader
         self._callbacks = callbacks
+        self._around = around
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -421,9 +458,12 @@ class _Loader:
         module.__loader__ = self._loader
         if getattr(module, "__spec__", None) is not None:
             module.__spec__.loader = self._loader
-        self._loader.exec_module(module)
+        if self._around is not None:
+            self._around(self._loader.exec_module, module)
+        else:
+            self._loader.exec_module(module)
         for callback in self._callbacks:
-            callback(module)
+            _call_back(callback, module)
 
 
 def _install():
@@ -437,29 +477,44 @@ def _install():
         _warn_once("sdk", "the OpenTelemetry SDK is not installed for `%s`; the program runs uninstrumented"
                    % sys.executable, "`otel-run bootstrap --python %s` installs it" % sys.executable)
         return
-    callbacks = {"opentelemetry.trace": [_patch_trace_api]}
-    tracing = bool(_exporters("OTEL_TRACES_EXPORTER"))
+    signals = [s for s in _EXPORTER_VARIABLES if _exported(s)]
+    if not signals:
+        return
+    callbacks = {
+        "opentelemetry.trace": [_hook("patch_trace_api")],
+        "opentelemetry.metrics": [_hook("patch_metrics_api")],
+        "opentelemetry._logs": [_hook("patch_logs_api")],
+        "opentelemetry.sdk.trace": [_hook("watch_tracer_providers")],
+        "opentelemetry.sdk.metrics": [_hook("watch_meter_providers")],
+    }
+    if "logs" in signals:
+        callbacks["logging"] = [_on_logging_imported]
+    around = {}
+    if os.environ.get("OTEL_PROPAGATORS", "").strip():
+        around["opentelemetry.propagate"] = _known_propagators_only
     disabled = {d.strip() for d in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
-    instrumentors = _instrumentors() if tracing else []
-    if tracing and not instrumentors:
+    instrumentors = _instrumentors()
+    if "traces" in signals and not instrumentors:
         _warn_once("instrumentors", "no OpenTelemetry instrumentation package is installed for `%s`; "
                    "only the program's own spans are recorded" % sys.executable,
                    "`otel-run bootstrap --python %s` installs the ones its libraries need" % sys.executable)
     for name, target in instrumentors:
         if name in disabled or name in _NOT_ON_IMPORT:
             continue
-        module = _MODULE_OF.get(name, name)
-        callbacks.setdefault(module, []).append(_on_import(lambda n=name, t=target: _activate(n, t)))
-    # Log records are exported by the SDK: start it once logging is in use.
-    if _logs_enabled():
-        callbacks.setdefault("logging", []).append(_on_import(_start_sdk))
-    hook = _PostImportHook(callbacks)
+        activate = _on_import(lambda n=name, t=target: _activate(n, t))
+        if name in _ON_CONFIGURED:
+            module, watch = _ON_CONFIGURED[name]
+            callbacks.setdefault(module, []).append(lambda m, w=watch, a=activate: w(m, a))
+        else:
+            callbacks.setdefault(_MODULE_OF.get(name, name), []).append(activate)
+    hook = _PostImportHook(callbacks, around)
     sys.meta_path.insert(0, hook)
+    _debug("`%s` (pid %d) exports %s; %d instrumentors wait for their libraries"
+           % (sys.executable, os.getpid(), ", ".join(signals), len(instrumentors)))
     for module in list(callbacks):
         if module in sys.modules:
             hook.run_now(module)
-    if any(_exporters(v) for v in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER")):
-        _install_sigterm_flush()
+    _install_sigterm_flush()
 
 
 def _path_finder():
@@ -470,7 +525,7 @@ def _path_finder():
 
 def _sibling(name):
     """A module beside this file, imported from here whatever the program did to
-    sys.path."""
+    sys.path, with this module as its `_shim`."""
     module = sys.modules.get(name)
     if module is not None:
         return module
@@ -480,6 +535,7 @@ def _sibling(name):
         raise ImportError("otel-run's `%s` is missing from %s" % (name, here))
     module = type(sys)(name)
     module.__spec__, module.__loader__, module.__file__ = spec, spec.loader, spec.origin
+    module._shim = _SELF
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)

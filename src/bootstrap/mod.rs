@@ -181,7 +181,6 @@ pub fn run(
                         .text(&vars::OTLP_TRACES_PROTOCOL)
                         .or(settings.text(&vars::OTLP_PROTOCOL))
                         .unwrap_or("grpc"),
-                    agent: settings.flag(&vars::AGENT),
                 };
                 match python::bootstrap(&python_options, &progress) {
                     Ok(r) => report.python = Some(r),

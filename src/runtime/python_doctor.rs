@@ -63,9 +63,9 @@ pub fn problems(settings: &Settings, plan: &Plan, python: &Python, agent: bool) 
         if !exporters(signal).iter().any(|e| e == "otlp") {
             continue;
         }
-        // With the agent, spans go to it through the shim's own exporter; the
-        // other signals, and everything without the agent, need the SDK's.
-        if agent && signal == Signal::Traces {
+        // With the agent, the shim sends every signal to it itself; without
+        // the agent, the child needs the SDK's exporter.
+        if agent {
             continue;
         }
         // The protocol the shim reads from the child's environment.

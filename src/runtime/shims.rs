@@ -31,8 +31,28 @@ pub const PYTHON: Shim = Shim {
             include_str!("../../shims/python/sitecustomize.py"),
         ),
         (
-            "otel_run_export.py",
-            include_str!("../../shims/python/otel_run_export.py"),
+            "otel_run_api.py",
+            include_str!("../../shims/python/otel_run_api.py"),
+        ),
+        (
+            "otel_run_sdk.py",
+            include_str!("../../shims/python/otel_run_sdk.py"),
+        ),
+        (
+            "otel_run_wire.py",
+            include_str!("../../shims/python/otel_run_wire.py"),
+        ),
+        (
+            "otel_run_traces.py",
+            include_str!("../../shims/python/otel_run_traces.py"),
+        ),
+        (
+            "otel_run_metrics.py",
+            include_str!("../../shims/python/otel_run_metrics.py"),
+        ),
+        (
+            "otel_run_logs.py",
+            include_str!("../../shims/python/otel_run_logs.py"),
         ),
     ],
 };

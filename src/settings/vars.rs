@@ -897,6 +897,8 @@ pub const AGENT_ENDPOINT: &str = "OTEL_RUN_AGENT_ENDPOINT";
 pub const PYTHON_INSTRUMENTORS: &str = "OTEL_RUN_PYTHON_INSTRUMENTORS";
 /// Where the command's SDKs report what they dropped (see `agent::sdk_report`).
 pub const SDK_REPORT: &str = "OTEL_RUN_SDK_REPORT";
+/// otel-run's own log level, from `-v` or OTEL_LOG_LEVEL, for the shims' messages.
+pub const SHIM_LOG_LEVEL: &str = "OTEL_RUN_LOG_LEVEL";
 /// The app's `@opentelemetry/auto-instrumentations-node`, for the Node.js shim.
 pub const NODE_PACKAGE: &str = "OTEL_RUN_NODE_PACKAGE";
 /// The import-in-the-middle hook the Node.js shim registers for ES modules.
@@ -923,6 +925,10 @@ pub static INJECTED: &[(&str, &str)] = &[
     (
         AGENT_ENDPOINT,
         "With the agent: the receiver's URL, for otel-run's shims.",
+    ),
+    (
+        SHIM_LOG_LEVEL,
+        "otel-run's own level (`off`, `error`, `warn`, `info`, `debug`, `trace`) from `-v` or `OTEL_LOG_LEVEL`: the Python shim's messages follow it.",
     ),
     (
         SDK_REPORT,

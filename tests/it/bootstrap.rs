@@ -455,10 +455,9 @@ fn the_tutorials_distro_venv_moves_to_one_whole_line_and_a_second_bootstrap_inst
         problems.contains("flask 3.1.3 (opentelemetry-instrumentation-flask)"),
         "{problems}"
     );
-    assert!(
-        problems.contains("opentelemetry-exporter-otlp-proto-http is not installed"),
-        "{problems}"
-    );
+    // The shim sends every signal to the agent itself: no exporter package is
+    // a problem for a run through it.
+    assert!(!problems.contains("is not installed"), "{problems}");
 
     let dry = active(&["--dry-run", "--format", "json"]);
     assert_success(&dry);

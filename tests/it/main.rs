@@ -11,6 +11,7 @@ mod node;
 mod proxy;
 mod python;
 mod python_exit;
+mod python_flows;
 mod receiver;
 mod runtimes;
 mod seeds;

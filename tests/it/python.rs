@@ -665,7 +665,8 @@ fn log_records_are_exported_when_logging_instrumentation_is_on() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Printed as Python's ConsoleLogRecordExporter prints a record.
+    // Printed as Python's ConsoleLogRecordExporter prints a record; the
+    // instrumentation's own notices are exported too, as the anchor does.
     let records = console_spans(&logs);
     let log = records
         .iter()

@@ -86,8 +86,6 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// The OTLP protocol: which exporter package the SDK gets.
     pub protocol: &'a str,
-    /// Whether runs go through otel-run's agent.
-    pub agent: bool,
 }
 
 /// What inspect.py prints.
@@ -154,19 +152,13 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
         before.executable,
         before.distributions.len()
     ));
-    const HTTP: &str = "opentelemetry-exporter-otlp-proto-http";
     // The configured protocol's, for a program's own exporter and runs without
-    // the agent; with the agent, the shim sends metrics and logs to it over
-    // http/protobuf through the SDK's exporter.
-    let mut exporters = vec![if options.protocol.starts_with("http") {
-        HTTP
+    // the agent; with the agent, the shim sends every signal to it itself.
+    let exporter = &[if options.protocol.starts_with("http") {
+        "opentelemetry-exporter-otlp-proto-http"
     } else {
         "opentelemetry-exporter-otlp-proto-grpc"
-    }];
-    if options.agent && !exporters.contains(&HTTP) {
-        exporters.push(HTTP);
-    }
-    let exporter = &exporters[..];
+    }][..];
     let index = index::Index::new(options.index_url.as_deref().unwrap_or(PYPI));
     progress.say(&format!("reading {} for release lines", index.shown_url()));
     let mut available = BTreeMap::new();

@@ -1,91 +1,38 @@
-"""Loaded by otel-run's Python shim (sitecustomize.py beside this file) when it
-starts the SDK, not before: what only a process that records telemetry needs.
+"""Spans, loaded by otel-run's Python shim (sitecustomize.py beside this file)
+when a tracer provider is first built, not before: what only a process that
+records spans needs.
 
 - The exporter to otel-run's agent: OTLP/JSON over loopback HTTP with the
-  standard library, no protobuf or gRPC import.
-- The batch span processor the shim creates, counted: the spans the SDK drops
-  (its queue full, an export that failed, spans still queued at exit) are told
-  to otel-run, which says them in its summary at exit. Each process appends one
-  line to the file OTEL_RUN_SDK_REPORT names; otel-run adds the lines up, so a
-  server's forked workers count too.
+  standard library (otel_run_wire.py), no protobuf or gRPC import.
+- The batch span processor the shim adds to each tracer provider, counted: the
+  spans the SDK drops (its queue full, an export that failed, spans still queued
+  at exit) are told to otel-run, which says them in its summary at exit. Each
+  process appends one line to the file OTEL_RUN_SDK_REPORT names; otel-run adds
+  the lines up, so a server's forked workers count too.
 """
 
 import atexit
-import base64
-import http.client
-import json
 import os
-import sys
 import threading
-from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-
-def _debug(message):
-    if os.environ.get("OTEL_LOG_LEVEL", "").strip().lower() in ("debug", "trace"):
-        sys.stderr.write("otel-run: debug: python: %s\n" % message)
+_wire = _shim._sibling("otel_run_wire")
 
 
 # --- Spans to otel-run's agent as OTLP/JSON -------------------------------------
 
 class AgentSpanExporter(SpanExporter):
-    """OTLP/JSON over one loopback HTTP connection per process (a forked worker
-    opens its own)."""
-
     def __init__(self, endpoint):
-        self._target = urlsplit(endpoint)
-        self._connection = None
-        self._pid = None
-
-    def _post(self, body):
-        if self._connection is None or self._pid != os.getpid():
-            self._connection = http.client.HTTPConnection(self._target.hostname, self._target.port, timeout=10)
-            self._pid = os.getpid()
-        self._connection.request("POST", "/v1/traces", body, {"Content-Type": "application/json"})
-        response = self._connection.getresponse()
-        response.read()
-        return response.status
+        self._endpoint = endpoint
+        self._client = _wire.AgentClient(endpoint, "/v1/traces")
 
     def export(self, spans):
-        body = json.dumps(_encode_spans(spans), separators=(",", ":")).encode()
-        for attempt in (1, 2):
-            try:
-                return SpanExportResult.SUCCESS if self._post(body) == 200 else SpanExportResult.FAILURE
-            except (OSError, http.client.HTTPException) as error:
-                self._connection = None
-                if attempt == 2:
-                    _debug("export to otel-run's agent failed: %s" % error)
-        return SpanExportResult.FAILURE
+        ok = self._client.send(_encode_spans(spans))
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self):
-        if self._connection is not None:
-            self._connection.close()
-
-
-
-# --- OTLP/JSON encoding ---------------------------------------------------------
-
-def _any_value(value):
-    if isinstance(value, bool):
-        return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}
-    if isinstance(value, float):
-        return {"doubleValue": value}
-    if isinstance(value, str):
-        return {"stringValue": value}
-    if isinstance(value, (bytes, bytearray)):
-        return {"bytesValue": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, (list, tuple)):
-        return {"arrayValue": {"values": [_any_value(v) for v in value]}}
-    if isinstance(value, dict):
-        return {"kvlistValue": {"values": _attributes(value)}}
-    return {"stringValue": str(value)}
-
-
-def _attributes(attributes):
-    return [{"key": str(k), "value": _any_value(v)} for k, v in (attributes or {}).items()]
+        self._client.close()
 
 
 def _encode_spans(spans):
@@ -100,10 +47,10 @@ def _encode_spans(spans):
     out = []
     for resource, scopes in resources.values():
         out.append({
-            "resource": {"attributes": _attributes(resource.attributes)},
+            "resource": _wire.resource(resource),
             "schemaUrl": resource.schema_url or "",
             "scopeSpans": [{
-                "scope": {"name": scope.name, "version": scope.version or ""} if scope else {},
+                "scope": _wire.scope(scope),
                 "schemaUrl": (scope.schema_url or "") if scope else "",
                 "spans": encoded,
             } for scope, encoded in scopes.values()],
@@ -115,30 +62,31 @@ def _encode_span(span):
     context = span.context
     parent = span.parent
     status = span.status
+    attributes = _wire.attributes
     return {
-        "traceId": "%032x" % context.trace_id,
-        "spanId": "%016x" % context.span_id,
+        "traceId": _wire.trace_id(context.trace_id),
+        "spanId": _wire.span_id(context.span_id),
         "traceState": context.trace_state.to_header() if context.trace_state else "",
-        "parentSpanId": "%016x" % parent.span_id if parent is not None else "",
+        "parentSpanId": _wire.span_id(parent.span_id) if parent is not None else "",
         "flags": 0x100 | int(context.trace_flags) | (0x200 if parent is not None and parent.is_remote else 0),
         "name": span.name,
         # The API's kinds start at INTERNAL = 0; OTLP's at UNSPECIFIED = 0.
         "kind": span.kind.value + 1,
         "startTimeUnixNano": str(span.start_time or 0),
         "endTimeUnixNano": str(span.end_time or 0),
-        "attributes": _attributes(span.attributes),
+        "attributes": attributes(span.attributes),
         "droppedAttributesCount": span.dropped_attributes,
         "events": [{
             "timeUnixNano": str(event.timestamp),
             "name": event.name,
-            "attributes": _attributes(event.attributes),
+            "attributes": attributes(event.attributes),
         } for event in span.events],
         "droppedEventsCount": span.dropped_events,
         "links": [{
-            "traceId": "%032x" % link.context.trace_id,
-            "spanId": "%016x" % link.context.span_id,
+            "traceId": _wire.trace_id(link.context.trace_id),
+            "spanId": _wire.span_id(link.context.span_id),
             "traceState": link.context.trace_state.to_header() if link.context.trace_state else "",
-            "attributes": _attributes(link.attributes),
+            "attributes": attributes(link.attributes),
         } for link in span.links],
         "droppedLinksCount": span.dropped_links,
         "status": {"code": status.status_code.value, "message": status.description or ""},
@@ -223,14 +171,23 @@ class _CountedExporter(SpanExporter):
 
 
 class CountedBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's BatchSpanProcessor, counting what it drops."""
+    """The SDK's BatchSpanProcessor, counting what it drops. One that is
+    `left_out` takes no more spans: a processor of the program's sends them to
+    the same place."""
 
     def __init__(self, exporter):
         super().__init__(_CountedExporter(exporter))
+        self.exporter = exporter
+        self.left_out = False
         self._counted_open = True
         _counts.processors.append(self)
 
+    def leave_out(self):
+        self.left_out = True
+
     def on_end(self, span):
+        if self.left_out:
+            return
         if span.context is not None and span.context.trace_flags.sampled:
             _counts.add(**{"ended" if self._counted_open else "after_shutdown": 1})
         super().on_end(span)
@@ -260,9 +217,9 @@ def report():
         with open(path, "a") as report_file:
             report_file.write(line)
     except OSError as error:
-        _debug("cannot write otel-run's report `%s`: %s" % (path, error))
+        _wire.debug("cannot write otel-run's report `%s`: %s" % (path, error))
 
 
-# Registered before the shim creates its TracerProvider, whose own exit handler
-# (the flush) thus runs first: exit handlers run last registered, first run.
+# Registered before the shim's processors join a TracerProvider, whose own exit
+# handler (the flush) thus runs first: exit handlers run last registered, first run.
 atexit.register(report)

@@ -1,0 +1,168 @@
+"""otel-run's Python shim (sitecustomize.py beside this file, this module's
+`_shim`) inside the OpenTelemetry API and SDK: loaded when the first of their
+modules is imported, it patches them as they are.
+
+- Each signal's global provider starts when it is first needed: the program asks
+  for it, or a span, a measurement or a log record is made through the API's
+  proxies with none set. OpenTelemetry's own code asking for a provider (an
+  instrumentor being activated, the SDK's own metrics) gets the API's proxy,
+  which follows the provider set later: a program that sets up its own after
+  importing an instrumented library keeps it.
+- Every TracerProvider and MeterProvider, the program's or otel-run's, gets
+  otel-run's span processors and metric readers (otel_run_sdk.py decides which).
+- `opentelemetry.propagate` imports even when OTEL_PROPAGATORS names a propagator
+  that is not installed.
+"""
+
+import _thread
+import os
+import sys
+
+# --- Starting a signal's provider, once -------------------------------------------
+
+_started = set()
+_start_lock = _thread.RLock()
+
+
+def start(signal):
+    """Sets up the SDK's global provider for `signal` (traces, metrics, logs) if it
+    is exported and no provider is set. A second thread waits for the first; the
+    thread that is starting it returns at once (the SDK's own start-up may ask)."""
+    if signal in _started:
+        return
+    with _start_lock:
+        if signal in _started:
+            return
+        _started.add(signal)
+        if not _shim._exported(signal):
+            return
+        try:
+            getattr(_shim._sibling("otel_run_sdk"), "start_" + signal)()
+        except ImportError as error:
+            _shim._warn_once("sdk", "cannot start the OpenTelemetry SDK for `%s`: %s" % (sys.executable, error),
+                             "`otel-run bootstrap --python %s` installs it" % sys.executable)
+        except Exception as error:  # telemetry must never break the program
+            _shim._warn_once("start-" + signal, "the OpenTelemetry SDK's %s could not start: %r" % (signal, error))
+
+
+def _asked_by_opentelemetry(frame):
+    name = frame.f_globals.get("__name__") or ""
+    return name == "opentelemetry" or name.startswith("opentelemetry.")
+
+
+def _starting_getter(api, getter, provider, signal):
+    """`api.getter()` (`get_tracer_provider`) that starts the SDK when the
+    program asks and no provider is set."""
+    original = getattr(api, getter)
+
+    def get_provider():
+        if getattr(api, provider, None) is None and not _asked_by_opentelemetry(sys._getframe(1)):
+            start(signal)
+        return original()
+
+    get_provider.__wrapped__ = original
+    return get_provider
+
+
+def _start_on_use(cls, method, real, api, provider, signal, program_only=False):
+    """`cls.method` (a proxy's, or its `property`) starts the SDK first when the
+    proxy has no real object yet and no provider is set. A class or method this
+    API version does not have is left alone."""
+    original = getattr(cls, "__dict__", {}).get(method)
+    if original is None:
+        return
+    target = original.fget if isinstance(original, property) else original
+
+    def use(self, *args, **kwargs):
+        if (getattr(self, real, None) is None and getattr(api, provider, None) is None
+                and not (program_only and _asked_by_opentelemetry(sys._getframe(1)))):
+            start(signal)
+        return target(self, *args, **kwargs)
+
+    use.__wrapped__ = target
+    setattr(cls, method, property(use) if isinstance(original, property) else use)
+
+
+def patch_trace_api(trace):
+    trace.get_tracer_provider = _starting_getter(trace, "get_tracer_provider", "_TRACER_PROVIDER", "traces")
+    _start_on_use(getattr(trace, "ProxyTracer", None), "_tracer", "_real_tracer",
+                  trace, "_TRACER_PROVIDER", "traces")
+
+
+def patch_metrics_api(metrics):
+    api = sys.modules["opentelemetry.metrics._internal"]
+    api.get_meter_provider = metrics.get_meter_provider = _starting_getter(
+        api, "get_meter_provider", "_METER_PROVIDER", "metrics")
+    instruments = sys.modules["opentelemetry.metrics._internal.instrument"]
+    for name, method in (("_ProxyCounter", "add"), ("_ProxyUpDownCounter", "add"),
+                         ("_ProxyHistogram", "record"), ("_ProxyGauge", "set")):
+        _start_on_use(getattr(instruments, name, None), method, "_real_instrument",
+                      api, "_METER_PROVIDER", "metrics")
+    # An observable instrument is read only by a provider's reader: the
+    # program's creating one (not an instrumentor's) is its first use.
+    for method in ("create_observable_counter", "create_observable_up_down_counter", "create_observable_gauge"):
+        _start_on_use(getattr(api, "_ProxyMeter", None), method, "_real_meter",
+                      api, "_METER_PROVIDER", "metrics", program_only=True)
+
+
+def patch_logs_api(logs):
+    api = sys.modules["opentelemetry._logs._internal"]
+    api.get_logger_provider = logs.get_logger_provider = _starting_getter(
+        api, "get_logger_provider", "_LOGGER_PROVIDER", "logs")
+    _start_on_use(getattr(api, "ProxyLogger", None), "_logger", "_real_logger",
+                  api, "_LOGGER_PROVIDER", "logs")
+
+
+def watch_tracer_providers(module):
+    """opentelemetry.sdk.trace: each TracerProvider gets otel-run's span
+    processors when it is built, and gives them up to a processor of the
+    program's that already exports to the same place."""
+    cls = module.TracerProvider
+    init, add = cls.__init__, cls.add_span_processor
+
+    def __init__(self, *args, **kwargs):
+        _shim._sdk_call("tracer_provider_building")
+        init(self, *args, **kwargs)
+        _shim._sdk_call("tracer_provider_built", self)
+
+    def add_span_processor(self, span_processor):
+        add(self, span_processor)
+        _shim._sdk_call("span_processor_added", self)
+
+    cls.__init__, cls.add_span_processor = __init__, add_span_processor
+
+
+def watch_meter_providers(module):
+    """opentelemetry.sdk.metrics: each MeterProvider gets otel-run's metric
+    readers, unless one of the program's readers already exports to the same
+    place. A provider takes its readers when it is built, never later."""
+    cls = module.MeterProvider
+    init = cls.__init__
+
+    def __init__(self, metric_readers=(), *args, **kwargs):
+        readers = _shim._sdk_call("metric_readers_for", list(metric_readers))
+        init(self, metric_readers if readers is None else readers, *args, **kwargs)
+        _shim._sdk_call("meter_provider_built", self)
+
+    cls.__init__ = __init__
+
+
+# --- Propagators ------------------------------------------------------------------
+
+def known_propagators_only(exec_module, module):
+    """Executes `opentelemetry.propagate`, which fails to import when
+    OTEL_PROPAGATORS names a propagator that is not installed (and with it every
+    instrumentor that propagates context): then it is said once, and the module
+    runs again with the others only. The program's environment is left as it was."""
+    try:
+        return exec_module(module)
+    except Exception:
+        usable = _shim._sdk_call("usable_propagators")
+        if usable is None:
+            raise
+    configured = os.environ["OTEL_PROPAGATORS"]
+    os.environ["OTEL_PROPAGATORS"] = usable
+    try:
+        return exec_module(module)
+    finally:
+        os.environ["OTEL_PROPAGATORS"] = configured
