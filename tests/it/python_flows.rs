@@ -277,26 +277,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A GET's body (HTTP/1.0, the server closes the connection).
-fn get_body(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
 /// A server started with `command` on `port`, sent `paths`, stopped as Ctrl-C
 /// stops it: its stderr, and what reached the collector.
 fn serve(
@@ -569,7 +549,7 @@ fn relay(
         .env("PYTHONPATH", flows().join("propagators"));
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(command, port, dir.path());
-    let body = get_body(port, "/relay");
+    let body = crate::util::http_get_body(port, "/relay");
     server.stop();
     let headers = serde_json::from_str(&body).unwrap_or_else(|_| {
         panic!(

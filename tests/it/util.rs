@@ -343,6 +343,23 @@ pub fn console_spans_in(text: &str) -> Vec<Value> {
 
 /// A minimal HTTP/1.0 GET on loopback: the status code.
 pub fn http_get(port: u16, path: &str) -> u16 {
+    http_get_response(port, path)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A minimal HTTP/1.0 GET on loopback: the body.
+pub fn http_get_body(port: u16, path: &str) -> String {
+    http_get_response(port, path)
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// The whole response (the server closes the connection after it).
+fn http_get_response(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
@@ -356,10 +373,6 @@ pub fn http_get(port: u16, path: &str) -> u16 {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A server process, stopped (SIGINT, then SIGKILL) when dropped.
