@@ -62,7 +62,33 @@ impl Flow {
 ///
 /// then a task added in the browser (GET /, POST /add and its redirect), Ctrl-C
 /// once the spans are on screen, and `cat output.log | grep http.host`.
+///
+/// The document's alternative sets the same with variables instead of flags
+/// ([`ENV_VARIANT`]), its typo (`OTEL_LOG_EXPORTER`) and scheme-less endpoint included.
 fn seed_004(launcher: &str, venv_bin: &Path, curl: &Path) -> Flow {
+    seed_004_as(
+        &format!(
+            "{launcher} --traces_exporter console --metrics_exporter console --logs_exporter console \
+             --service_name todo"
+        ),
+        venv_bin,
+        curl,
+    )
+}
+
+/// Seed 004's variables, word for word.
+const ENV_VARIANT: &str = "OTEL_SERVICE_NAME=todo \
+    OTEL_TRACES_EXPORTER=console \
+    OTEL_METRICS_EXPORTER=console \
+    OTEL_LOG_EXPORTER=console \
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=0.0.0.0:4317 \
+    ELASTIC_APM_SERVER_ENDPOINT=0.0.0.0:4317 \
+    ELASTIC_APM_SECRET_TOKEN=secret \
+    OTEL_EXPORTER_OTLP_INSECURE=true";
+
+/// Seed 004's flow with `command` (the launcher and its settings) before
+/// `flask run -p PORT | tee output.log`.
+fn seed_004_as(command: &str, venv_bin: &Path, curl: &Path) -> Flow {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("seeds/todo/app.py"), dir.path().join("app.py")).unwrap();
     let port = free_port();
@@ -80,10 +106,7 @@ fn seed_004(launcher: &str, venv_bin: &Path, curl: &Path) -> Flow {
     let mut shell = Command::new("sh");
     shell
         .arg("-c")
-        .arg(format!(
-            "{launcher} --traces_exporter console --metrics_exporter console --logs_exporter console \
-             --service_name todo flask run -p {port} | tee output.log"
-        ))
+        .arg(format!("{command} flask run -p {port} | tee output.log"))
         .current_dir(dir.path())
         .env("PATH", path)
         .env("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true");
@@ -130,7 +153,7 @@ fn seed_004(launcher: &str, venv_bin: &Path, curl: &Path) -> Flow {
     });
     assert!(
         seen.is_some(),
-        "{launcher}: the spans did not reach output.log:\n{}\nstderr:\n{}",
+        "{command}: the spans did not reach output.log:\n{}\nstderr:\n{}",
         read(),
         server.stderr_text()
     );
@@ -143,7 +166,7 @@ fn seed_004(launcher: &str, venv_bin: &Path, curl: &Path) -> Flow {
     });
     assert!(
         gone.is_some(),
-        "{launcher}: still running after Ctrl-C: {}",
+        "{command}: still running after Ctrl-C: {}",
         server.stderr_text()
     );
     let _ = server.child.wait();
@@ -219,4 +242,45 @@ fn seed_004_flask_todo_console_exporters_teed_and_grepped() {
     assert_eq!(request_logs(&anchor).len(), 3, "{}", anchor.output);
     assert_eq!(request_logs(&ours), request_logs(&anchor));
     assert!(!ours_stderr.contains("panicked"), "{ours_stderr}");
+}
+
+/// Seed 004's variables variant: the same spans and `grep http.host` lines as the
+/// anchor, and the document's typo named with its fix.
+#[test]
+fn seed_004_with_the_documents_variables() {
+    let (Some(python), Some(curl)) = (apps_python(), tool("curl")) else {
+        return;
+    };
+    let venv_bin = python.parent().unwrap().to_path_buf();
+    let run = &|launcher: &str| seed_004_as(&format!("{ENV_VARIANT} {launcher}"), &venv_bin, &curl);
+    let (ours, anchor) = std::thread::scope(|scope| {
+        let ours = scope.spawn(move || run("otel-run"));
+        let anchor = scope.spawn(move || run("opentelemetry-instrument"));
+        (ours.join().unwrap(), anchor.join().unwrap())
+    });
+    let grep_lines = |flow: &Flow| -> Vec<String> {
+        flow.grep
+            .lines()
+            .map(|l| l.replace(&flow.port.to_string(), "PORT"))
+            .collect()
+    };
+    assert_eq!(
+        grep_lines(&anchor).len(),
+        3,
+        "the anchor's grep: {}",
+        anchor.grep
+    );
+    assert_eq!(
+        grep_lines(&ours),
+        grep_lines(&anchor),
+        "stderr: {}",
+        ours.stderr
+    );
+    assert_eq!(ours.span_keys(), anchor.span_keys());
+    assert!(
+        ours.stderr.contains("OTEL_LOG_EXPORTER") && ours.stderr.contains("OTEL_LOGS_EXPORTER"),
+        "the typo is named with its fix: {}",
+        ours.stderr
+    );
+    assert!(!ours.stderr.contains("panicked"), "{}", ours.stderr);
 }
