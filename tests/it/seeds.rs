@@ -40,6 +40,14 @@ impl Flow {
             .collect()
     }
 
+    /// What `grep http.host output.log` printed, the port masked.
+    fn grep_lines(&self) -> Vec<String> {
+        self.grep
+            .lines()
+            .map(|l| l.replace(&self.port.to_string(), "PORT"))
+            .collect()
+    }
+
     /// Each span name with the attribute keys of its spans.
     fn span_keys(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -183,6 +191,29 @@ fn seed_004_as(command: &str, venv_bin: &Path, curl: &Path) -> Flow {
     }
 }
 
+/// Runs a flow under otel-run and under the anchor at once: `(ours, anchor)`.
+/// Both print the document's one `http.host` line per request, the same.
+fn side_by_side(run: &(dyn Fn(&str) -> Flow + Sync)) -> (Flow, Flow) {
+    let (ours, anchor) = std::thread::scope(|scope| {
+        let ours = scope.spawn(|| run("otel-run"));
+        let anchor = scope.spawn(|| run("opentelemetry-instrument"));
+        (ours.join().unwrap(), anchor.join().unwrap())
+    });
+    assert_eq!(
+        anchor.grep_lines().len(),
+        3,
+        "the anchor's grep: {}",
+        anchor.grep
+    );
+    assert_eq!(
+        ours.grep_lines(),
+        anchor.grep_lines(),
+        "grep http.host output.log\nstderr: {}",
+        ours.stderr
+    );
+    (ours, anchor)
+}
+
 /// Whether any process is still in process group `group`.
 fn group_alive(group: libc::pid_t) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -205,30 +236,7 @@ fn seed_004_flask_todo_console_exporters_teed_and_grepped() {
         return;
     };
     let venv_bin = python.parent().unwrap().to_path_buf();
-    let (ours, anchor) = std::thread::scope(|scope| {
-        let ours = scope.spawn(|| seed_004("otel-run", &venv_bin, &curl));
-        let anchor = scope.spawn(|| seed_004("opentelemetry-instrument", &venv_bin, &curl));
-        (ours.join().unwrap(), anchor.join().unwrap())
-    });
-    let ours_stderr = &ours.stderr;
-    // What the document shows: one `http.host` line per request.
-    let grep_lines = |flow: &Flow| -> Vec<String> {
-        flow.grep
-            .lines()
-            .map(|l| l.replace(&flow.port.to_string(), "PORT"))
-            .collect()
-    };
-    assert_eq!(
-        grep_lines(&anchor).len(),
-        3,
-        "the anchor's grep: {}",
-        anchor.grep
-    );
-    assert_eq!(
-        grep_lines(&ours),
-        grep_lines(&anchor),
-        "grep http.host output.log\nstderr: {ours_stderr}"
-    );
+    let (ours, anchor) = side_by_side(&|launcher| seed_004(launcher, &venv_bin, &curl));
     // The same spans, with the same attributes.
     assert_eq!(ours.span_keys(), anchor.span_keys());
     // The requests' log records are printed too, in the same shape.
@@ -241,7 +249,7 @@ fn seed_004_flask_todo_console_exporters_teed_and_grepped() {
     };
     assert_eq!(request_logs(&anchor).len(), 3, "{}", anchor.output);
     assert_eq!(request_logs(&ours), request_logs(&anchor));
-    assert!(!ours_stderr.contains("panicked"), "{ours_stderr}");
+    assert!(!ours.stderr.contains("panicked"), "{}", ours.stderr);
 }
 
 /// Seed 004's variables variant: the same spans and `grep http.host` lines as the
@@ -252,30 +260,9 @@ fn seed_004_with_the_documents_variables() {
         return;
     };
     let venv_bin = python.parent().unwrap().to_path_buf();
-    let run = &|launcher: &str| seed_004_as(&format!("{ENV_VARIANT} {launcher}"), &venv_bin, &curl);
-    let (ours, anchor) = std::thread::scope(|scope| {
-        let ours = scope.spawn(move || run("otel-run"));
-        let anchor = scope.spawn(move || run("opentelemetry-instrument"));
-        (ours.join().unwrap(), anchor.join().unwrap())
+    let (ours, anchor) = side_by_side(&|launcher| {
+        seed_004_as(&format!("{ENV_VARIANT} {launcher}"), &venv_bin, &curl)
     });
-    let grep_lines = |flow: &Flow| -> Vec<String> {
-        flow.grep
-            .lines()
-            .map(|l| l.replace(&flow.port.to_string(), "PORT"))
-            .collect()
-    };
-    assert_eq!(
-        grep_lines(&anchor).len(),
-        3,
-        "the anchor's grep: {}",
-        anchor.grep
-    );
-    assert_eq!(
-        grep_lines(&ours),
-        grep_lines(&anchor),
-        "stderr: {}",
-        ours.stderr
-    );
     assert_eq!(ours.span_keys(), anchor.span_keys());
     assert!(
         ours.stderr.contains("OTEL_LOG_EXPORTER") && ours.stderr.contains("OTEL_LOGS_EXPORTER"),
