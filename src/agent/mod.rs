@@ -110,12 +110,17 @@ impl Agent {
             (None, None)
         };
         drop(_guard);
-        // Without it the run goes on; only the command's own drops go unsaid.
-        let sdk_report = SdkReport::create()
-            .inspect_err(|e| {
-                tracing::debug!("no file for the command's SDK to report drops to: {e}")
+        // Only a command that sends to the receiver reports its SDK's drops.
+        // Without the file the run goes on; only those drops go unsaid.
+        let sdk_report = receive
+            .then(|| {
+                SdkReport::create()
+                    .inspect_err(|e| {
+                        tracing::debug!("no file for the command's SDK to report drops to: {e}")
+                    })
+                    .ok()
             })
-            .ok();
+            .flatten();
         Ok(Some(Agent {
             runtime,
             sinks,

@@ -158,7 +158,7 @@ impl<T: Payload> Pipeline<T> {
     /// as dropped.
     pub fn push(&self, item: T) -> u64 {
         let (n, bytes) = (item.count(), item.encoded_len());
-        match self.enqueue(vec![(item, bytes)], n, bytes) {
+        match self.enqueue(vec![(item, bytes)], n, bytes, false) {
             Ok(()) => 0,
             Err(_) => {
                 self.drop_full(n);
@@ -176,13 +176,18 @@ impl<T: Payload> Pipeline<T> {
     pub fn offer(&self, items: Vec<(T, usize)>) -> Result<(), Refused> {
         let n = items.iter().map(|(item, _)| item.count()).sum();
         let bytes = items.iter().map(|(_, bytes)| bytes).sum();
-        self.enqueue(items, n, bytes)?;
-        self.shared.queue.lock().expect("queue lock").urgent = true;
-        self.shared.wake.notify_one();
-        Ok(())
+        self.enqueue(items, n, bytes, true)
     }
 
-    fn enqueue(&self, items: Vec<(T, usize)>, n: usize, bytes: usize) -> Result<(), Refused> {
+    /// Queues `items` if they fit; `urgent` ones are exported without waiting
+    /// for the schedule.
+    fn enqueue(
+        &self,
+        items: Vec<(T, usize)>,
+        n: usize,
+        bytes: usize,
+        urgent: bool,
+    ) -> Result<(), Refused> {
         let mut queue = self.shared.queue.lock().expect("queue lock");
         if queue.closed {
             return Err(Refused::Closed);
@@ -193,9 +198,10 @@ impl<T: Payload> Pipeline<T> {
         queue.count += n;
         queue.bytes += bytes;
         queue.items.extend(items);
-        let full = queue.count >= self.shared.config.max_batch;
+        queue.urgent |= urgent;
+        let wake = queue.urgent || queue.count >= self.shared.config.max_batch;
         drop(queue);
-        if full {
+        if wake {
             self.shared.wake.notify_one();
         }
         Ok(())
