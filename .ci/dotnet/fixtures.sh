@@ -65,7 +65,9 @@ if [[ -f "$marker" ]]; then
 fi
 
 exec 9>"$out.lock"
-flock 9
+if command -v flock >/dev/null 2>&1; then
+    flock 9
+fi
 if [[ -f "$marker" ]]; then
     printf '%s\n' "$out"
     exit 0
