@@ -8,7 +8,7 @@
 //! the real host. What these tests show, and what not, is in docs/guide/runtimes.md.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -43,10 +43,10 @@ impl Run {
         Run { dir, home, events }
     }
 
-    /// `otel-run [args] -- argv` exporting to `collector`, in `cwd`.
-    fn otel_run(&self, collector: &Collector, args: &[&str], argv: &[&Path], cwd: &Path) -> Output {
-        otel_run()
-            .current_dir(cwd)
+    /// `otel-run --dotnet-auto-home HOME … -- argv`, exporting to `collector`, in `cwd`.
+    fn command(&self, collector: &Collector, argv: &[&Path], cwd: &Path) -> Command {
+        let mut cmd = otel_run();
+        cmd.current_dir(cwd)
             .env("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
             .env("STAND_IN_EVENTS", &self.events)
             .env_remove("DOTNET_STARTUP_HOOKS")
@@ -55,11 +55,13 @@ impl Run {
             .arg(format!("http://127.0.0.1:{}", collector.grpc))
             .arg("--dotnet-auto-home")
             .arg(&self.home)
-            .args(args)
             .arg("--")
-            .args(argv)
-            .output()
-            .unwrap()
+            .args(argv);
+        cmd
+    }
+
+    fn output(&self, collector: &Collector, argv: &[&Path], cwd: &Path) -> Output {
+        self.command(collector, argv, cwd).output().unwrap()
     }
 
     fn events(&self) -> Vec<String> {
@@ -141,7 +143,7 @@ fn the_clr_loads_the_profiler_by_its_clsid_and_the_hook_runs_before_main_under_t
             return;
         };
         let run = Run::new(&fixtures);
-        let out = run.otel_run(&collector, &[], &argv, run.dir.path());
+        let out = run.output(&collector, &argv, run.dir.path());
         assert_success(&out);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("hello from the .NET test application")
@@ -185,18 +187,10 @@ fn the_users_own_startup_hook_still_runs_after_otel_runs() {
         return;
     };
     let run = Run::new(&fixtures);
-    let out = otel_run()
-        .current_dir(run.dir.path())
-        .env("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
-        .env("STAND_IN_EVENTS", &run.events)
+    let argv = [&*fixtures.join("dotnet"), &*fixtures.join("app/app.dll")];
+    let out = run
+        .command(&collector, &argv, run.dir.path())
         .env("DOTNET_STARTUP_HOOKS", fixtures.join("app/UserHook.dll"))
-        .arg("--dotnet-auto-home")
-        .arg(&run.home)
-        .arg("--exporter-otlp-endpoint")
-        .arg(format!("http://127.0.0.1:{}", collector.grpc))
-        .arg("--")
-        .arg(fixtures.join("dotnet"))
-        .arg(fixtures.join("app/app.dll"))
         .output()
         .unwrap();
     assert_success(&out);
@@ -225,7 +219,7 @@ fn a_home_without_the_startup_hook_is_not_injected_and_the_application_runs() {
     let run = Run::new(&fixtures);
     std::fs::remove_file(run.home.join(HOOK)).unwrap();
     let argv = [&*fixtures.join("dotnet"), &*fixtures.join("app/app.dll")];
-    let out = run.otel_run(&collector, &[], &argv, run.dir.path());
+    let out = run.output(&collector, &argv, run.dir.path());
     assert_success(&out);
     assert_eq!(run.events(), ["main"]);
     assert!(
@@ -260,7 +254,7 @@ fn sdk_commands_instrument_only_the_application() {
         let project = run.dir.path().join("project");
         copy_tree(&fixtures.join("app"), &project.join("bin"));
         let argv = [&*sdk_dotnet, Path::new(command)];
-        let out = run.otel_run(&collector, &[], &argv, &project);
+        let out = run.output(&collector, &argv, &project);
         assert_success(&out);
         let loads = run.profiler_loads();
         let (sdk, app): (Vec<&String>, Vec<&String>) =
