@@ -7,6 +7,7 @@ mod config;
 mod console;
 mod dotnet;
 mod examples;
+mod jaeger;
 mod launch;
 mod node;
 mod proxy;
