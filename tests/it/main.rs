@@ -5,6 +5,7 @@ mod ci;
 mod collector;
 mod config;
 mod console;
+mod container;
 mod dotnet;
 mod examples;
 mod jaeger;
