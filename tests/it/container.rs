@@ -2,8 +2,9 @@
 //! still be written somewhere, and otel-run as the entrypoint of a fresh root
 //! holding only what `examples/container/Dockerfile` copies into its image.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use crate::util::{BIN, Collector, python, root, tool};
 
@@ -141,4 +142,119 @@ fn otel_run_cache_dir_chooses_where_the_shims_go() {
         );
         assert_eq!(text.contains("cannot be written"), warned, "{text}");
     }
+}
+
+/// What the Dockerfile's final stage takes from otel-run's build stage (each
+/// `COPY --from=build SRC DST`), and its entrypoint.
+fn dockerfile() -> (Vec<(String, String)>, Vec<String>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/container/Dockerfile");
+    let text = std::fs::read_to_string(path).unwrap();
+    let last_stage = text.rsplit("\nFROM ").next().unwrap();
+    let copies = last_stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY --from=build "))
+        .map(|rest| {
+            let (src, dst) = rest.split_once(' ').unwrap();
+            (src.to_string(), dst.to_string())
+        })
+        .collect();
+    let entrypoint = last_stage
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .map(|json| serde_json::from_str(json).unwrap())
+        .expect("the final stage has an ENTRYPOINT");
+    (copies, entrypoint)
+}
+
+/// Copies `binary` to `to` in `root`, and the shared libraries `ldd` lists for
+/// it to their own paths there.
+fn install(root: &Path, binary: &Path, to: &str) {
+    let place = |from: &Path, to: &Path| {
+        let dest = root.join(to.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(from, &dest).unwrap();
+    };
+    place(binary, Path::new(to));
+    let ldd = Command::new("ldd").arg(binary).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`.
+        let path = line.split("=>").last().unwrap().split_whitespace().next();
+        if let Some(lib) = path.filter(|p| p.starts_with('/')) {
+            place(Path::new(lib), Path::new(lib));
+        }
+    }
+}
+
+/// The Dockerfile's image, rebuilt from its own lines: otel-run where the final
+/// stage copies it, with only the libraries `ldd` lists (what the base image
+/// provides), and a shell for the command. Its entrypoint runs as PID 1 of a
+/// PID namespace there, as `docker run` runs it: it reaps an orphan, forwards
+/// SIGTERM to the command, and exits with the command's code.
+#[test]
+fn the_dockerfile_entrypoint_runs_as_pid_1_in_a_root_with_only_the_binary() {
+    if root().is_none() || tool("unshare").is_none() || tool("ldd").is_none() {
+        return;
+    }
+    let (Some(sh), Some(sleep)) = (tool("sh"), tool("sleep")) else {
+        return;
+    };
+    let (copies, entrypoint) = dockerfile();
+    assert_eq!(
+        copies,
+        [(
+            "/otel-run".to_string(),
+            "/usr/local/bin/otel-run".to_string()
+        )],
+        "the image takes exactly the binary from the build stage"
+    );
+    assert_eq!(entrypoint, ["otel-run", "--"]);
+    let image = tempfile::tempdir().unwrap();
+    install(image.path(), Path::new(BIN), &copies[0].1);
+    install(image.path(), &sh, "/bin/sh");
+    install(image.path(), &sleep, "/bin/sleep");
+    std::fs::create_dir(image.path().join("proc")).unwrap();
+    // The subshell's `sleep` is orphaned at once and exits after 0.2 s; the
+    // command then counts the zombies in the namespace and waits for SIGTERM.
+    let script = r#"(sleep 0.2 &); sleep 1
+z=0; for f in /proc/[0-9]*/stat; do read -r l < "$f"; case "$l" in *") Z "*) z=$((z+1));; esac; done
+trap 'echo "got TERM"; exit 7' TERM
+echo "pid $$ zombies $z"
+while :; do sleep 0.1; done"#;
+    let mut container = Command::new("unshare")
+        .arg(format!("--root={}", image.path().display()))
+        .args(["--pid", "--fork", "--mount-proc"])
+        .args(&entrypoint)
+        .args(["sh", "-c", script])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(container.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(
+        first, "pid 2 zombies 0\n",
+        "otel-run is PID 1 and reaped the orphan"
+    );
+    // otel-run is unshare's child; the signal comes from outside, as `docker stop`'s does.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", container.id())).unwrap();
+    let otel_run: libc::pid_t = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(otel_run, libc::SIGTERM) };
+    let out = container.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(
+        rest,
+        "got TERM\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(7), "the command's exit code");
 }
