@@ -8,6 +8,7 @@ mod console;
 mod container;
 mod dotnet;
 mod examples;
+mod hosts;
 mod jaeger;
 mod launch;
 mod node;
