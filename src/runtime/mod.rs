@@ -264,13 +264,14 @@ fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
     if !settings.flag(&vars::INJECT) {
         return;
     }
+    let cache_dir = settings.text(&vars::CACHE_DIR).map(Path::new);
     match runtime {
         Runtime::Python => {
             let python = python::detect(target.program, target.argv).unwrap_or(python::Python {
                 interpreter: None,
                 site_packages: None,
             });
-            python::inject(plan, &python);
+            python::inject(plan, &python, cache_dir);
         }
         Runtime::Dotnet => {
             dotnet::inject(
@@ -280,7 +281,7 @@ fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
                 target.argv,
             );
         }
-        Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd)),
+        Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd), cache_dir),
         Runtime::Java => {
             let agent = settings
                 .text(&vars::JAVA_AGENT)

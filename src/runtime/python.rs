@@ -151,7 +151,7 @@ fn entry_points(text: &str, group: &str) -> Vec<(String, String)> {
 
 /// The shim first on PYTHONPATH, and the instrumentors handed over when otel-run
 /// could read the interpreter's site-packages.
-pub fn inject(plan: &mut Plan, python: &Python) {
+pub fn inject(plan: &mut Plan, python: &Python, cache_dir: Option<&Path>) {
     if let (Some(interpreter), Some(site_packages)) = (&python.interpreter, &python.site_packages) {
         let installed = installed(site_packages);
         plan.found.push(format!(
@@ -208,11 +208,11 @@ pub fn inject(plan: &mut Plan, python: &Python) {
                 .into(),
         );
     }
-    match shims::PYTHON.materialize() {
+    match shims::PYTHON.materialize(cache_dir) {
         Ok(dir) => plan.prepend_path("PYTHONPATH", &dir),
         Err(e) => plan.notes.push(Note::new(
             format!("cannot write the Python shim ({e}); the program runs uninstrumented"),
-            "make `~/.cache` writable, or set XDG_CACHE_HOME",
+            "set OTEL_RUN_CACHE_DIR to a writable directory",
         )),
     }
 }
