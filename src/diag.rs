@@ -51,12 +51,77 @@ pub fn init(level: Option<Level>) {
         .try_init();
 }
 
+/// Exit code for bad usage or configuration, as clap uses.
+pub const USAGE: u8 = 2;
+
+/// An error that may know its fix (the `hint:` line) and otel-run's exit code.
+pub trait Hint: std::error::Error + Send + Sync + 'static {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn exit_code(&self) -> u8 {
+        1
+    }
+}
+
+impl Hint for std::io::Error {}
+
+/// What ends a run with an error: the error, its hint and exit code, printed
+/// once, by [`Failure::report`].
+#[derive(Debug)]
+pub struct Failure {
+    error: anyhow::Error,
+    hint: Option<String>,
+    code: u8,
+}
+
+impl<E: Hint> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure {
+            hint: error.hint(),
+            code: error.exit_code(),
+            error: error.into(),
+        }
+    }
+}
+
+/// An error that has no fix to tell, with its context.
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure {
+            error,
+            hint: None,
+            code: 1,
+        }
+    }
+}
+
+impl Failure {
+    /// Prints the error and its hint; returns the exit code.
+    pub fn report(&self) -> u8 {
+        error(&format!("{:#}", self.error), self.hint.as_deref());
+        self.code
+    }
+}
+
+/// A message with its fix on a `hint:` line below it.
+pub fn hinted(message: &str, hint: Option<&str>) -> String {
+    match hint {
+        Some(hint) => format!("{message}\nhint: {hint}"),
+        None => message.to_string(),
+    }
+}
+
+/// A warning with its fix, as errors have.
+pub fn warn(message: &str, hint: Option<&str>) {
+    tracing::warn!("{}", hinted(message, hint));
+}
+
 /// Prints an error the way every otel-run error looks.
 pub fn error(message: &str, hint: Option<&str>) {
-    let mut text = format!("otel-run: error: {message}\n");
-    if let Some(hint) = hint {
-        text += &format!("hint: {hint}\n");
-    }
+    // One write: lines of concurrent writers do not interleave with it.
+    let text = format!("otel-run: error: {}\n", hinted(message, hint));
     eprint!("{text}");
 }
 

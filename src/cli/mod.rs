@@ -1,9 +1,14 @@
 //! The command line, parsed without I/O.
 //!
-//! The fixed part is a clap derive; one flag per entry of the settings list is
-//! added from [`crate::settings::vars::ALL`], with the `opentelemetry-instrument`
-//! underscore spelling as an alias, so the seeds' commands work after renaming
-//! `opentelemetry-instrument` to `otel-run`.
+//! clap's definition is the fixed part, a derive, plus one flag per entry of the
+//! settings list ([`crate::settings::vars::ALL`]), with the
+//! `opentelemetry-instrument` underscore spelling as an alias, so the seeds'
+//! commands work after renaming `opentelemetry-instrument` to `otel-run`. It is
+//! built only for what needs all of it: help, errors, subcommands, completions
+//! and the man page. A launch's line is read by [`lex`], which costs a fraction
+//! of building the definition, on every run.
+
+mod lex;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -13,6 +18,7 @@ use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, S
 
 use crate::settings::report::Format;
 use crate::settings::vars::{self, Kind, Var};
+use lex::Lexed;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,7 +63,7 @@ pub struct Cli {
     #[arg(
         value_name = "COMMAND",
         trailing_var_arg = true,
-        allow_hyphen_values = true
+        value_hint = clap::ValueHint::CommandWithArguments
     )]
     pub command: Vec<OsString>,
 }
@@ -103,7 +109,26 @@ pub enum Sub {
         #[command(subcommand)]
         action: ProbesAction,
     },
+    /// Print the shell completion script: `otel-run completions bash > /etc/bash_completion.d/otel-run`
+    Completions {
+        /// The shell to complete in
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `otel-run man | man -l -`
+    Man,
 }
+
+/// The subcommands' names: a first argument spelled so is one (`--` first runs
+/// a command of that name).
+const SUBCOMMANDS: &[&str] = &[
+    "config",
+    "env",
+    "bootstrap",
+    "doctor",
+    "probes",
+    "completions",
+    "man",
+];
 
 #[derive(Debug, Subcommand)]
 pub enum ProbesAction {
@@ -122,32 +147,126 @@ pub struct Parsed {
     pub flags: HashMap<&'static str, String>,
 }
 
-/// Parses argv; clap prints help, version and usage errors itself.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::Error> {
-    let matches = command().try_get_matches_from(args)?;
-    let cli = Cli::from_arg_matches(&matches)?;
-    let mut flags = HashMap::new();
-    for var in vars::ALL.iter().copied() {
-        if let Some(value) = flag_value(&matches, var) {
-            flags.insert(var.name, value);
+/// Why the command line was not parsed.
+#[derive(Debug)]
+pub enum Error {
+    /// Help, version, or a usage error, as clap prints them.
+    Clap(clap::Error),
+    Unknown(UnknownOption),
+}
+
+/// An argument before the command that starts with `-` and is no option: a
+/// misspelled flag, not a command to run.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown option `{given}`")]
+pub struct UnknownOption {
+    given: String,
+    closest: Option<String>,
+}
+
+impl UnknownOption {
+    fn new(given: &str) -> UnknownOption {
+        let name = given.trim_start_matches('-');
+        let name = name.split_once('=').map_or(name, |(name, _)| name);
+        let closest = lex::spellings()
+            .into_iter()
+            .map(|candidate| (strsim::damerau_levenshtein(name, &candidate), candidate))
+            .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+            .min()
+            .map(|(_, candidate)| format!("--{candidate}"));
+        UnknownOption {
+            given: given.to_string(),
+            closest,
         }
     }
-    if cli.no_agent {
-        flags.insert(vars::AGENT.name, "false".into());
+}
+
+impl crate::diag::Hint for UnknownOption {
+    fn hint(&self) -> Option<String> {
+        let command = "a command whose name starts with `-` goes after `--`";
+        Some(match &self.closest {
+            Some(closest) => format!("did you mean `{closest}`? ({command})"),
+            None => format!("`otel-run --help` lists the options; {command}"),
+        })
     }
-    if cli.no_inject {
-        flags.insert(vars::INJECT.name, "false".into());
+
+    fn exit_code(&self) -> u8 {
+        crate::diag::USAGE
     }
-    // `--attr` adds to `--span-attributes`, as one `k=v,...` list.
-    if !cli.attr.is_empty() {
-        let mut items: Vec<String> = flags
-            .remove(vars::SPAN_ATTRIBUTES.name)
-            .into_iter()
-            .collect();
-        items.extend(cli.attr.iter().cloned());
-        flags.insert(vars::SPAN_ATTRIBUTES.name, items.join(","));
+}
+
+/// Parses argv. A launch's line is read by [`lex`]; any other goes to clap,
+/// which also prints help, version and its usage errors.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    match lex::lex(&args) {
+        Lexed::Run(cli, given) => Ok(Parsed::new(cli, given)),
+        Lexed::Unknown(unknown) => Err(Error::Unknown(unknown)),
+        Lexed::Clap => parse_with_clap(args).map_err(Error::Clap),
     }
-    Ok(Parsed { cli, flags })
+}
+
+fn parse_with_clap(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
+    let matches = command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let given = vars::ALL
+        .iter()
+        .copied()
+        .flat_map(|var| {
+            flag_values(&matches, var)
+                .into_iter()
+                .map(move |v| (var, v))
+        })
+        .collect();
+    Ok(Parsed::new(cli, given))
+}
+
+impl Parsed {
+    /// From the settings given as flags, in the order given.
+    fn new(cli: Cli, given: Vec<(&'static Var, String)>) -> Parsed {
+        let mut flags: HashMap<&'static str, String> = HashMap::new();
+        for (var, value) in given {
+            // A repeated flag (`--uprobe`) gives its values as one comma-separated list.
+            flags
+                .entry(var.name)
+                .and_modify(|list| {
+                    list.push(',');
+                    list.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        if cli.no_agent {
+            flags.insert(vars::AGENT.name, "false".into());
+        }
+        if cli.no_inject {
+            flags.insert(vars::INJECT.name, "false".into());
+        }
+        // `--attr` adds to `--span-attributes`, as one `k=v,...` list.
+        if !cli.attr.is_empty() {
+            let mut items: Vec<String> = flags
+                .remove(vars::SPAN_ATTRIBUTES.name)
+                .into_iter()
+                .collect();
+            items.extend(cli.attr.iter().cloned());
+            flags.insert(vars::SPAN_ATTRIBUTES.name, items.join(","));
+        }
+        Parsed { cli, flags }
+    }
+}
+
+/// `completions` and `man`: generated from the same definition as `--help`.
+pub fn generated(sub: &Sub) -> Option<String> {
+    let mut out = Vec::new();
+    match sub {
+        Sub::Completions { shell } => {
+            clap_complete::generate(*shell, &mut command(), "otel-run", &mut out);
+        }
+        Sub::Man => clap_mangen::Man::new(command())
+            .render(&mut out)
+            .expect("writing to memory"),
+        _ => return None,
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Settings whose flag may be given more than once; the values join into one list.
@@ -158,14 +277,15 @@ const REPEATABLE: &[(&Var, Option<&str>)] = &[
     (&vars::UPROBE, None),
 ];
 
-/// A global flag's value, wherever on the command line (or subcommand) it was given.
-/// A repeated flag (`--uprobe`) gives its values as one comma-separated list.
-fn flag_value(matches: &ArgMatches, var: &Var) -> Option<String> {
-    let joined = |m: &ArgMatches| {
+/// A global flag's values, wherever on the command line (or subcommand) it was given.
+fn flag_values(matches: &ArgMatches, var: &Var) -> Vec<String> {
+    let values = |m: &ArgMatches| {
         m.get_many::<String>(var.name)
-            .map(|values| values.cloned().collect::<Vec<_>>().join(","))
+            .map(|values| values.cloned().collect::<Vec<_>>())
     };
-    joined(matches).or_else(|| matches.subcommand().and_then(|(_, sub)| joined(sub)))
+    values(matches)
+        .or_else(|| matches.subcommand().and_then(|(_, sub)| values(sub)))
+        .unwrap_or_default()
 }
 
 /// The full clap command: the derive plus one flag per setting.
@@ -246,13 +366,177 @@ fn value_name(var: &Var) -> &'static str {
 mod tests {
     use super::*;
 
+    fn argv(args: &[&str]) -> Vec<OsString> {
+        std::iter::once("otel-run")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
     fn parse_str(args: &[&str]) -> Parsed {
-        parse(
-            std::iter::once("otel-run")
-                .chain(args.iter().copied())
-                .map(OsString::from),
-        )
-        .unwrap()
+        parse(argv(args)).unwrap()
+    }
+
+    fn unknown(args: &[&str]) -> UnknownOption {
+        match parse(argv(args)) {
+            Err(Error::Unknown(e)) => e,
+            Err(Error::Clap(e)) => panic!("{args:?}: clap: {e}"),
+            Ok(p) => panic!("{args:?}: parsed, command {:?}", p.cli.command),
+        }
+    }
+
+    /// Lines the lexer reads itself, each as clap reads it; and lines it hands to clap.
+    #[test]
+    fn the_lexer_reads_a_launch_as_clap_does() {
+        let mut lines: Vec<Vec<String>> = [
+            &["true"][..],
+            &[],
+            &["--", "config", "--format", "json"],
+            &["-v", "python", "-v", "--service-name", "b"],
+            &[
+                "-vv",
+                "--verbose",
+                "--no-agent",
+                "--no-inject",
+                "--",
+                "make",
+                "--",
+                "x",
+            ],
+            &[
+                "--config=x.toml",
+                "--attr",
+                "a=1",
+                "--attr=b=c=2",
+                "--span-attributes",
+                "z=0",
+                "-",
+            ],
+            &[
+                "--uprobe",
+                ":a",
+                "--uprobe=:b",
+                "--proxy",
+                "1=2",
+                "--route",
+                "/x",
+                "--proxy-routes=/y",
+                "s",
+            ],
+            &["--fail-on-export-error", "make"],
+            &[
+                "--fail-on-export-error=false",
+                "--egress-proxy",
+                "--",
+                "make",
+            ],
+            &[
+                "--exporter_otlp_endpoint",
+                "http://h:4317",
+                "--traces_exporter=none",
+                "flask",
+                "run",
+            ],
+            &["--agent", "false", "--no-agent", "true"],
+        ]
+        .iter()
+        .map(|line| line.iter().map(|s| s.to_string()).collect())
+        .collect();
+        for var in vars::ALL {
+            let value = if var.kind == Kind::Bool { "true" } else { "v" };
+            let mut spellings = vec![var.flag()];
+            spellings.extend(var.alias());
+            for flag in spellings {
+                lines.push(vec![
+                    format!("--{flag}={value}"),
+                    "cmd".into(),
+                    "--x".into(),
+                ]);
+                if lex::is_switch(var) {
+                    lines.push(vec![format!("--{flag}"), "cmd".into()]);
+                } else {
+                    lines.push(vec![
+                        format!("--{flag}"),
+                        value.into(),
+                        "--".into(),
+                        "cmd".into(),
+                    ]);
+                }
+            }
+        }
+        for line in &lines {
+            let args = argv(&line.iter().map(String::as_str).collect::<Vec<_>>());
+            let Lexed::Run(cli, given) = lex::lex(&args) else {
+                panic!("{line:?} was not read by the lexer");
+            };
+            let ours = Parsed::new(cli, given);
+            let clap = parse_with_clap(args).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(
+                format!("{:?}", ours.cli),
+                format!("{:?}", clap.cli),
+                "{line:?}"
+            );
+            assert_eq!(ours.flags, clap.flags, "{line:?}");
+        }
+        for line in [
+            &["config"][..],
+            &["--config", "x", "doctor", "--", "true"],
+            &["--help"],
+            &["-h"],
+            &["-V"],
+            &["-vh"],
+            &["--service-name"],
+            &["--service-name", "-x", "true"],
+            &["--service-name", "a", "--service-name", "b", "true"],
+            &["--service-name=", "true"],
+            &["--no-agent=true", "true"],
+            &["--config", "a", "--config", "b", "true"],
+        ] {
+            assert!(
+                matches!(lex::lex(&argv(line)), Lexed::Clap),
+                "{line:?} not handed to clap"
+            );
+        }
+        assert!(matches!(
+            parse(argv(&[
+                "--service-name",
+                "a",
+                "--service-name",
+                "b",
+                "true"
+            ])),
+            Err(Error::Clap(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_option_before_the_command_is_a_usage_error_with_the_closest() {
+        use crate::diag::Hint as _;
+        let e = unknown(&["--servce-name", "x", "--", "true"]);
+        assert_eq!(e.to_string(), "unknown option `--servce-name`");
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.hint()
+                .unwrap()
+                .starts_with("did you mean `--service-name`?"),
+            "{:?}",
+            e.hint()
+        );
+        let e = unknown(&["-v", "--traces_exportr=none", "true"]);
+        assert_eq!(e.closest.as_deref(), Some("--traces_exporter"));
+        let e = unknown(&["--no-agnet", "true"]);
+        assert_eq!(e.closest.as_deref(), Some("--no-agent"));
+        let e = unknown(&["-x", "true"]);
+        assert_eq!(e.closest, None);
+        assert!(e.hint().unwrap().contains("`--`"));
+        // clap, which reads the help's and the subcommands' lines, agrees.
+        assert!(parse_with_clap(argv(&["--servce-name", "x", "--", "true"])).is_err());
+        // After the command, or after `--`, such arguments are the command's.
+        assert_eq!(
+            parse_str(&["true", "--servce-name"]).cli.command,
+            ["true", "--servce-name"]
+        );
+        assert_eq!(parse_str(&["--", "-x"]).cli.command, ["-x"]);
     }
 
     #[test]
