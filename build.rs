@@ -88,7 +88,11 @@ fn pack_relative_relocations(out: &Path) {
         .arg(&source)
         .arg("-o")
         .arg(out.join("relr"))
-        .args(["-pie", "-Wl,-z,pack-relative-relocs", "-Wl,--fatal-warnings"])
+        .args([
+            "-pie",
+            "-Wl,-z,pack-relative-relocs",
+            "-Wl,--fatal-warnings",
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if linked {
