@@ -38,16 +38,23 @@ pub fn level_name(level: Option<Level>) -> &'static str {
     }
 }
 
-/// Installs the stderr logger; only otel-run's own modules log through it.
+/// Installs the stderr logger; only otel-run's own modules log through it (a
+/// filter by target: no directives to parse at every start).
 pub fn init(level: Option<Level>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::filter::Targets::new();
     let filter = match level {
-        Some(level) => format!("otel_run={level}"),
-        None => "off".to_string(),
+        Some(level) => filter.with_target("otel_run", level),
+        None => filter,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .event_format(Prefixed)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .event_format(Prefixed),
+        )
         .try_init();
 }
 

@@ -96,3 +96,30 @@ fn the_man_page_lists_the_options_and_subcommands() {
     assert!(page.contains("\\-\\-service\\-name"), "{page}");
     assert!(page.contains("otel\\-run\\-bootstrap(1)"), "{page}");
 }
+
+#[test]
+fn debug_diagnostics_are_shown_by_vv_and_by_otel_log_level_and_only_otel_runs() {
+    let run = |verbose: Option<&str>, level: Option<&str>| {
+        let mut command = otel_run();
+        command.env("OTEL_LOGS_EXPORTER", "otlp");
+        if let Some(level) = level {
+            command.env("OTEL_LOG_LEVEL", level);
+        }
+        command.args(verbose).arg("true");
+        let out = command.output().unwrap();
+        assert_success(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for err in [run(Some("-vv"), None), run(None, Some("debug"))] {
+        assert!(
+            err.contains("otel-run: debug: receiving OTLP on http://127.0.0.1:"),
+            "{err}"
+        );
+        assert!(err.lines().all(|l| l.starts_with("otel-run: ")), "{err}");
+    }
+    assert_eq!(
+        run(Some("-v"), None),
+        "otel-run: exporting logs to http://localhost:4317/ over grpc\n"
+    );
+    assert_eq!(run(None, None), "");
+}
