@@ -38,25 +38,97 @@ pub fn level_name(level: Option<Level>) -> &'static str {
     }
 }
 
-/// Installs the stderr logger; only otel-run's own modules log through it.
+/// Installs the stderr logger; only otel-run's own modules log through it (a
+/// filter by target: no directives to parse at every start).
 pub fn init(level: Option<Level>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::filter::Targets::new();
     let filter = match level {
-        Some(level) => format!("otel_run={level}"),
-        None => "off".to_string(),
+        Some(level) => filter.with_target("otel_run", level),
+        None => filter,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .event_format(Prefixed)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .event_format(Prefixed),
+        )
         .try_init();
+}
+
+/// Exit code for bad usage or configuration, as clap uses.
+pub const USAGE: u8 = 2;
+
+/// An error that may know its fix (the `hint:` line) and otel-run's exit code.
+pub trait Hint: std::error::Error + Send + Sync + 'static {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn exit_code(&self) -> u8 {
+        1
+    }
+}
+
+impl Hint for std::io::Error {}
+
+/// What ends a run with an error: the error, its hint and exit code, printed
+/// once, by [`Failure::report`].
+#[derive(Debug)]
+pub struct Failure {
+    error: anyhow::Error,
+    hint: Option<String>,
+    code: u8,
+}
+
+impl<E: Hint> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure {
+            hint: error.hint(),
+            code: error.exit_code(),
+            error: error.into(),
+        }
+    }
+}
+
+/// An error that has no fix to tell, with its context.
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure {
+            error,
+            hint: None,
+            code: 1,
+        }
+    }
+}
+
+impl Failure {
+    /// Prints the error and its hint; returns the exit code.
+    pub fn report(&self) -> u8 {
+        error(&format!("{:#}", self.error), self.hint.as_deref());
+        self.code
+    }
+}
+
+/// A message with its fix on a `hint:` line below it.
+pub fn hinted(message: &str, hint: Option<&str>) -> String {
+    match hint {
+        Some(hint) => format!("{message}\nhint: {hint}"),
+        None => message.to_string(),
+    }
+}
+
+/// A warning with its fix, as errors have.
+pub fn warn(message: &str, hint: Option<&str>) {
+    tracing::warn!("{}", hinted(message, hint));
 }
 
 /// Prints an error the way every otel-run error looks.
 pub fn error(message: &str, hint: Option<&str>) {
-    let mut text = format!("otel-run: error: {message}\n");
-    if let Some(hint) = hint {
-        text += &format!("hint: {hint}\n");
-    }
+    // One write: lines of concurrent writers do not interleave with it.
+    let text = format!("otel-run: error: {}\n", hinted(message, hint));
     eprint!("{text}");
 }
 

@@ -25,28 +25,24 @@ use agent::process_span::{CommandInfo, ProcessSpan};
 use agent::{Agent, Finished};
 use cicd::Ci;
 use context::SpanContext;
+use diag::{Failure, USAGE};
 use settings::{Inputs, Settings, vars};
-
-/// Exit code for bad usage or configuration, as clap uses.
-const USAGE: u8 = 2;
 
 /// Runs otel-run with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
-    let parsed = match cli::parse(std::env::args_os()) {
-        Ok(parsed) => parsed,
-        Err(e) => e.exit(),
+    let ending = match cli::parse(std::env::args_os()) {
+        Ok(parsed) => run(parsed),
+        Err(cli::Error::Clap(e)) => e.exit(),
+        Err(cli::Error::Unknown(e)) => Err(e.into()),
     };
-    match run(parsed) {
+    match ending {
         Ok(Ending::Exit(code)) => ExitCode::from(code),
         Ok(Ending::Signal { signal, group }) => {
             launch::die_of(signal, group);
             ExitCode::from((128 + signal).clamp(0, 255) as u8)
         }
-        Err(err) => {
-            let (code, hint) = classify(&err);
-            diag::error(&format!("{err:#}"), hint.as_deref());
-            ExitCode::from(code)
-        }
+        // The one place an error that ends otel-run is printed.
+        Err(failure) => ExitCode::from(failure.report()),
     }
 }
 
@@ -66,8 +62,13 @@ impl From<u8> for Ending {
     }
 }
 
-fn run(parsed: cli::Parsed) -> anyhow::Result<Ending> {
+fn run(parsed: cli::Parsed) -> Result<Ending, Failure> {
     let cli::Parsed { cli, flags } = parsed;
+    // Before any setting is read: a bad one must not keep them from being printed.
+    if let Some(text) = cli.subcommand.as_ref().and_then(cli::generated) {
+        diag::stdout(&text)?;
+        return Ok(0.into());
+    }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let mut inputs = Inputs {
         file: settings::file::load(cli.config.as_deref(), &cwd)?,
@@ -100,7 +101,7 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<Ending> {
         Some(cli::Sub::Bootstrap { options, command }) => {
             let command = resolve_optional(command, &cwd)?;
             let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
-            bootstrap::run(&settings, &options, target, &cwd).map(Ending::from)
+            Ok(bootstrap::run(&settings, &options, target, &cwd)?.into())
         }
         Some(cli::Sub::Probes {
             action: cli::ProbesAction::List { target, pattern },
@@ -112,6 +113,7 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<Ending> {
             cli::command().print_help()?;
             Ok(USAGE.into())
         }
+        Some(cli::Sub::Completions { .. } | cli::Sub::Man) => unreachable!("printed above"),
         None => run_command(&settings, level, cli.command, &cwd),
     }
 }
@@ -122,7 +124,7 @@ fn run_command(
     level: Option<tracing::Level>,
     argv: Vec<OsString>,
     cwd: &std::path::Path,
-) -> anyhow::Result<Ending> {
+) -> Result<Ending, Failure> {
     let command = launch::resolve(argv, cwd)?;
     let proxy_config = proxy::Config::from_settings(settings)?;
     let argv = command.argv_lossy();
@@ -231,8 +233,9 @@ fn start_probes(
 ) -> Option<probes::Session> {
     let sink = agent.traces_sink()?;
     probes::start(settings, program, cwd, span.map(|s| &s.context), sink).unwrap_or_else(|e| {
-        let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
-        tracing::warn!("{e}; running the command without probes{hint}");
+        use diag::Hint as _;
+        let message = format!("{e}; running the command without probes");
+        diag::warn(&message, e.hint().as_deref());
         None
     })
 }
@@ -274,7 +277,7 @@ fn run_env(
     traceparent_only: bool,
     command: Vec<OsString>,
     cwd: &std::path::Path,
-) -> anyhow::Result<u8> {
+) -> Result<u8, Failure> {
     let command = resolve_optional(command, cwd)?;
     let traceparent = match parent_from_env() {
         Some(parent) => Some(parent.traceparent()),
@@ -283,7 +286,10 @@ fn run_env(
     };
     if traceparent_only {
         let Some(traceparent) = traceparent else {
-            anyhow::bail!("no TRACEPARENT: OpenTelemetry is disabled (OTEL_SDK_DISABLED)");
+            return Err(anyhow::anyhow!(
+                "no TRACEPARENT: OpenTelemetry is disabled (OTEL_SDK_DISABLED)"
+            )
+            .into());
         };
         diag::stdout(&format!("{traceparent}\n"))?;
         return Ok(0);
@@ -336,34 +342,11 @@ fn record_job_span(settings: &Settings) -> String {
 fn resolve_optional(
     command: Vec<OsString>,
     cwd: &std::path::Path,
-) -> anyhow::Result<Option<(launch::Command, Vec<String>)>> {
+) -> Result<Option<(launch::Command, Vec<String>)>, launch::LaunchError> {
     if command.is_empty() {
         return Ok(None);
     }
     let command = launch::resolve(command, cwd)?;
     let argv = command.argv_lossy();
     Ok(Some((command, argv)))
-}
-
-/// The exit code and hint for an error.
-fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
-    if let Some(e) = err.downcast_ref::<launch::LaunchError>() {
-        return (e.exit_code(), e.hint());
-    }
-    if let Some(e) = err.downcast_ref::<settings::file::FileError>() {
-        let hint = matches!(e, settings::file::FileError::UnknownKey { .. }).then(|| {
-            "keys are the variable names without `OTEL_`, lower-case, e.g. `service_name`; `otel-run --help` lists them".to_string()
-        });
-        return (USAGE, hint);
-    }
-    if let Some(e) = err.downcast_ref::<proxy::ConfigError>() {
-        return (USAGE, Some(e.hint().to_string()));
-    }
-    if err.downcast_ref::<settings::SettingsError>().is_some() {
-        return (USAGE, None);
-    }
-    if let Some(e) = err.downcast_ref::<probes::ProbeError>() {
-        return (1, e.hint());
-    }
-    (1, None)
 }

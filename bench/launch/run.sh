@@ -4,16 +4,19 @@
 #
 # Usage: bench/launch/run.sh [-r|--runs N] [-w|--warmup N] [-m|--mem-runs N] [-h|--help]
 # See bench/launch/README.md for details.
-# shellcheck disable=SC2034  # CMD_0..CMD_3 are read through `declare -n cmd=CMD_$i`
+# shellcheck disable=SC2034  # CMD_0..CMD_5 are read through `declare -n cmd=CMD_$i`
 set -euo pipefail
 
 usage() {
   cat <<'USAGE'
 Usage: bench/launch/run.sh [OPTIONS]
 
-Compares the start-up cost (wall time with hyperfine, peak RSS with GNU time) of
+Compares the start-up cost (wall time with hyperfine, peak RSS with GNU time,
+instructions with callgrind for the native rows) of
   true
   otel-run --traces-exporter none -- true
+  otel-run -- true                                  (OTLP over gRPC, nothing listening)
+  otel-run --exporter-otlp-protocol http/protobuf -- true   (nothing listening)
   opentelemetry-instrument true                     (its defaults: OTLP exporters)
   opentelemetry-instrument --traces_exporter none --metrics_exporter none --logs_exporter none true
 
@@ -82,6 +85,7 @@ PY_REQUIREMENTS=(
 missing=()
 command -v hyperfine >/dev/null || missing+=(hyperfine)
 [[ -x /usr/bin/time ]] || missing+=(time)
+command -v valgrind >/dev/null || missing+=(valgrind)
 command -v "$PYTHON" >/dev/null || missing+=(python3 python3-venv)
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
@@ -125,13 +129,27 @@ unset PYTHONPATH PYTHONHOME
 NAMES=(
   "true"
   "otel-run --traces-exporter none -- true"
+  "otel-run -- true (OTLP/gRPC, nothing listening)"
+  "otel-run --exporter-otlp-protocol http/protobuf -- true (nothing listening)"
   "opentelemetry-instrument true"
   "opentelemetry-instrument --traces_exporter none --metrics_exporter none --logs_exporter none true"
 )
 CMD_0=(true)
 CMD_1=("$OTEL_RUN_BIN" --traces-exporter none -- true)
-CMD_2=("$OTEL_INSTRUMENT" true)
-CMD_3=("$OTEL_INSTRUMENT" --traces_exporter none --metrics_exporter none --logs_exporter none true)
+CMD_2=("$OTEL_RUN_BIN" -- true)
+CMD_3=("$OTEL_RUN_BIN" --exporter-otlp-protocol http/protobuf -- true)
+CMD_4=("$OTEL_INSTRUMENT" true)
+CMD_5=("$OTEL_INSTRUMENT" --traces_exporter none --metrics_exporter none --logs_exporter none true)
+# Rows measured under callgrind too (the Python ones would take minutes).
+NATIVE=(0 1 2 3)
+
+# The OTLP rows export otel-run's own span to the default endpoints, which must
+# refuse it: a collector there would make the rows measure its answers.
+for port in 4317 4318; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "something listens on 127.0.0.1:$port; stop it for the OTLP rows"
+  fi
+done
 
 cmd_string() {  # quote an argv for hyperfine -N (POSIX shell-words splitting)
   local out="" a
@@ -142,7 +160,7 @@ cmd_string() {  # quote an argv for hyperfine -N (POSIX shell-words splitting)
 # Sanity: every command must succeed before we time it.
 for i in "${!NAMES[@]}"; do
   declare -n cmd="CMD_$i"
-  "${cmd[@]}" </dev/null >/dev/null || die "'${NAMES[$i]}' failed (exit $?)"
+  "${cmd[@]}" </dev/null >/dev/null 2>&1 || die "'${NAMES[$i]}' failed (exit $?)"
   unset -n cmd
 done
 
@@ -181,19 +199,38 @@ for ((r = 0; r < MEM_RUNS; r++)); do
   done
 done
 
+# --- instructions: callgrind, the process itself (not the command it runs) --------------
+log "instructions: one callgrind run per native command"
+INSN_TSV="$RESULTS_DIR/instructions.tsv"
+CG_OUT="$(mktemp)"
+trap 'rm -f "$TIME_OUT" "$CG_OUT"' EXIT
+printf 'index\tcommand\tinstructions\n' > "$INSN_TSV"
+for i in "${NATIVE[@]}"; do
+  declare -n cmd="CMD_$i"
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null -- "${cmd[@]}" </dev/null >/dev/null 2>"$CG_OUT" \
+    || die "'${NAMES[$i]}' failed under callgrind: $(tail -n3 "$CG_OUT")"
+  unset -n cmd
+  insns="$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$CG_OUT" | head -n1)"
+  printf '%s\t%s\t%s\n' "$i" "${NAMES[$i]}" "$insns" >> "$INSN_TSV"
+done
+
 # --- summary ------------------------------------------------------------------------------
 OTEL_RUN_VERSION="$("$OTEL_RUN_BIN" --version 2>/dev/null | head -n1 || true)"
 "$PYTHON" - "$RESULTS_DIR" "$OTEL_RUN_BIN" "${OTEL_RUN_VERSION:-?}" "$VENV" "$LOAD1" "${NAMES[@]}" <<'PY'
 import csv, json, os, platform, statistics, sys
 
 results_dir, otel_run_bin, otel_run_version, venv, load_before = sys.argv[1:6]
-names = sys.argv[6:]        # row order: true, otel-run, instrument, instrument (none)
+names = sys.argv[6:]        # row order: true, otel-run (none, gRPC, HTTP), instrument, instrument (none)
 with open(os.path.join(results_dir, "hyperfine.json")) as f:
     hf = json.load(f)["results"]          # same order as the commands were given
 mem = {}
 with open(os.path.join(results_dir, "memory.tsv")) as f:
     for row in csv.DictReader(f, delimiter="\t"):
         mem.setdefault(int(row["index"]), []).append(int(row["max_rss_kib"]))
+insns = {}
+with open(os.path.join(results_dir, "instructions.tsv")) as f:
+    for row in csv.DictReader(f, delimiter="\t"):
+        insns[int(row["index"])] = int(row["instructions"])
 
 assert len(hf) == len(names), f"expected {len(names)} hyperfine results, got {len(hf)}"
 rows = []
@@ -208,8 +245,9 @@ for i, name in enumerate(names):
         "runs": len(r["times"]),
         "rss_mib": statistics.median(mem[i]) / 1024.0,
         "rss_runs": len(mem[i]),
+        "instructions": insns.get(i),
     })
-TRUE, OTELRUN, OI, OI_NONE = rows
+TRUE, OTELRUN, GRPC, HTTP, OI, OI_NONE = rows
 
 def ratio(a, b):
     return a / b if b else float("nan")
@@ -221,11 +259,12 @@ out.append(f"- opentelemetry-instrument venv: `{venv}`")
 out.append(f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}")
 out.append(f"- load average (1 min): {load_before} before, {os.getloadavg()[0]:.2f} after\n")
 w = max(len(r["command"]) for r in rows)
-out.append(f"| {'command':<{w}} | mean ± σ (ms)     | median (ms) | min (ms) | peak RSS (MiB) |")
-out.append(f"|{'-' * (w + 2)}|-------------------|-------------|----------|----------------|")
+out.append(f"| {'command':<{w}} | mean ± σ (ms)     | median (ms) | min (ms) | peak RSS (MiB) | instructions |")
+out.append(f"|{'-' * (w + 2)}|-------------------|-------------|----------|----------------|--------------|")
 for r in rows:
     ms = f"{r['mean_ms']:8.2f} ± {r['stddev_ms']:6.2f}"
-    out.append(f"| {r['command']:<{w}} | {ms:<17} | {r['median_ms']:11.2f} | {r['min_ms']:8.2f} | {r['rss_mib']:14.1f} |")
+    n = "—" if r["instructions"] is None else f"{r['instructions'] / 1e6:.2f} M"
+    out.append(f"| {r['command']:<{w}} | {ms:<17} | {r['median_ms']:11.2f} | {r['min_ms']:8.2f} | {r['rss_mib']:14.1f} | {n:>12} |")
 out.append("")
 out.append("Ratios (wall time: mean, median in brackets; memory: median peak RSS):")
 for label, oi in (("opentelemetry-instrument true", OI),
@@ -234,12 +273,14 @@ for label, oi in (("opentelemetry-instrument true", OI),
                f"time {ratio(oi['mean_ms'], OTELRUN['mean_ms']):.1f}x "
                f"[{ratio(oi['median_ms'], OTELRUN['median_ms']):.1f}x], "
                f"memory {ratio(oi['rss_mib'], OTELRUN['rss_mib']):.1f}x")
-out.append(f"- otel-run overhead over bare true: "
-           f"+{OTELRUN['mean_ms'] - TRUE['mean_ms']:.2f} ms "
-           f"[+{OTELRUN['median_ms'] - TRUE['median_ms']:.2f} ms] "
-           f"({ratio(OTELRUN['mean_ms'], TRUE['mean_ms']):.1f}x time), "
-           f"+{OTELRUN['rss_mib'] - TRUE['rss_mib']:.1f} MiB "
-           f"({ratio(OTELRUN['rss_mib'], TRUE['rss_mib']):.1f}x memory)")
+for label, row in (("otel-run (traces none)", OTELRUN), ("otel-run (OTLP/gRPC)", GRPC),
+                   ("otel-run (OTLP/HTTP)", HTTP)):
+    out.append(f"- {label} overhead over bare true: "
+               f"+{row['mean_ms'] - TRUE['mean_ms']:.2f} ms "
+               f"[+{row['median_ms'] - TRUE['median_ms']:.2f} ms] "
+               f"({ratio(row['mean_ms'], TRUE['mean_ms']):.1f}x time), "
+               f"+{row['rss_mib'] - TRUE['rss_mib']:.1f} MiB "
+               f"({ratio(row['rss_mib'], TRUE['rss_mib']):.1f}x memory)")
 out.append(f"- opentelemetry-instrument overhead over bare true: "
            f"+{OI['mean_ms'] - TRUE['mean_ms']:.2f} ms, +{OI['rss_mib'] - TRUE['rss_mib']:.1f} MiB")
 text = "\n".join(out) + "\n"
@@ -251,4 +292,4 @@ with open(os.path.join(results_dir, "summary.json"), "w") as f:
     json.dump({"otel_run": otel_run_bin, "otel_run_version": otel_run_version,
                "venv": venv, "load_before": float(load_before), "rows": rows}, f, indent=2)
 PY
-log "results in $RESULTS_DIR (hyperfine.md, hyperfine.json, memory.tsv, summary.md, summary.json)"
+log "results in $RESULTS_DIR (hyperfine.md, hyperfine.json, memory.tsv, instructions.tsv, summary.md, summary.json)"

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::diag::Hint as _;
 use crate::runtime::{self, Runtime, Target};
 use crate::settings::{Settings, vars};
 

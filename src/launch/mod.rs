@@ -78,9 +78,9 @@ pub enum LaunchError {
     Wait(io::Error),
 }
 
-impl LaunchError {
+impl crate::diag::Hint for LaunchError {
     /// The shell's exit codes: 127 for not found, 126 for not executable.
-    pub fn exit_code(&self) -> u8 {
+    fn exit_code(&self) -> u8 {
         match self {
             LaunchError::NotFound { .. } => 127,
             LaunchError::PermissionDenied { .. } => 126,
@@ -88,7 +88,7 @@ impl LaunchError {
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             LaunchError::NotFound { hint, .. } => hint.clone(),
             LaunchError::PermissionDenied { path } => Some(format!(
@@ -253,6 +253,7 @@ pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::Hint as _;
 
     fn argv(items: &[&str]) -> Vec<OsString> {
         items.iter().map(OsString::from).collect()

@@ -85,9 +85,8 @@ pub enum ProbeError {
     Attach { function: String, message: String },
 }
 
-impl ProbeError {
-    /// The fix, for the `hint:` line.
-    pub fn hint(&self) -> Option<String> {
+impl crate::diag::Hint for ProbeError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             ProbeError::NotBuilt => "install clang and libbpf-dev (`apt-get install clang libbpf-dev`) and rebuild otel-run".into(),
             ProbeError::NoPrivilege => "run otel-run as root, or grant it the capabilities: `sudo setcap cap_bpf,cap_perfmon+ep \"$(command -v otel-run)\"`".into(),

@@ -54,9 +54,13 @@ pub struct ConfigError {
     why: String,
 }
 
-impl ConfigError {
-    pub fn hint(&self) -> &'static str {
-        "`--proxy LISTEN=UPSTREAM`, e.g. `--proxy 8080=127.0.0.1:5000` (LISTEN: a port on loopback, or `ADDRESS:PORT`); `--route '/users/{id}'`"
+impl crate::diag::Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
+        Some("`--proxy LISTEN=UPSTREAM`, e.g. `--proxy 8080=127.0.0.1:5000` (LISTEN: a port on loopback, or `ADDRESS:PORT`); `--route '/users/{id}'`".into())
+    }
+
+    fn exit_code(&self) -> u8 {
+        crate::diag::USAGE
     }
 }
 

@@ -42,7 +42,7 @@ impl Note {
 
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}\nhint: {}", self.message, self.hint)
+        f.write_str(&crate::diag::hinted(&self.message, Some(&self.hint)))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::context::{hex, random_id};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EnvFormat {
-    /// `export K='v'` for sh, bash, zsh: `eval "$(otel-run env)"`
+    /// `export K='v'` for sh, bash, zsh, to `eval`
     Sh,
     /// `set -gx K 'v'` for fish: `otel-run env --format fish | source`
     Fish,
@@ -29,6 +29,8 @@ pub enum EnvFormat {
 pub struct Unrepresentable {
     pub name: String,
 }
+
+impl crate::diag::Hint for Unrepresentable {}
 
 /// Writes `vars` in `format`.
 pub fn render(vars: &[(String, String)], format: EnvFormat) -> Result<String, Unrepresentable> {

@@ -40,6 +40,18 @@ pub enum FileError {
     },
 }
 
+impl crate::diag::Hint for FileError {
+    fn hint(&self) -> Option<String> {
+        matches!(self, FileError::UnknownKey { .. }).then(|| {
+            "keys are the variable names without `OTEL_`, lower-case, e.g. `service_name`; `otel-run --help` lists them".to_string()
+        })
+    }
+
+    fn exit_code(&self) -> u8 {
+        crate::diag::USAGE
+    }
+}
+
 /// Loads `explicit` (which must exist), else `otel-run.toml` in `cwd` if present.
 pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Option<ConfigFile>, FileError> {
     let path = match explicit {

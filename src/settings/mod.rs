@@ -68,6 +68,12 @@ pub enum SettingsError {
     },
 }
 
+impl crate::diag::Hint for SettingsError {
+    fn exit_code(&self) -> u8 {
+        crate::diag::USAGE
+    }
+}
+
 /// What settings are resolved from: each layer maps a variable name to its raw text.
 #[derive(Debug, Default)]
 pub struct Inputs {

@@ -1,11 +1,12 @@
 //! Export to a real OpenTelemetry Collector, over each OTLP protocol, and the
 //! forwarding of a child's traces, metrics and logs through the agent.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Collector, assert_success, fixture, otel_run, python, wait_for};
+use crate::util::{Collector, assert_success, fixture, otel_run, python, tool, wait_for};
 
 /// Runs `otel-run` exporting traces over OTLP to the collector.
 fn export_to(
@@ -238,4 +239,116 @@ fn a_received_span_is_forwarded_without_waiting_for_the_agents_schedule() {
         "the span arrived only when the command exited: {:#?}",
         collector.spans()
     );
+}
+
+/// A CA, and a certificate for `localhost` it signed with its key: `(ca, cert, key)`.
+/// (webpki refuses a self-signed CA certificate as a server's own.)
+fn localhost_certificate(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let openssl = tool("openssl")?;
+    let file = |name: &str| dir.join(name);
+    let steps: [Vec<std::ffi::OsString>; 3] = [
+        args("req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=otel-run-test-ca")
+            .chain([
+                "-keyout".into(),
+                file("ca.key").into(),
+                "-out".into(),
+                file("ca.pem").into(),
+            ])
+            .collect(),
+        args("req -newkey rsa:2048 -nodes -subj /CN=localhost")
+            .chain([
+                "-keyout".into(),
+                file("key.pem").into(),
+                "-out".into(),
+                file("cert.csr").into(),
+            ])
+            .collect(),
+        args("x509 -req -days 1 -CAcreateserial")
+            .chain(["-in".into(), file("cert.csr").into()])
+            .chain([
+                "-CA".into(),
+                file("ca.pem").into(),
+                "-CAkey".into(),
+                file("ca.key").into(),
+            ])
+            .chain([
+                "-extfile".into(),
+                file("ext.cnf").into(),
+                "-out".into(),
+                file("cert.pem").into(),
+            ])
+            .collect(),
+    ];
+    std::fs::write(
+        file("ext.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    for step in steps {
+        let made = std::process::Command::new(&openssl)
+            .args(step)
+            .output()
+            .unwrap();
+        assert_success(&made);
+    }
+    Some((file("ca.pem"), file("cert.pem"), file("key.pem")))
+}
+
+fn args(line: &str) -> impl Iterator<Item = std::ffi::OsString> + '_ {
+    line.split(' ').map(Into::into)
+}
+
+/// The roots are read for `https://` only, at the first export: they must still
+/// be there then, with the CA the settings name, for both transports.
+#[test]
+fn spans_reach_a_collector_over_https_with_its_ca_and_not_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = localhost_certificate(dir.path()) else {
+        return;
+    };
+    let Some(collector) = Collector::start_tls(&cert, &key) else {
+        return;
+    };
+    let run = |protocol: &str, port: u16, name: &str, ca: Option<&Path>| {
+        let mut command = otel_run();
+        command
+            .args([
+                "--traces-exporter",
+                "otlp",
+                "--exporter-otlp-protocol",
+                protocol,
+            ])
+            .args([
+                "--exporter-otlp-endpoint",
+                &format!("https://localhost:{port}"),
+            ])
+            .args(["--exporter-otlp-timeout", "3000", "--span-name", name]);
+        if let Some(ca) = ca {
+            command.arg("--exporter-otlp-certificate").arg(ca);
+        }
+        command.arg("true").output().unwrap()
+    };
+    let out = run("grpc", collector.grpc, "over-grpc-tls", Some(&ca));
+    assert_success(&out);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("http/protobuf", collector.http, "over-http-tls", Some(&ca));
+    assert_success(&out);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spans = collector.wait_spans(2);
+    let mut names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["over-grpc-tls", "over-http-tls"]);
+    // The system's roots do not hold a self-signed certificate: refused, and said.
+    let out = run("http/protobuf", collector.http, "untrusted", None);
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 dropped"), "{err}");
 }

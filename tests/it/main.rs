@@ -2,6 +2,7 @@
 
 mod bootstrap;
 mod ci;
+mod cli;
 mod collector;
 mod config;
 mod console;

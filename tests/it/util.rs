@@ -154,12 +154,21 @@ pub struct Collector {
 
 impl Collector {
     pub fn start() -> Option<Collector> {
+        Collector::start_with(None)
+    }
+
+    /// A collector whose receivers speak TLS with this certificate and key.
+    pub fn start_tls(cert: &Path, key: &Path) -> Option<Collector> {
+        Collector::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Option<Collector> {
         let binary = peer("OTEL_RUN_TEST_OTELCOL", "an OpenTelemetry Collector")?;
         // A free port may be taken by a parallel test before the collector binds
         // it: then the collector exits, and it is tried again on other ports.
         let mut last_log = String::new();
         for _ in 0..5 {
-            match Collector::try_start(&binary) {
+            match Collector::try_start(&binary, tls) {
                 Ok(collector) => return Some(collector),
                 Err(log) => last_log = log,
             }
@@ -182,21 +191,37 @@ impl Collector {
             return None;
         }
         Some(
-            Collector::try_start_on(&binary, grpc)
+            Collector::try_start_on(&binary, grpc, None)
                 .unwrap_or_else(|log| panic!("the collector did not start listening: {log}")),
         )
     }
 
-    fn try_start(binary: &Path) -> Result<Collector, String> {
-        Collector::try_start_on(binary, free_port())
+    fn try_start(binary: &Path, tls: Option<(&Path, &Path)>) -> Result<Collector, String> {
+        Collector::try_start_on(binary, free_port(), tls)
     }
 
-    fn try_start_on(binary: &Path, grpc: u16) -> Result<Collector, String> {
+    fn try_start_on(
+        binary: &Path,
+        grpc: u16,
+        tls: Option<(&Path, &Path)>,
+    ) -> Result<Collector, String> {
         let dir = tempfile::tempdir().unwrap();
         let http = free_port();
         let output = dir.path().join("received.jsonl");
-        let config = std::fs::read_to_string(fixture("otelcol.yaml"))
-            .unwrap()
+        let mut config = std::fs::read_to_string(fixture("otelcol.yaml")).unwrap();
+        if let Some((cert, key)) = tls {
+            for port in ["GRPC_PORT", "HTTP_PORT"] {
+                config = config.replace(
+                    &format!("127.0.0.1:{port}\n"),
+                    &format!(
+                        "127.0.0.1:{port}\n        tls:\n          cert_file: {}\n          key_file: {}\n",
+                        cert.display(),
+                        key.display()
+                    ),
+                );
+            }
+        }
+        let config = config
             .replace("GRPC_PORT", &grpc.to_string())
             .replace("HTTP_PORT", &http.to_string())
             .replace("OUTPUT_PATH", output.to_str().unwrap());

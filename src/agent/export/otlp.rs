@@ -1,8 +1,13 @@
 //! The `otlp` exporter: OTLP/gRPC over a tonic channel, OTLP/HTTP (protobuf or
 //! JSON) over reqwest. Requests carry the received `Resource*` messages as they
 //! are, so every child keeps its own resource and scope.
+//!
+//! The system's root certificates are read only for an `https://` endpoint,
+//! once per process for every exporter ([`roots`]), and on the first export,
+//! in the agent: reading them takes longer than the rest of a launch.
 
 use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use flate2::{Compression, write::GzEncoder};
@@ -39,11 +44,50 @@ enum Transport {
 
 pub struct Client {
     target: Target,
-    transport: Transport,
+    pems: Pems,
+    /// Built in `new` for `http://`; for `https://`, on the first export.
+    transport: tokio::sync::OnceCell<Transport>,
+}
+
+/// The certificate files the target names, read when the client is made (a
+/// missing file is said at start), used when the transport is built.
+#[derive(Default)]
+struct Pems {
+    ca: Option<Vec<u8>>,
+    /// The client's certificate and key.
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The system's root certificates that parse, read once per process.
+struct Roots {
+    /// As rustls holds them, for tonic.
+    anchors: rustls::RootCertStore,
+    /// The same certificates in DER, for reqwest.
+    ders: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+static ROOTS: OnceLock<Roots> = OnceLock::new();
+
+fn roots() -> &'static Roots {
+    ROOTS.get_or_init(|| {
+        let loaded = rustls_native_certs::load_native_certs();
+        for error in &loaded.errors {
+            tracing::debug!("reading the system's root certificates: {error}");
+        }
+        let mut anchors = rustls::RootCertStore::empty();
+        let mut ders = Vec::new();
+        // Native stores hold some certificates rustls cannot use; they are skipped.
+        for der in loaded.certs {
+            if anchors.add(der.clone()).is_ok() {
+                ders.push(der);
+            }
+        }
+        Roots { anchors, ders }
+    })
 }
 
 impl Client {
-    /// Builds the client; connections are made lazily, on the first export.
+    /// Makes the client; connections are made lazily, on the first export.
     pub fn new(target: Target) -> Result<Client, ClientError> {
         for (name, value) in &target.headers {
             if AsciiMetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
@@ -53,11 +97,49 @@ impl Client {
                 return Err(ClientError::HeaderValue(name.clone()));
             }
         }
-        let transport = match target.protocol {
-            Protocol::Grpc => Transport::Grpc(grpc_channel(&target)?),
-            Protocol::HttpProtobuf | Protocol::HttpJson => Transport::Http(http_client(&target)?),
+        let pems = Pems {
+            ca: target.certificate.as_deref().map(read_pem).transpose()?,
+            identity: match (&target.client_certificate, &target.client_key) {
+                (Some(cert), Some(key)) => Some((read_pem(cert)?, read_pem(key)?)),
+                _ => None,
+            },
         };
-        Ok(Client { target, transport })
+        let client = Client {
+            target,
+            pems,
+            transport: tokio::sync::OnceCell::new(),
+        };
+        if !client.is_https() {
+            let transport = client.build(None)?;
+            let _ = client.transport.set(transport);
+        }
+        Ok(client)
+    }
+
+    fn is_https(&self) -> bool {
+        self.target.url.scheme() == "https"
+    }
+
+    fn build(&self, roots: Option<&Roots>) -> Result<Transport, ClientError> {
+        Ok(match self.target.protocol {
+            Protocol::Grpc => Transport::Grpc(grpc_channel(&self.target, &self.pems, roots)?),
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                Transport::Http(http_client(&self.target, &self.pems, roots)?)
+            }
+        })
+    }
+
+    /// The transport; for `https://`, built with the roots on the first call.
+    async fn transport(&self) -> Result<&Transport, ExportError> {
+        self.transport
+            .get_or_try_init(|| async {
+                let roots = tokio::task::spawn_blocking(roots)
+                    .await
+                    .map_err(|e| ExportError::Permanent(e.to_string()))?;
+                self.build(Some(roots))
+                    .map_err(|e| ExportError::Permanent(e.to_string()))
+            })
+            .await
     }
 
     pub fn timeout(&self) -> Duration {
@@ -75,7 +157,7 @@ impl Client {
     /// Sends `batch` as one request. It is encoded straight from the batch,
     /// which the pipeline keeps for retries and other exporters: never copied.
     pub async fn export<T: Payload>(&self, batch: &[T]) -> Result<(), ExportError> {
-        let response = match &self.transport {
+        let response = match self.transport().await? {
             Transport::Grpc(channel) => {
                 self.export_grpc::<T>(channel, protobuf_parts(batch))
                     .await?
@@ -400,7 +482,11 @@ fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
     })
 }
 
-fn grpc_channel(target: &Target) -> Result<Channel, ClientError> {
+fn grpc_channel(
+    target: &Target,
+    pems: &Pems,
+    roots: Option<&Roots>,
+) -> Result<Channel, ClientError> {
     let url = target.url.as_str().trim_end_matches('/').to_string();
     let endpoint_error = |message: String| ClientError::Endpoint {
         url: redact_url(&url),
@@ -410,13 +496,13 @@ fn grpc_channel(target: &Target) -> Result<Channel, ClientError> {
         .map_err(|e| endpoint_error(e.to_string()))?
         .connect_timeout(target.timeout.min(Duration::from_secs(5)))
         .timeout(target.timeout);
-    if target.url.scheme() == "https" {
-        let mut tls = ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &target.certificate {
-            tls = tls.ca_certificate(Certificate::from_pem(read_pem(ca)?));
+    if let Some(roots) = roots {
+        let mut tls = ClientTlsConfig::new().trust_anchors(roots.anchors.roots.iter().cloned());
+        if let Some(ca) = &pems.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
         }
-        if let (Some(cert), Some(key)) = (&target.client_certificate, &target.client_key) {
-            tls = tls.identity(Identity::from_pem(read_pem(cert)?, read_pem(key)?));
+        if let Some((cert, key)) = &pems.identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
         }
         endpoint = endpoint
             .tls_config(tls)
@@ -425,22 +511,31 @@ fn grpc_channel(target: &Target) -> Result<Channel, ClientError> {
     Ok(endpoint.connect_lazy())
 }
 
-fn http_client(target: &Target) -> Result<reqwest::Client, ClientError> {
+fn http_client(
+    target: &Target,
+    pems: &Pems,
+    roots: Option<&Roots>,
+) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .timeout(target.timeout)
         .connect_timeout(target.timeout.min(Duration::from_secs(5)))
-        .user_agent(concat!("otel-run/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &target.certificate {
-        let cert =
-            reqwest::Certificate::from_pem(&read_pem(ca)?).map_err(|e| ClientError::Endpoint {
-                url: redact_url(target.url.as_str()),
-                message: format!("bad CA certificate: {e}"),
-            })?;
+        .user_agent(concat!("otel-run/", env!("CARGO_PKG_VERSION")))
+        // The roots are the shared ones, and only for `https://`.
+        .tls_built_in_root_certs(false);
+    for der in roots.map_or(&[][..], |r| &r.ders) {
+        let cert = reqwest::Certificate::from_der(der).expect("a root rustls has parsed");
         builder = builder.add_root_certificate(cert);
     }
-    if let (Some(cert), Some(key)) = (&target.client_certificate, &target.client_key) {
-        let mut pem = read_pem(cert)?;
-        pem.extend(read_pem(key)?);
+    if let Some(ca) = &pems.ca {
+        let cert = reqwest::Certificate::from_pem(ca).map_err(|e| ClientError::Endpoint {
+            url: redact_url(target.url.as_str()),
+            message: format!("bad CA certificate: {e}"),
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    if let Some((cert, key)) = &pems.identity {
+        let mut pem = cert.clone();
+        pem.extend(key);
         let identity = reqwest::Identity::from_pem(&pem).map_err(|e| ClientError::Endpoint {
             url: redact_url(target.url.as_str()),
             message: format!("bad client certificate or key: {e}"),
@@ -529,6 +624,43 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn target(url: &str, protocol: Protocol) -> Target {
+        Target {
+            signal: crate::settings::otlp::Signal::Traces,
+            url: url::Url::parse(url).unwrap(),
+            protocol,
+            headers: Vec::new(),
+            gzip: false,
+            timeout: Duration::from_secs(5),
+            certificate: None,
+            client_key: None,
+            client_certificate: None,
+        }
+    }
+
+    /// The only test that exports to `https://`: the roots are the process's.
+    #[tokio::test]
+    async fn root_certificates_are_read_for_https_only_at_the_first_export() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let batch = [Spans::from(spans("a"))];
+        for protocol in [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson] {
+            let client =
+                Client::new(target(&format!("http://127.0.0.1:{port}"), protocol)).unwrap();
+            assert!(client.export(&batch).await.is_err());
+        }
+        assert!(ROOTS.get().is_none(), "roots read for http://");
+        let https = Client::new(target(
+            &format!("https://127.0.0.1:{port}"),
+            Protocol::HttpProtobuf,
+        ))
+        .unwrap();
+        assert!(ROOTS.get().is_none(), "roots read before the first export");
+        assert!(https.export(&batch).await.is_err());
+        assert!(ROOTS.get().is_some());
     }
 
     #[test]

@@ -49,8 +49,8 @@ pub enum PythonError {
     },
 }
 
-impl PythonError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::diag::Hint for PythonError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             PythonError::NoInterpreter(_) => {
                 "name it with `--python PATH`, activate its virtual environment, or give the command: `otel-run bootstrap -- flask run`".into()
