@@ -178,8 +178,8 @@ pub fn run(
                     cwd,
                     dry_run: options.dry_run,
                     protocol: settings
-                        .text(&vars::OTLP_TRACES_PROTOCOL)
-                        .or(settings.text(&vars::OTLP_PROTOCOL))
+                        .text(&vars::OTLP_TRACES.protocol)
+                        .or(settings.text(&vars::OTLP.protocol))
                         .unwrap_or("grpc"),
                 };
                 match python::bootstrap(&python_options, &progress) {

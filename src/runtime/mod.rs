@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::settings::otlp::{GENERAL, Signal};
+use crate::settings::otlp::{ExporterKind, Signal};
 use crate::settings::{Settings, vars};
 
 /// Something that keeps the injection from working, and its fix.
@@ -139,6 +139,8 @@ pub struct Plan {
     pub notes: Vec<Note>,
     /// What was found of the runtime, for `otel-run doctor`.
     pub found: Vec<String>,
+    /// OTEL_SDK_DISABLED: the child gets its settings and nothing else.
+    disabled: bool,
 }
 
 impl Plan {
@@ -152,6 +154,13 @@ impl Plan {
         self.set.retain(|(n, _)| n != name);
         if !self.remove.iter().any(|n| n == name) {
             self.remove.push(name.to_string());
+        }
+    }
+
+    /// Says once why the runtime's agent is not injected, if it is not.
+    pub fn warn(&self) {
+        for note in &self.notes {
+            tracing::warn!("{note}");
         }
     }
 
@@ -200,15 +209,27 @@ impl Plan {
 }
 
 /// Where the child's telemetry goes.
-pub enum Destination<'a> {
-    /// otel-run's local receiver at this base URL; `exported` tells which signals
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// otel-run's local receiver at this base URL; `exported` lists the signals
     /// it forwards (the others are `none` for the child).
     Agent {
-        endpoint: &'a str,
-        exported: &'a dyn Fn(Signal) -> bool,
+        endpoint: String,
+        exported: Vec<Signal>,
     },
     /// The child exports on its own, with the resolved settings.
     Direct,
+}
+
+/// What the run gives the child once otel-run's agent side has started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub destination: Destination,
+    /// The process span's context: the child's parent.
+    pub traceparent: Option<String>,
+    /// The agent's own variables for the child (the SDK report file, the
+    /// forward proxy's HTTP_PROXY and friends).
+    pub env: Vec<(String, String)>,
 }
 
 /// The command the plan is for: its resolved program and argv, and where it runs.
@@ -218,13 +239,9 @@ pub struct Target<'a> {
     pub cwd: &'a Path,
 }
 
-/// Plans the child's environment. `traceparent` is the process span's context.
-pub fn plan(
-    settings: &Settings,
-    target: Option<Target>,
-    destination: Destination,
-    traceparent: Option<String>,
-) -> Plan {
+/// Plans the child's environment from the settings and the command; the plan
+/// is finished with what the run starts ([`Plan::finish`]).
+pub fn plan(settings: &Settings, target: Option<Target>) -> Plan {
     let mut plan = Plan::default();
     // Settings from flags and the config file are not in the environment yet.
     for (var, resolved) in settings.explicit() {
@@ -237,33 +254,54 @@ pub fn plan(
     plan.remove(vars::SPAN_NAME.name);
     plan.remove(vars::SDK_REPORT);
     if settings.disabled() {
+        plan.disabled = true;
         return plan;
-    }
-    if let Destination::Agent { endpoint, exported } = destination {
-        // Every OTLP setting of the real backend (endpoints, headers with their
-        // secrets, TLS files, timeouts) is replaced by the local receiver's plain
-        // endpoint: the agent does the real export.
-        let otlp_vars = GENERAL
-            .into_iter()
-            .chain(Signal::ALL.into_iter().flat_map(Signal::otlp_vars));
-        for var in otlp_vars {
-            plan.remove(var.name);
-        }
-        plan.set(vars::OTLP_ENDPOINT.name, endpoint);
-        plan.set(vars::OTLP_PROTOCOL.name, "http/protobuf");
-        plan.set(vars::AGENT_ENDPOINT, endpoint);
-        for signal in Signal::ALL {
-            let exporter = if exported(signal) { "otlp" } else { "none" };
-            plan.set(signal.exporter_var().name, exporter);
-        }
-    }
-    if let Some(traceparent) = traceparent {
-        plan.set("TRACEPARENT", traceparent);
     }
     if let Some(target) = target {
         inject_runtime(&mut plan, settings, &target);
     }
     plan
+}
+
+impl Plan {
+    /// Points the child at where its telemetry goes, under the process span,
+    /// with the agent's variables. With OpenTelemetry disabled the child gets
+    /// none of it.
+    pub fn finish(&mut self, start: Start) {
+        if self.disabled {
+            return;
+        }
+        let plan = self;
+        if let Destination::Agent { endpoint, exported } = start.destination {
+            // Every OTLP setting of the real backend (endpoints, headers with their
+            // secrets, TLS files, timeouts) is replaced by the local receiver's plain
+            // endpoint: the agent does the real export.
+            let otlp_vars = vars::OTLP
+                .all()
+                .into_iter()
+                .chain(Signal::ALL.into_iter().flat_map(|s| s.otlp().all()));
+            for var in otlp_vars {
+                plan.remove(var.name);
+            }
+            plan.set(vars::OTLP.endpoint.name, endpoint.clone());
+            plan.set(vars::OTLP.protocol.name, "http/protobuf");
+            plan.set(vars::AGENT_ENDPOINT, endpoint);
+            for signal in Signal::ALL {
+                let exporter = if exported.contains(&signal) {
+                    ExporterKind::Otlp
+                } else {
+                    ExporterKind::None
+                };
+                plan.set(signal.exporter_var().name, exporter.name());
+            }
+        }
+        if let Some(traceparent) = start.traceparent {
+            plan.set("TRACEPARENT", traceparent);
+        }
+        for (name, value) in start.env {
+            plan.set(&name, value);
+        }
+    }
 }
 
 /// The runtime's zero-code agent, unless `--no-inject`.
@@ -324,7 +362,7 @@ mod tests {
                 ("OTEL_PROPAGATORS", "tracecontext,kontur"),
             ],
         );
-        let p = plan(&s, None, Destination::Direct, None);
+        let p = plan(&s, None);
         assert_eq!(p.get("OTEL_SERVICE_NAME"), Some("shop"));
         assert_eq!(p.get("OTEL_PROPAGATORS"), Some("tracecontext,kontur"));
         assert_eq!(p.get("OTEL_EXPORTER_OTLP_ENDPOINT"), None);
@@ -342,16 +380,15 @@ mod tests {
                 ("OTEL_METRICS_EXPORTER", "none"),
             ],
         );
-        let exported = |signal: Signal| signal != Signal::Metrics;
-        let p = plan(
-            &s,
-            None,
-            Destination::Agent {
-                endpoint: "http://127.0.0.1:9999",
-                exported: &exported,
+        let mut p = plan(&s, None);
+        p.finish(Start {
+            destination: Destination::Agent {
+                endpoint: "http://127.0.0.1:9999".into(),
+                exported: vec![Signal::Traces, Signal::Logs],
             },
-            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
-        );
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            env: vec![(vars::SDK_REPORT.into(), "/tmp/report".into())],
+        });
         assert_eq!(
             p.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             Some("http://127.0.0.1:9999")
@@ -369,12 +406,20 @@ mod tests {
                 .contains(&"OTEL_EXPORTER_OTLP_ENDPOINT".to_string())
         );
         assert!(p.get("TRACEPARENT").unwrap().starts_with("00-0af7"));
+        // The plan removed the report file a parent otel-run gave; the agent's own replaces it.
+        assert_eq!(p.get(vars::SDK_REPORT), Some("/tmp/report"));
+        assert!(!p.remove.contains(&vars::SDK_REPORT.to_string()));
     }
 
     #[test]
     fn disabled_sdk_injects_nothing_but_the_switch() {
         let s = settings(&[], &[("OTEL_SDK_DISABLED", "true")]);
-        let p = plan(&s, None, Destination::Direct, Some("00-x".into()));
+        let mut p = plan(&s, None);
+        p.finish(Start {
+            destination: Destination::Direct,
+            traceparent: Some("00-x".into()),
+            env: vec![],
+        });
         assert_eq!(
             p.set,
             vec![("OTEL_SDK_DISABLED".to_string(), "true".to_string())]

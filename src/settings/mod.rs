@@ -8,6 +8,7 @@
 pub mod file;
 pub mod otlp;
 pub mod parse;
+pub mod ready;
 pub mod reference;
 pub mod report;
 pub mod vars;

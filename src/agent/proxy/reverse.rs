@@ -32,7 +32,8 @@ use super::Shared;
 use super::alarm::Alarm;
 use super::h1::{self, Framing, Refusal};
 use super::relay::{self, Body};
-use super::span::{Exchange, Kind, Requested, child_context};
+use super::span::{Exchange, Kind, Requested};
+use crate::telemetry::sampler::child_context;
 
 /// How long a kept-alive client connection may sit idle between requests.
 const IDLE: Duration = Duration::from_secs(60);
@@ -120,8 +121,8 @@ impl Progress {
 /// A request head read from the client, ready to go upstream (in `out`).
 struct Parsed {
     request: h1::Request,
-    context: crate::context::SpanContext,
-    parent: Option<crate::context::SpanId>,
+    context: crate::telemetry::context::SpanContext,
+    parent: Option<crate::telemetry::context::SpanId>,
 }
 
 /// How reading a request head ended.

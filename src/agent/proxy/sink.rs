@@ -22,9 +22,9 @@ use super::metrics::Durations;
 use super::route::Routes;
 use super::span::Exchange;
 use crate::agent::Recorder as AgentRecorder;
-use crate::agent::process_span::Limits;
-use crate::agent::spans::{SpanBatch, Spans};
 use crate::settings::otlp::Signal;
+use crate::telemetry::spans::{SpanBatch, Spans};
+use crate::telemetry::{Limits, Telemetry};
 
 /// Messages (a record, or a thread's batch of them) that may wait for the sink
 /// task; beyond, their records are dropped and counted.
@@ -249,11 +249,7 @@ pub fn start(options: Options) -> (Recorder, Sink) {
         routes: options.routes.clone(),
         redact_query: options.redact_query,
         resource: options.resource.clone(),
-        scope: InstrumentationScope {
-            name: "otel-run/proxy".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            ..Default::default()
-        },
+        scope: Telemetry::scope("otel-run/proxy"),
         limits: options.limits,
     };
     let channel = Arc::new(Channel {

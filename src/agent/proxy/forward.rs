@@ -16,8 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use super::Shared;
 use super::relay::{self, Body};
 use super::sink::Recorder;
-use super::span::{Exchange, Kind, Requested, child_context};
-use crate::context::SpanContext;
+use super::span::{Exchange, Kind, Requested};
+use crate::telemetry::context::SpanContext;
+use crate::telemetry::sampler::child_context;
 
 /// What the forward proxy knows besides the shared settings.
 pub struct Egress {

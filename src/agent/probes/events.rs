@@ -1,13 +1,12 @@
 //! Records from the probes' ring buffer, and the spans made of them.
 
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind};
 
 use super::clock::Clock;
-use crate::context::SpanContext;
+use crate::telemetry::Telemetry;
+use crate::telemetry::context::SpanContext;
 
 /// A finished call, laid out as `struct otel_run_call` in `probes/event.h`.
 #[repr(C)]
@@ -115,11 +114,7 @@ impl Spans {
         ResourceSpans {
             resource: Some(self.resource.clone()),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "otel-run/uprobe".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
+                scope: Some(Telemetry::scope("otel-run/uprobe")),
                 spans: calls.iter().map(|c| self.span(c)).collect(),
                 schema_url: String::new(),
             }],
