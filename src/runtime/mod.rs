@@ -61,6 +61,39 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// The runtimes `--runtime` can choose, by [`Runtime::key`].
+    const CHOOSABLE: [Runtime; 6] = [
+        Runtime::Python,
+        Runtime::Dotnet,
+        Runtime::Node,
+        Runtime::Java,
+        Runtime::Native,
+        Runtime::None,
+    ];
+
+    /// The values of `--runtime`: `auto` (detect), then each choosable runtime's key.
+    pub const CHOICES: [&'static str; 7] = {
+        let mut choices = ["auto"; 7];
+        let mut i = 0;
+        while i < Runtime::CHOOSABLE.len() {
+            choices[i + 1] = Runtime::CHOOSABLE[i].key();
+            i += 1;
+        }
+        choices
+    };
+
+    /// The runtime's value of `--runtime`; Go and Rust programs are native there.
+    pub const fn key(self) -> &'static str {
+        match self {
+            Runtime::Python => "python",
+            Runtime::Dotnet => "dotnet",
+            Runtime::Node => "node",
+            Runtime::Java => "java",
+            Runtime::Go | Runtime::Rust | Runtime::Native => "native",
+            Runtime::None => "none",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Runtime::Python => "Python",
@@ -98,15 +131,11 @@ pub fn detect(program: &Path, argv: &[String]) -> Runtime {
 
 /// The runtime chosen by `--runtime`, or detected.
 fn chosen(settings: &Settings, program: &Path, argv: &[String]) -> Runtime {
-    match settings.text(&vars::RUNTIME).unwrap_or("auto") {
-        "python" => Runtime::Python,
-        "dotnet" => Runtime::Dotnet,
-        "node" => Runtime::Node,
-        "java" => Runtime::Java,
-        "native" => Runtime::Native,
-        "none" => Runtime::None,
-        _ => detect(program, argv),
-    }
+    let key = settings.text(&vars::RUNTIME);
+    Runtime::CHOOSABLE
+        .into_iter()
+        .find(|r| key == Some(r.key()))
+        .unwrap_or_else(|| detect(program, argv))
 }
 
 /// otel-run's data directory (what `otel-run bootstrap` downloads):
@@ -409,6 +438,19 @@ mod tests {
         // The plan removed the report file a parent otel-run gave; the agent's own replaces it.
         assert_eq!(p.get(vars::SDK_REPORT), Some("/tmp/report"));
         assert!(!p.remove.contains(&vars::SDK_REPORT.to_string()));
+    }
+
+    #[test]
+    fn runtime_choices_name_each_choosable_runtime_once() {
+        assert_eq!(
+            Runtime::CHOICES,
+            ["auto", "python", "dotnet", "node", "java", "native", "none"]
+        );
+        let program = Path::new("/bin/true");
+        for runtime in Runtime::CHOOSABLE {
+            let s = settings(&[], &[("OTEL_RUN_RUNTIME", runtime.key())]);
+            assert_eq!(chosen(&s, program, &[]), runtime);
+        }
     }
 
     #[test]

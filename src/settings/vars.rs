@@ -141,7 +141,6 @@ pub const KNOWN_PROPAGATORS: &[&str] = &[
     "ottrace",
     "none",
 ];
-const RUNTIMES: &[&str] = &["auto", "python", "dotnet", "node", "java", "native", "none"];
 const LOG_LEVELS: &[&str] = &[
     "trace", "debug", "info", "warn", "warning", "error", "off", "none",
 ];
@@ -617,7 +616,7 @@ var!(
 var!(
     RUNTIME,
     "OTEL_RUN_RUNTIME",
-    Kind::Choice(RUNTIMES),
+    Kind::Choice(&crate::runtime::Runtime::CHOICES),
     Some("auto"),
     Runtimes,
     "The command's runtime, which decides the agent injected; `auto` detects it, `none` injects only the standard variables."
