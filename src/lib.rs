@@ -138,7 +138,7 @@ fn run_command(
     let command = launch::resolve(argv, cwd)?;
     let ready = settings.ready()?;
     let argv = command.argv_lossy();
-    let mut plan = runtime::plan(settings, Some(command.target(&argv, cwd)));
+    let mut plan = runtime::plan(&ready.runtime, Some(command.target(&argv, cwd)));
     // The shims speak at otel-run's own level: `-v` shows what they did too.
     plan.set(vars::SHIM_LOG_LEVEL, diag::level_name(level));
     let mut session = Session::start(&ready, &command, &argv, cwd);
@@ -183,7 +183,7 @@ fn run_env(
         return Ok(0);
     }
     let target = command.as_ref().map(|(c, argv)| c.target(argv, cwd));
-    let mut plan = runtime::plan(settings, target);
+    let mut plan = runtime::plan(&settings.runtime(), target);
     plan.finish(runtime::Start {
         destination: runtime::Destination::Direct,
         traceparent,

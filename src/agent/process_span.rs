@@ -180,14 +180,7 @@ mod tests {
 
     /// The telemetry core and the span's settings for a run of `make`.
     fn core(env: &[(&str, &str)]) -> (Telemetry, Config) {
-        let settings = Settings::resolve(&Inputs {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        })
-        .unwrap();
+        let settings = Settings::resolve(&Inputs::of(env, &[])).unwrap();
         let ready = settings.ready().unwrap();
         let program = std::path::Path::new("/usr/bin/make");
         (Telemetry::new(&ready.telemetry, program), ready.process)

@@ -17,7 +17,7 @@ pub struct Report {
 }
 
 pub fn check(settings: &Settings) -> Report {
-    let home = crate::runtime::dotnet_home(settings);
+    let home = crate::runtime::dotnet_home(&settings.runtime());
     let rid = dotnet::runtime_id();
     let mut plan = Plan::default();
     dotnet::inject(&mut plan, home.clone(), rid);

@@ -39,7 +39,7 @@ pub fn report(settings: &Settings, target: Option<Target>) -> String {
     let python = target
         .as_ref()
         .and_then(|t| super::python::detect(t.program, t.argv));
-    let mut plan = super::plan(settings, target);
+    let mut plan = super::plan(&settings.runtime(), target);
     plan.finish(Start {
         destination,
         traceparent: Some("<otel-run's process span>".into()),

@@ -22,7 +22,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::settings::otlp::{ExporterKind, Signal};
-use crate::settings::{Settings, vars};
+use crate::settings::vars;
 
 /// Something that keeps the injection from working, and its fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,13 +129,34 @@ pub fn detect(program: &Path, argv: &[String]) -> Runtime {
     }
 }
 
+/// What the settings say of the child's environment, resolved once.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Settings given in a flag or the config file, which the child does not
+    /// see in its environment unless otel-run sets them: (variable, value).
+    pub explicit: Vec<(&'static str, String)>,
+    /// OTEL_SDK_DISABLED.
+    pub disabled: bool,
+    /// `--runtime`; `None` is `auto`: detected.
+    pub runtime: Option<Runtime>,
+    /// `--inject`: the runtime's zero-code agent.
+    pub inject: bool,
+    /// OTEL_DOTNET_AUTO_HOME.
+    pub dotnet_auto_home: Option<PathBuf>,
+    /// `--java-agent`.
+    pub java_agent: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// The runtime `--runtime KEY` chooses; `auto` (or any other) chooses none.
+    pub fn by_key(key: &str) -> Option<Runtime> {
+        Runtime::CHOOSABLE.into_iter().find(|r| r.key() == key)
+    }
+}
+
 /// The runtime chosen by `--runtime`, or detected.
-fn chosen(settings: &Settings, program: &Path, argv: &[String]) -> Runtime {
-    let key = settings.text(&vars::RUNTIME);
-    Runtime::CHOOSABLE
-        .into_iter()
-        .find(|r| key == Some(r.key()))
-        .unwrap_or_else(|| detect(program, argv))
+fn chosen(config: &Config, program: &Path, argv: &[String]) -> Runtime {
+    config.runtime.unwrap_or_else(|| detect(program, argv))
 }
 
 /// otel-run's data directory (what `otel-run bootstrap` downloads):
@@ -150,10 +171,10 @@ pub fn data_dir() -> Option<PathBuf> {
 
 /// The .NET automatic instrumentation's home: OTEL_DOTNET_AUTO_HOME, else
 /// `dotnet/` in the data directory when it exists.
-pub fn dotnet_home(settings: &Settings) -> Option<PathBuf> {
-    settings
-        .text(&vars::DOTNET_AUTO_HOME)
-        .map(PathBuf::from)
+pub fn dotnet_home(config: &Config) -> Option<PathBuf> {
+    config
+        .dotnet_auto_home
+        .clone()
         .or_else(|| data_dir().map(|d| d.join("dotnet")).filter(|d| d.is_dir()))
 }
 
@@ -270,24 +291,22 @@ pub struct Target<'a> {
 
 /// Plans the child's environment from the settings and the command; the plan
 /// is finished with what the run starts ([`Plan::finish`]).
-pub fn plan(settings: &Settings, target: Option<Target>) -> Plan {
+pub fn plan(config: &Config, target: Option<Target>) -> Plan {
     let mut plan = Plan::default();
     // Settings from flags and the config file are not in the environment yet.
-    for (var, resolved) in settings.explicit() {
-        if var.is_otel_standard() {
-            plan.set(var.name, resolved.value.clone());
-        }
+    for (name, value) in &config.explicit {
+        plan.set(name, value.clone());
     }
     // The span name is for this otel-run's span only, not for nested ones; and a
     // report file is for the otel-run that reads it (a running one sets its own).
     plan.remove(vars::SPAN_NAME.name);
     plan.remove(vars::SDK_REPORT);
-    if settings.disabled() {
+    if config.disabled {
         plan.disabled = true;
         return plan;
     }
     if let Some(target) = target {
-        inject_runtime(&mut plan, settings, &target);
+        inject_runtime(&mut plan, config, &target);
     }
     plan
 }
@@ -334,10 +353,10 @@ impl Plan {
 }
 
 /// The runtime's zero-code agent, unless `--no-inject`.
-fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
-    let runtime = chosen(settings, target.program, target.argv);
+fn inject_runtime(plan: &mut Plan, config: &Config, target: &Target) {
+    let runtime = chosen(config, target.program, target.argv);
     plan.runtime = Some(runtime);
-    if !settings.flag(&vars::INJECT) {
+    if !config.inject {
         return;
     }
     match runtime {
@@ -349,13 +368,13 @@ fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
             python::inject(plan, &python);
         }
         Runtime::Dotnet => {
-            dotnet::inject(plan, dotnet_home(settings), dotnet::runtime_id());
+            dotnet::inject(plan, dotnet_home(config), dotnet::runtime_id());
         }
         Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd)),
         Runtime::Java => {
-            let agent = settings
-                .text(&vars::JAVA_AGENT)
-                .map(PathBuf::from)
+            let agent = config
+                .java_agent
+                .clone()
                 .or_else(|| java::downloaded_agent().filter(|p| p.is_file()));
             java::inject(plan, agent);
         }
@@ -368,18 +387,12 @@ fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Inputs;
+    use crate::settings::{Inputs, Settings};
 
-    fn settings(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Settings {
-        Settings::resolve(&Inputs {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-            ..Default::default()
-        })
-        .unwrap()
+    fn settings(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Config {
+        Settings::resolve(&Inputs::of(env, flags))
+            .unwrap()
+            .runtime()
     }
 
     #[test]

@@ -80,6 +80,19 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// Inputs of an environment and flags, for tests of what settings make.
+    #[cfg(test)]
+    pub fn of(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Inputs {
+        Inputs {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
     /// Takes the OTEL_* variables of an environment (the process's, in `run`).
     /// The environment is read as bytes: a value that is not text is named in
     /// [`Inputs::env_not_utf8`], and every variable reaches the child untouched
@@ -333,12 +346,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             }),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-            ..Default::default()
+            ..Inputs::of(env, flags)
         }
     }
 

@@ -222,13 +222,7 @@ mod tests {
     use crate::settings::Inputs;
 
     fn target(env: &[(&str, &str)], signal: Signal) -> Target {
-        let inputs = Inputs {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        };
+        let inputs = Inputs::of(env, &[]);
         Target::of(&Settings::resolve(&inputs).unwrap(), signal)
     }
 

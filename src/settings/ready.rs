@@ -3,6 +3,7 @@
 //! string map. Defaults come from the settings list ([`super::vars`]) only: a
 //! value is always there for a setting that has a default.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Settings;
@@ -12,11 +13,13 @@ use crate::agent::pipeline::{BatchConfig, MAX_QUEUE_BYTES};
 use crate::agent::probes::{self, ProbeError, Uprobe};
 use crate::agent::proxy::{self, ConfigError, Mapping, route::Routes};
 use crate::agent::{self, process_span};
+use crate::runtime::{self, Runtime};
 use crate::telemetry::{self, Limits, Propagators, Sampler};
 
 /// Everything the main job needs of the settings.
 #[derive(Debug)]
 pub struct Ready {
+    pub runtime: runtime::Config,
     pub telemetry: telemetry::Config,
     pub process: process_span::Config,
     pub agent: agent::Config,
@@ -32,6 +35,7 @@ impl Settings {
     /// error: the proxy is the command's network path.
     pub fn ready(&self) -> Result<Ready, ConfigError> {
         Ok(Ready {
+            runtime: self.runtime(),
             telemetry: self.telemetry(),
             process: process_span::Config {
                 disabled: self.disabled(),
@@ -43,6 +47,22 @@ impl Settings {
             proxy: self.proxy()?,
             probes: self.probes(),
         })
+    }
+
+    /// The child's environment: what is passed on, and which runtime's agent.
+    pub fn runtime(&self) -> runtime::Config {
+        runtime::Config {
+            explicit: self
+                .explicit()
+                .filter(|(var, _)| var.is_otel_standard())
+                .map(|(var, resolved)| (var.name, resolved.value.clone()))
+                .collect(),
+            disabled: self.disabled(),
+            runtime: self.text(&vars::RUNTIME).and_then(Runtime::by_key),
+            inject: self.flag(&vars::INJECT),
+            dotnet_auto_home: self.text(&vars::DOTNET_AUTO_HOME).map(PathBuf::from),
+            java_agent: self.text(&vars::JAVA_AGENT).map(PathBuf::from),
+        }
     }
 
     /// otel-run's own spans: resource, sampler, propagators, limits.
@@ -210,13 +230,7 @@ mod tests {
     use crate::settings::Inputs;
 
     fn ready(env: &[(&str, &str)]) -> Ready {
-        let inputs = Inputs {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        };
+        let inputs = Inputs::of(env, &[]);
         Settings::resolve(&inputs).unwrap().ready().unwrap()
     }
 
