@@ -3,6 +3,8 @@
 //! One run is a pipeline, and the modules are its stages:
 //! [`cli`] → [`settings`] → [`runtime`] (plan the child's environment) →
 //! [`agent`] (start) → [`launch`] (spawn, wait) → [`agent`] (flush) → exit code.
+//! Every producer of otel-run's own spans shares one [`telemetry`] core.
+//! `docs/architecture.md` says who may call whom.
 
 pub mod agent;
 pub mod bootstrap;

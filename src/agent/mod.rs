@@ -1,9 +1,11 @@
 //! The agent: a tokio runtime inside otel-run, alive for the child's lifetime.
 //!
-//! It owns one export pipeline per signal whose exporter is not `none`, and the
-//! local receiver the child's SDK exports to. Everything (the child's telemetry,
-//! otel-run's own process span) leaves through those pipelines, and is flushed
-//! when the child has exited, bounded by the export timeouts.
+//! It owns one export pipeline per signal whose exporter is not `none`, the
+//! local receiver the child's SDK exports to, and the producers of otel-run's
+//! own spans that feed those pipelines: the process span, the [`proxy`] and the
+//! [`probes`]. Everything leaves through the pipelines, and is flushed when the
+//! child has exited, bounded by the export timeouts. A run drives it all through
+//! one [`session::Session`].
 
 pub mod command_args;
 pub mod export;
