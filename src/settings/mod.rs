@@ -16,7 +16,6 @@ pub mod vars;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use vars::{Kind, Var};
 
@@ -252,11 +251,6 @@ impl Settings {
 
     pub fn count(&self, var: &Var) -> Option<u64> {
         self.text(var).and_then(|v| v.parse().ok())
-    }
-
-    pub fn millis(&self, var: &Var) -> Option<Duration> {
-        debug_assert_eq!(var.kind, Kind::Millis);
-        self.count(var).map(Duration::from_millis)
     }
 
     /// A list setting's items (exporters, propagators).

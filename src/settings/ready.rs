@@ -170,10 +170,12 @@ impl Settings {
             reverse,
             egress,
             routes,
-            timeout: self.duration(&vars::PROXY_TIMEOUT),
-            header_timeout: self.duration(&vars::PROXY_HEADER_TIMEOUT),
-            // hyper's smallest read buffer.
-            max_header_bytes: self.number(&vars::PROXY_MAX_HEADER_BYTES).max(8192) as usize,
+            bounds: proxy::Bounds {
+                timeout: self.duration(&vars::PROXY_TIMEOUT),
+                header_timeout: self.duration(&vars::PROXY_HEADER_TIMEOUT),
+                // hyper's smallest read buffer.
+                max_header_bytes: self.number(&vars::PROXY_MAX_HEADER_BYTES).max(8192) as usize,
+            },
             redact_query: self.flag(&vars::PROXY_REDACT_QUERY),
             temporality: self
                 .text(&vars::OTLP_METRICS_TEMPORALITY)
@@ -265,9 +267,12 @@ mod tests {
         assert_eq!(traces.batch.schedule_delay, Duration::from_millis(250));
         assert!(r.agent.signal(Signal::Logs).exporters.is_empty());
         let proxy = r.proxy.unwrap();
-        assert_eq!(proxy.timeout, Duration::from_millis(1500));
-        assert_eq!(proxy.header_timeout, Duration::from_secs(10));
-        assert_eq!(proxy.max_header_bytes, 8192, "at least hyper's buffer");
+        assert_eq!(proxy.bounds.timeout, Duration::from_millis(1500));
+        assert_eq!(proxy.bounds.header_timeout, Duration::from_secs(10));
+        assert_eq!(
+            proxy.bounds.max_header_bytes, 8192,
+            "at least hyper's buffer"
+        );
         assert_eq!(r.process.attributes, [("a".into(), "1".into())]);
     }
 

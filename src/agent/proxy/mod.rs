@@ -78,9 +78,7 @@ pub struct Config {
     pub reverse: Vec<Mapping>,
     pub egress: bool,
     pub routes: Routes,
-    pub timeout: Duration,
-    pub header_timeout: Duration,
-    pub max_header_bytes: usize,
+    pub bounds: Bounds,
     pub redact_query: bool,
     /// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, if set.
     pub temporality: Option<String>,
@@ -134,15 +132,23 @@ impl Mapping {
     }
 }
 
+/// How long and how much one proxied exchange may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// An upstream's connection and answer.
+    pub timeout: Duration,
+    /// A client's request head.
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
 /// What every request handler shares: one per thread serving requests.
 pub struct Shared {
     pub client: Client,
     pub recorder: Recorder,
     pub propagators: Propagators,
     pub sampler: Sampler,
-    pub timeout: Duration,
-    pub header_timeout: Duration,
-    pub max_header_bytes: usize,
+    pub bounds: Bounds,
     builder: auto::Builder<TokioExecutor>,
 }
 
@@ -152,9 +158,7 @@ struct Base {
     recorder: Recorder,
     propagators: Propagators,
     sampler: Sampler,
-    timeout: Duration,
-    header_timeout: Duration,
-    max_header_bytes: usize,
+    bounds: Bounds,
 }
 
 impl Base {
@@ -164,21 +168,19 @@ impl Base {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
-            .max_buf_size(self.max_header_bytes)
+            .header_read_timeout(self.bounds.header_timeout)
+            .max_buf_size(self.bounds.max_header_bytes)
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(self.max_header_bytes as u32);
+            .max_header_list_size(self.bounds.max_header_bytes as u32);
         Arc::new(Shared {
             client: relay::client(),
             recorder: self.recorder.clone(),
             propagators: self.propagators,
             sampler: self.sampler,
-            timeout: self.timeout,
-            header_timeout: self.header_timeout,
-            max_header_bytes: self.max_header_bytes,
+            bounds: self.bounds,
             builder,
         })
     }
@@ -232,9 +234,7 @@ pub fn start(config: &Config, run: Run) -> std::io::Result<Proxies> {
         recorder,
         propagators: telemetry.propagators,
         sampler: telemetry.sampler,
-        timeout: config.timeout,
-        header_timeout: config.header_timeout,
-        max_header_bytes: config.max_header_bytes,
+        bounds: config.bounds,
     };
     start_reverse(&config.reverse, &base);
     let mut env = Vec::new();
