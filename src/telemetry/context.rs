@@ -17,6 +17,16 @@ pub struct SpanContext {
 }
 
 impl SpanContext {
+    /// A context without trace state.
+    pub fn new(trace_id: TraceId, span_id: SpanId, sampled: bool) -> SpanContext {
+        SpanContext {
+            trace_id,
+            span_id,
+            sampled,
+            trace_state: String::new(),
+        }
+    }
+
     /// Reads TRACEPARENT / TRACESTATE; an absent or malformed TRACEPARENT gives `None`.
     pub fn from_env(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<SpanContext> {
         let (trace_id, span_id, flags) = parse_traceparent(traceparent?.trim())?;

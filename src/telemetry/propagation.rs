@@ -54,12 +54,7 @@ impl Propagators {
             let trace_id = b3_trace_id(get(B3_TRACE)?)?;
             let span_id = b3_id::<8>(get(B3_SPAN)?)?;
             let sampled = !matches!(get(B3_SAMPLED), Some("0" | "false"));
-            return Some(SpanContext {
-                trace_id,
-                span_id,
-                sampled,
-                trace_state: String::new(),
-            });
+            return Some(SpanContext::new(trace_id, span_id, sampled));
         }
         None
     }
@@ -140,12 +135,7 @@ fn parse_b3(value: &str) -> Option<SpanContext> {
     let trace_id = b3_trace_id(parts.next()?)?;
     let span_id = b3_id::<8>(parts.next()?)?;
     let sampled = !matches!(parts.next(), Some("0"));
-    Some(SpanContext {
-        trace_id,
-        span_id,
-        sampled,
-        trace_state: String::new(),
-    })
+    Some(SpanContext::new(trace_id, span_id, sampled))
 }
 
 /// A B3 trace id: 32 hex digits, or 16 (left-padded with zeros).

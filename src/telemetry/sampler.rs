@@ -72,12 +72,7 @@ mod tests {
 
     #[test]
     fn sampler_follows_parent_or_ratio() {
-        let parent = SpanContext {
-            trace_id: [1; 16],
-            span_id: [1; 8],
-            sampled: false,
-            trace_state: String::new(),
-        };
+        let parent = SpanContext::new([1; 16], [1; 8], false);
         let s = Sampler::new("parentbased_always_on", None);
         assert!(!s.sample(Some(&parent), &parent.trace_id));
         assert!(s.sample(None, &[0xff; 16]));
@@ -99,12 +94,7 @@ mod tests {
 
     #[test]
     fn always_off_ignores_the_parent_and_unknown_samplers_follow_it() {
-        let parent = SpanContext {
-            trace_id: [7; 16],
-            span_id: [9; 8],
-            sampled: true,
-            trace_state: String::new(),
-        };
+        let parent = SpanContext::new([7; 16], [9; 8], true);
         assert!(!Sampler::new("always_off", None).sample(Some(&parent), &[7; 16]));
         assert!(Sampler::new("jaeger_remote", None).sample(Some(&parent), &[7; 16]));
         let unsampled = SpanContext {

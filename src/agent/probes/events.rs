@@ -171,12 +171,7 @@ mod tests {
 
     #[test]
     fn top_level_calls_can_hang_under_the_process_span() {
-        let ctx = SpanContext {
-            trace_id: [3; 16],
-            span_id: [4; 8],
-            sampled: true,
-            trace_state: String::new(),
-        };
+        let ctx = SpanContext::new([3; 16], [4; 8], true);
         let s = spans(Parent::Process(ctx));
         let outer = s.span(&call(0, 7, 0, 0));
         assert_eq!(outer.trace_id, vec![3; 16]);

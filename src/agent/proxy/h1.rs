@@ -689,12 +689,7 @@ mod tests {
         let httparse::Status::Complete(len) = head.parse(wire).unwrap() else {
             panic!("incomplete");
         };
-        let context = crate::telemetry::context::SpanContext {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-            sampled: true,
-            trace_state: String::new(),
-        };
+        let context = crate::telemetry::context::SpanContext::new([1; 16], [2; 8], true);
         let mut out = Vec::new();
         let request = forward_request(
             &head,

@@ -241,12 +241,7 @@ mod tests {
         let start = SystemTime::now();
         Exchange {
             kind: Kind::Server,
-            context: crate::telemetry::context::SpanContext {
-                trace_id: [1; 16],
-                span_id: [2; 8],
-                sampled: true,
-                trace_state: String::new(),
-            },
+            context: crate::telemetry::context::SpanContext::new([1; 16], [2; 8], true),
             parent: None,
             method: http::Method::GET,
             uri: "/".parse().unwrap(),
