@@ -223,12 +223,8 @@ pub fn start(config: &Config, run: Run) -> std::io::Result<Proxies> {
     let telemetry = run.telemetry;
     let (recorder, sink) = sink::start(sink::Options {
         agent: run.agent.map(Agent::recorder),
-        resource: telemetry.resource.clone(),
-        routes: config.routes.clone(),
-        redact_query: config.redact_query,
-        temporality: config.temporality.clone(),
-        metric_interval: config.metric_interval,
-        limits: telemetry.limits,
+        config: config.clone(),
+        telemetry: telemetry.clone(),
     });
     let base = Base {
         recorder,
