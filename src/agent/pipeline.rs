@@ -45,6 +45,8 @@ pub struct Counters {
     pub dropped_export_failed: AtomicU64,
     /// Received in a request over what a request may hold, and rejected.
     pub dropped_too_large: AtomicU64,
+    /// Received without anything to forward (a metric without data), and rejected.
+    pub dropped_empty: AtomicU64,
     pub in_flight: AtomicU64,
 }
 
@@ -54,11 +56,15 @@ pub struct Totals {
     pub dropped_queue_full: u64,
     pub dropped_export_failed: u64,
     pub dropped_too_large: u64,
+    pub dropped_empty: u64,
 }
 
 impl Totals {
     pub fn dropped(&self) -> u64 {
-        self.dropped_queue_full + self.dropped_export_failed + self.dropped_too_large
+        self.dropped_queue_full
+            + self.dropped_export_failed
+            + self.dropped_too_large
+            + self.dropped_empty
     }
 }
 
@@ -231,6 +237,15 @@ impl<T: Payload> Pipeline<T> {
             .fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts `n` received records rejected because they hold nothing to
+    /// forward.
+    pub fn drop_empty(&self, n: u64) {
+        self.shared
+            .counters
+            .dropped_empty
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts `n` records dropped because the queue was full.
     pub fn drop_full(&self, n: usize) {
         self.shared
@@ -274,6 +289,7 @@ impl<T: Payload> Pipeline<T> {
             dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
             dropped_export_failed: c.dropped_export_failed.load(Ordering::Relaxed),
             dropped_too_large: c.dropped_too_large.load(Ordering::Relaxed),
+            dropped_empty: c.dropped_empty.load(Ordering::Relaxed),
         }
     }
 }

@@ -78,6 +78,13 @@ impl Reporter {
         }
     }
 
+    /// Received records held nothing to forward.
+    pub fn empty(&self, signal: Signal, message: &str) {
+        if self.first(format!("empty {}", signal.name())) {
+            tracing::warn!("rejected received {}: {message}", signal.name());
+        }
+    }
+
     /// The receiver closed a connection as soon as it was accepted (`why`).
     pub fn connection_refused(&self, why: &str) {
         if self.first(format!("refused {why}")) {
@@ -116,6 +123,9 @@ impl Reporter {
                     );
                     if t.dropped_too_large > 0 {
                         text += &format!(", {} in requests too large", t.dropped_too_large);
+                    }
+                    if t.dropped_empty > 0 {
+                        text += &format!(", {} received without data", t.dropped_empty);
                     }
                     text.push(')');
                 }

@@ -169,15 +169,6 @@ pub fn data_dir() -> Option<PathBuf> {
         .map(|d| d.join("otel-run"))
 }
 
-/// The .NET automatic instrumentation's home: OTEL_DOTNET_AUTO_HOME, else
-/// `dotnet/` in the data directory when it exists.
-pub fn dotnet_home(config: &Config) -> Option<PathBuf> {
-    config
-        .dotnet_auto_home
-        .clone()
-        .or_else(|| data_dir().map(|d| d.join("dotnet")).filter(|d| d.is_dir()))
-}
-
 /// The child's environment changes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -368,7 +359,12 @@ fn inject_runtime(plan: &mut Plan, config: &Config, target: &Target) {
             python::inject(plan, &python);
         }
         Runtime::Dotnet => {
-            dotnet::inject(plan, dotnet_home(config), dotnet::runtime_id());
+            dotnet::inject(
+                plan,
+                dotnet::home(config),
+                dotnet::runtime_id(),
+                target.argv,
+            );
         }
         Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd)),
         Runtime::Java => {

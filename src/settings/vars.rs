@@ -635,7 +635,7 @@ var!(
     Kind::Path,
     None,
     Runtimes,
-    "Directory of the OpenTelemetry .NET automatic instrumentation; otel-run's data directory by default."
+    "Directory of the OpenTelemetry .NET automatic instrumentation; by default `dotnet/` in otel-run's data directory, else `~/.otel-dotnet-auto` (the upstream installer's), when it exists."
 );
 var!(
     JAVA_AGENT,

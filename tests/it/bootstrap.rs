@@ -704,16 +704,31 @@ fn dotnet_is_checked_and_explained() {
     let out = otel_run()
         .args(["bootstrap", "--dotnet"])
         .env("XDG_DATA_HOME", empty.path())
+        .env("HOME", empty.path())
         .env_remove("OTEL_DOTNET_AUTO_HOME")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("is not usable"), "{report}");
-    assert!(
-        report.contains("opentelemetry-dotnet-instrumentation"),
-        "{report}"
+    // The release names the C library and the architecture.
+    let musl = std::fs::read_dir("/lib").unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("ld-musl-")
+    });
+    let asset = format!(
+        "opentelemetry-dotnet-instrumentation-linux-{}-{}.zip",
+        if musl { "musl" } else { "glibc" },
+        if cfg!(target_arch = "aarch64") {
+            "arm64"
+        } else {
+            "x64"
+        }
     );
+    assert!(report.contains(&asset), "{asset}\n{report}");
+    assert!(report.contains("~/.otel-dotnet-auto"), "{report}");
     assert!(report.contains("OTEL_DOTNET_AUTO_HOME"), "{report}");
 }
 

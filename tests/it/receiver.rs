@@ -217,3 +217,66 @@ fn without_the_agent_the_child_exports_directly() {
         "http://collector.example:4317 console\n"
     );
 }
+
+/// Seed 000's ESP32 posts hand-written OTLP/JSON with protobuf's field names:
+/// the collector takes those names, so does the receiver. Its snippet as written
+/// puts the points under `data`, which OTLP does not have: that metric is
+/// rejected and said so, to the device and to the user, never "exported".
+#[test]
+fn device_json_with_field_names_reaches_the_collector_and_empty_metrics_are_rejected() {
+    let (Some(python), Some(collector)) = (python(), crate::util::Collector::start()) else {
+        return;
+    };
+    let endpoint = format!("http://127.0.0.1:{}", collector.grpc);
+    let out = otel_run()
+        .args(["--no-inject", "-v", "--metrics-exporter", "otlp"])
+        .args(["--traces-exporter", "none", "--logs-exporter", "none"])
+        .args(["--exporter-otlp-endpoint", &endpoint])
+        .arg(python)
+        .arg(fixture("device_json.py"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let responses: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let [as_written, fixed] = &responses[..] else {
+        panic!("two responses: {responses:#?}");
+    };
+    assert_eq!(as_written["status"], 200, "{as_written}");
+    let partial = &as_written["body"]["partialSuccess"];
+    // protobuf's JSON writes an int64 as a string, serde as a number: either.
+    let rejected = partial["rejectedDataPoints"].to_string();
+    assert_eq!(rejected.trim_matches('"'), "1", "{as_written}");
+    let message = partial["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("`sensor.temperature`") && message.contains("`gauge`"),
+        "{message}"
+    );
+    assert_eq!(fixed["status"], 200, "{fixed}");
+    assert!(
+        fixed["body"]["partialSuccess"]["rejectedDataPoints"].is_null(),
+        "{fixed}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("without data rejected").count(), 1, "{err}");
+    assert!(
+        err.contains("1 data points exported, 1 dropped")
+            && err.contains("1 received without data"),
+        "the exit summary counts it: {err}"
+    );
+    let received = crate::util::wait_for(std::time::Duration::from_secs(15), || {
+        let text = collector.raw_output();
+        text.contains("sensor.humidity").then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the device's metric did not arrive: {}",
+            collector.raw_output()
+        )
+    });
+    assert!(received.contains("\"esp32-iot\""), "{received}");
+    assert!(received.contains("\"asDouble\":23.5"), "{received}");
+    assert!(!received.contains("sensor.temperature"), "{received}");
+}

@@ -1,7 +1,7 @@
 //! Runtime detection and injection for .NET, and the switches that override it.
-//! No .NET runtime can be installed on these machines: the .NET tests use a fake
-//! automatic-instrumentation home and a stand-in `dotnet` that records the
-//! environment it was given, which is the whole of the `instrument.sh` contract.
+//! These .NET tests use a fake automatic-instrumentation home and a stand-in
+//! `dotnet` script that records the environment it was given, which is the whole
+//! of the `instrument.sh` contract; tests/it/dotnet.rs runs a real CLR.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -29,7 +29,12 @@ fn recorded(file: &Path) -> BTreeMap<String, String> {
 
 /// The layout of the .NET automatic instrumentation, empty files only.
 fn dotnet_home(dir: &Path, rid: &str) -> PathBuf {
-    let home = dir.join("otel-dotnet-auto");
+    layout(&dir.join("otel-dotnet-auto"), rid)
+}
+
+/// That layout at `home` itself.
+fn layout(home: &Path, rid: &str) -> PathBuf {
+    let home = home.to_path_buf();
     for file in [
         format!("{rid}/OpenTelemetry.AutoInstrumentation.Native.so"),
         "net/OpenTelemetry.AutoInstrumentation.StartupHook.dll".into(),
@@ -221,6 +226,46 @@ fn doctor_shows_the_runtime_the_injection_and_the_fix() {
         "{text}"
     );
     assert!(text.contains("problems: none"), "{text}");
+}
+
+/// Without a given home, otel-run's data directory comes first, then
+/// `~/.otel-dotnet-auto` (the upstream installer's); doctor says which it took.
+#[test]
+fn the_upstream_installers_home_is_found_after_the_data_directory_and_doctor_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let installed = layout(&dir.path().join(".otel-dotnet-auto"), "linux-x64");
+    let data = dir.path().join("data");
+    let dotnet = dir.path().join("bin/dotnet");
+    recorder(&dotnet);
+    let home_env = [
+        ("HOME", dir.path().to_str().unwrap()),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+    ];
+    let (out, env) = run_recorded(&dotnet, &[], &home_env);
+    assert_success(&out);
+    assert_eq!(
+        env["OTEL_DOTNET_AUTO_HOME"],
+        installed.display().to_string()
+    );
+    let doctor = |expected: &Path, source: &str| {
+        let out = otel_run()
+            .envs(home_env)
+            .args(["doctor", "--"])
+            .arg(&dotnet)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = format!(
+            "automatic instrumentation {} ({source})",
+            expected.display()
+        );
+        assert!(text.contains(&line), "{line}\n{text}");
+    };
+    doctor(&installed, "where otel-dotnet-auto-install.sh puts it");
+    let own = layout(&data.join("otel-run/dotnet"), "linux-x64");
+    let (_, env) = run_recorded(&dotnet, &[], &home_env);
+    assert_eq!(env["OTEL_DOTNET_AUTO_HOME"], own.display().to_string());
+    doctor(&own, "in otel-run's data directory");
 }
 
 /// The example program built with opentelemetry-rust (`examples/rust-otlp`).

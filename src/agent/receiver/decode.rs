@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use flate2::read::GzDecoder;
 
-use super::{Routed, json, wire};
+use super::{Routed, json, json_names, wire};
 use crate::agent::pipeline::Bounds;
 
 /// The largest body read, and the largest once decompressed.
@@ -56,6 +56,9 @@ pub struct Decoded<T> {
     pub accepted: Vec<(T, usize)>,
     /// Records in resources over the bounds, not decoded.
     pub rejected: u64,
+    /// Records that held nothing to forward (see [`Routed::take_empty`]),
+    /// taken out of the resources accepted: their names.
+    pub empty: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,12 +103,21 @@ pub fn decode<T: Routed>(
     } else {
         body
     };
+    let named;
+    let body = match format.encoding {
+        Encoding::Json => {
+            named = json_names::lower_camel_keys(body);
+            &named[..]
+        }
+        Encoding::Protobuf => body,
+    };
     let signal = T::SIGNAL.name();
     let malformed = |message: String| DecodeError::Malformed { signal, message };
     let records = T::SIGNAL.records();
     let mut decoded = Decoded {
         accepted: Vec::new(),
         rejected: 0,
+        empty: Vec::new(),
     };
     let (mut items, mut bytes) = (0usize, 0usize);
     let mut take = |part: Part| -> Result<(), DecodeError> {
@@ -116,12 +128,13 @@ pub fn decode<T: Routed>(
             return Ok(());
         }
         let encoded = &body[part.range];
-        let resource = match format.encoding {
+        let mut resource = match format.encoding {
             Encoding::Protobuf => <T::Resource as prost::Message>::decode(encoded)
                 .map_err(|e| malformed(e.to_string()))?,
             Encoding::Json => serde_json::from_slice::<T::Resource>(encoded)
                 .map_err(|e| malformed(e.to_string()))?,
         };
+        T::take_empty(&mut resource, &mut decoded.empty);
         let item: T = resource.into();
         if item.count() > 0 {
             items += part.items;
@@ -356,8 +369,39 @@ mod tests {
         encoder.finish().unwrap()
     }
 
-    /// Every format of one request decodes to the same items, counted alike.
-    fn decodes_alike<T: Routed>(protobuf: &[u8], json: &[u8], records: usize) {
+    /// An OTLP/JSON request with protobuf's field names as its members
+    /// (`resource_spans`), as devices write it by hand.
+    fn field_names(json: &[u8]) -> Vec<u8> {
+        fn rename(value: &mut serde_json::Value) {
+            match value {
+                serde_json::Value::Object(members) => {
+                    let old = std::mem::take(members);
+                    for (key, mut value) in old {
+                        rename(&mut value);
+                        let mut field = String::new();
+                        for c in key.chars() {
+                            if c.is_ascii_uppercase() {
+                                field.push('_');
+                            }
+                            field.push(c.to_ascii_lowercase());
+                        }
+                        members.insert(field, value);
+                    }
+                }
+                serde_json::Value::Array(values) => values.iter_mut().for_each(rename),
+                _ => {}
+            }
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(json).unwrap();
+        rename(&mut value);
+        let renamed = serde_json::to_vec(&value).unwrap();
+        assert!(renamed.windows(8).any(|w| w == b"_value\":"), "renamed");
+        renamed
+    }
+
+    /// Every format of one request decodes to the same items, counted alike:
+    /// protobuf and JSON, gzipped or not, and JSON with protobuf's field names.
+    fn decodes_alike<T: Routed>(protobuf: &[u8], json: &[u8], records: usize, empty: &[&str]) {
         let formats = [
             (PROTOBUF, protobuf.to_vec()),
             (JSON, json.to_vec()),
@@ -370,9 +414,12 @@ mod tests {
             ),
             (Format { gzip: true, ..JSON }, gzip(json)),
         ];
+        let mut formats = formats.to_vec();
+        formats.push((JSON, field_names(json)));
         let mut decoded = formats.iter().map(|(format, body)| {
             let decoded = decode::<T>(body, *format, ROOMY).unwrap();
             assert_eq!(decoded.rejected, 0);
+            assert_eq!(decoded.empty, empty, "{format:?}");
             let counted: usize = decoded.accepted.iter().map(|(item, _)| item.count()).sum();
             assert_eq!(counted, records, "{format:?}");
             decoded.accepted
@@ -395,15 +442,17 @@ mod tests {
             &spans.encode_to_vec(),
             &serde_json::to_vec(&spans).unwrap(),
             5,
+            &[],
         );
         let metrics = ExportMetricsServiceRequest {
             resource_metrics: vec![metrics()],
         };
-        // 2 + 1 + 1 + 1 + 3 points, and the metric without any counts as one.
+        // 2 + 1 + 1 + 1 + 3 points; the metric without data is taken out.
         decodes_alike::<ResourceMetrics>(
             &metrics.encode_to_vec(),
             &serde_json::to_vec(&metrics).unwrap(),
-            9,
+            8,
+            &["m"],
         );
         let logs = ExportLogsServiceRequest {
             resource_logs: vec![logs(), logs()],
@@ -412,6 +461,7 @@ mod tests {
             &logs.encode_to_vec(),
             &serde_json::to_vec(&logs).unwrap(),
             8,
+            &[],
         );
     }
 

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::trace::v1 as trace;
 use super::decode::{Malformed, Part};
 
 /// The nesting serde_json accepts (its recursion limit).
-const MAX_DEPTH: u32 = 128;
+pub const MAX_DEPTH: u32 = 128;
 
 /// The slot of a string or number in an array.
 const SCALAR_SIZE: usize = size_of::<String>();

@@ -15,6 +15,7 @@
 pub mod decode;
 mod grpc;
 pub mod json;
+mod json_names;
 mod server;
 mod status;
 pub mod wire;
@@ -56,6 +57,9 @@ pub trait Routed: Payload {
     /// How the JSON walk finds its records.
     const SHAPE: json::Shape;
     fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>>;
+    /// Takes out of `resource` the records there is nothing to forward of, and
+    /// names each in `names`.
+    fn take_empty(_resource: &mut Self::Resource, _names: &mut Vec<String>) {}
 }
 
 impl Routed for Spans {
@@ -72,6 +76,19 @@ impl Routed for ResourceMetrics {
     const SHAPE: json::Shape = json::METRICS;
     fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>> {
         sinks.metrics.as_ref()
+    }
+    /// A metric without data (its points under a member OTLP does not have,
+    /// such as `data`) is no measurement: the sender is told, not thanked.
+    fn take_empty(resource: &mut ResourceMetrics, names: &mut Vec<String>) {
+        for scope in &mut resource.scope_metrics {
+            scope.metrics.retain(|metric| {
+                let keep = metric.data.is_some();
+                if !keep {
+                    names.push(metric.name.clone());
+                }
+                keep
+            });
+        }
     }
 }
 impl Routed for ResourceLogs {
@@ -236,7 +253,11 @@ fn accept<T: Routed>(
         pipeline.drop_too_large(items);
         receiver.reporter.too_large(T::SIGNAL, message);
     };
-    let Decoded { accepted, rejected } = decode::<T>(body, format, bounds).map_err(|e| {
+    let Decoded {
+        accepted,
+        rejected,
+        empty,
+    } = decode::<T>(body, format, bounds).map_err(|e| {
         let message = e.to_string();
         match e {
             DecodeError::TooLarge { items, .. } => {
@@ -255,17 +276,38 @@ fn accept<T: Routed>(
             Refused::Closed => Rejection::new(Why::Unavailable, "otel-run is shutting down"),
         })?;
     }
-    if rejected == 0 {
-        return Ok(T::response(0, String::new()));
+    let mut messages = Vec::new();
+    if rejected > 0 {
+        let message = format!(
+            "{rejected} {} rejected: a request may hold at most {} of them and {} MiB once decoded",
+            T::SIGNAL.records(),
+            bounds.items,
+            bounds.bytes >> 20
+        );
+        too_large(rejected, &message);
+        messages.push(message);
     }
-    let message = format!(
-        "{rejected} {} rejected: a request may hold at most {} of them and {} MiB once decoded",
-        T::SIGNAL.records(),
-        bounds.items,
-        bounds.bytes >> 20
-    );
-    too_large(rejected, &message);
-    Ok(T::response(rejected, message))
+    if let Some(first) = empty.first() {
+        let message = empty_message(&empty, first);
+        pipeline.drop_empty(empty.len() as u64);
+        receiver.reporter.empty(T::SIGNAL, &message);
+        messages.push(message);
+    }
+    Ok(T::response(
+        rejected + empty.len() as u64,
+        messages.join("; "),
+    ))
+}
+
+/// Why metrics without data were rejected, naming the first.
+fn empty_message(names: &[String], first: &str) -> String {
+    let others = match names.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    format!(
+        "metric `{first}`{others} without data rejected: OTLP puts data points under `gauge`, `sum`, `histogram`, `exponentialHistogram` or `summary`"
+    )
 }
 
 fn queue_full<T: Routed>(receiver: &Receiver) -> Rejection {

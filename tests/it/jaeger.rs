@@ -1,0 +1,176 @@
+//! Jaeger all-in-one, the backend of the users' documents, as the destination
+//! of otel-run's defaults: what its query API shows is what a user sees.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{assert_success, fixture, free_port, otel_run, peer, python, wait_for};
+
+/// A running Jaeger v2 (`.ci/jaeger/build.sh`), on ports of its own.
+pub struct Jaeger {
+    child: Child,
+    pub grpc: u16,
+    pub http: u16,
+    query: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Jaeger {
+    pub fn start() -> Option<Jaeger> {
+        let binary = peer("OTEL_RUN_TEST_JAEGER", "Jaeger")?;
+        let mut log = String::new();
+        // A free port may be taken before Jaeger binds it: try other ports.
+        for _ in 0..5 {
+            match Jaeger::try_start(&binary) {
+                Ok(jaeger) => return Some(jaeger),
+                Err(text) => log = text,
+            }
+        }
+        panic!("Jaeger did not start listening: {log}");
+    }
+
+    fn try_start(binary: &Path) -> Result<Jaeger, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let [grpc, http, query, query_grpc] = ports;
+        let config = std::fs::read_to_string(fixture("jaeger.yaml"))
+            .unwrap()
+            .replace("QUERY_GRPC_PORT", &query_grpc.to_string())
+            .replace("QUERY_PORT", &query.to_string())
+            .replace("GRPC_PORT", &grpc.to_string())
+            .replace("HTTP_PORT", &http.to_string());
+        let config_path = dir.path().join("jaeger.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("jaeger.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut jaeger = Jaeger {
+            child,
+            grpc,
+            http,
+            query,
+            dir,
+        };
+        let up = wait_for(Duration::from_secs(30), || {
+            if jaeger.child.try_wait().unwrap().is_some() {
+                return Some(false);
+            }
+            let ok = ports
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            ok.then_some(true)
+        });
+        match up {
+            Some(true) => Ok(jaeger),
+            _ => Err(jaeger.log()),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("jaeger.log")).unwrap_or_default()
+    }
+
+    /// The traces of `service` as the query API (and so the UI) shows them,
+    /// once one holds at least `spans` spans.
+    pub fn wait_traces(&self, service: &str, spans: usize) -> Vec<Value> {
+        let path = format!("/api/traces?service={service}");
+        wait_for(Duration::from_secs(20), || {
+            let body = crate::util::http_get_body(self.query, &path);
+            let traces: Value = serde_json::from_str(&body).ok()?;
+            let traces = traces["data"].as_array()?.clone();
+            let most = traces
+                .iter()
+                .map(|t| t["spans"].as_array().map_or(0, Vec::len));
+            (most.max()? >= spans).then_some(traces)
+        })
+        .unwrap_or_else(|| panic!("no trace of {spans} spans for {service}: {}", self.log()))
+    }
+}
+
+impl Drop for Jaeger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The span named `name` of a Jaeger trace.
+fn span<'a>(trace: &'a Value, name: &str) -> &'a Value {
+    trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["operationName"] == name)
+        .unwrap_or_else(|| panic!("no span {name}: {trace:#}"))
+}
+
+/// The span ID of a Jaeger span's CHILD_OF parent, if any.
+fn parent(span: &Value) -> Option<&str> {
+    span["references"]
+        .as_array()?
+        .iter()
+        .find(|r| r["refType"] == "CHILD_OF")
+        .and_then(|r| r["spanID"].as_str())
+}
+
+/// otel-run's defaults (OTLP over gRPC) to Jaeger: the process span and the
+/// Python program's nested spans are one trace, each under its parent, with
+/// each resource's service.
+#[test]
+fn a_nested_trace_reaches_jaeger_with_its_parents() {
+    check_nested_trace(None);
+}
+
+/// The same over OTLP/HTTP, Jaeger's port 4318.
+#[test]
+fn a_nested_trace_reaches_jaeger_over_http_protobuf() {
+    check_nested_trace(Some("http/protobuf"));
+}
+
+fn check_nested_trace(protocol: Option<&str>) {
+    let (Some(python), Some(jaeger)) = (python(), Jaeger::start()) else {
+        return;
+    };
+    let port = match protocol {
+        None => jaeger.grpc,
+        Some(_) => jaeger.http,
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut otel_run = otel_run();
+    if let Some(protocol) = protocol {
+        otel_run.args(["--exporter-otlp-protocol", protocol]);
+    }
+    let out = otel_run
+        .env_remove("OTEL_TRACES_EXPORTER")
+        .args(["--service-name", "jaeger-nested"])
+        .args(["--exporter-otlp-endpoint", &endpoint])
+        .arg(python)
+        .arg(fixture("sdk_app.py"))
+        .arg("grpc")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let traces = jaeger.wait_traces("jaeger-nested", 3);
+    let [trace] = &traces[..] else {
+        panic!("one trace: {traces:#?}");
+    };
+    let (process, work, step) = (
+        span(trace, "python"),
+        span(trace, "work"),
+        span(trace, "step"),
+    );
+    assert_eq!(parent(process), None, "the process span is the root");
+    assert_eq!(parent(work), process["spanID"].as_str());
+    assert_eq!(parent(step), work["spanID"].as_str());
+    let service =
+        |s: &Value| trace["processes"][s["processID"].as_str().unwrap()]["serviceName"].clone();
+    assert_eq!(service(process), "jaeger-nested");
+    assert_eq!(service(work), "jaeger-nested");
+}
