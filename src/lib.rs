@@ -175,7 +175,7 @@ fn run_env(
     let traceparent = match parent_from_env() {
         Some(parent) => Some(parent.traceparent()),
         None if settings.disabled() => None,
-        None => Some(record_job_span(settings)?),
+        None => Some(record_job_span(settings)),
     };
     if traceparent_only {
         let Some(traceparent) = traceparent else {
@@ -196,7 +196,7 @@ fn run_env(
 }
 
 /// Records the root span of a CI job and returns its TRACEPARENT.
-fn record_job_span(settings: &Settings) -> anyhow::Result<String> {
+fn record_job_span(settings: &Settings) -> String {
     let ci = Ci::detect(|name| std::env::var(name).ok());
     let default_name = ci
         .as_ref()
@@ -215,11 +215,11 @@ fn record_job_span(settings: &Settings) -> anyhow::Result<String> {
         ci: ci.as_ref(),
         default_name: Some(default_name),
     };
-    let ready = settings.ready()?;
-    let telemetry = Telemetry::new(&ready.telemetry, &executable);
-    let span = ProcessSpan::start(&telemetry, &ready.process, None, &info);
+    // Only what the job's span needs: the proxies and probes are the commands'.
+    let telemetry = Telemetry::new(&settings.telemetry(), &executable);
+    let span = ProcessSpan::start(&telemetry, &settings.process(), None, &info);
     let traceparent = span.context.traceparent();
-    let agent = Agent::start(&ready.agent, false).unwrap_or_else(|e| {
+    let agent = Agent::start(&settings.agent(), false).unwrap_or_else(|e| {
         tracing::warn!("cannot start the exporter ({e}); the job's root span is not recorded");
         None
     });
@@ -233,7 +233,7 @@ fn record_job_span(settings: &Settings) -> anyhow::Result<String> {
         agent.record(spans);
         agent.finish();
     }
-    Ok(traceparent)
+    traceparent
 }
 
 /// A subcommand's optional `-- COMMAND`, resolved, with its argv as text.

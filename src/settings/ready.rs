@@ -37,12 +37,7 @@ impl Settings {
         Ok(Ready {
             runtime: self.runtime(),
             telemetry: self.telemetry(),
-            process: process_span::Config {
-                disabled: self.disabled(),
-                span_name: self.text(&vars::SPAN_NAME).map(str::to_string),
-                redact_args: self.flag(&vars::REDACT_COMMAND_ARGS),
-                attributes: self.key_values(&vars::SPAN_ATTRIBUTES),
-            },
+            process: self.process(),
             agent: self.agent(),
             proxy: self.proxy()?,
             probes: self.probes(),
@@ -62,6 +57,16 @@ impl Settings {
             inject: self.flag(&vars::INJECT),
             dotnet_auto_home: self.text(&vars::DOTNET_AUTO_HOME).map(PathBuf::from),
             java_agent: self.text(&vars::JAVA_AGENT).map(PathBuf::from),
+        }
+    }
+
+    /// otel-run's span for the command.
+    pub fn process(&self) -> process_span::Config {
+        process_span::Config {
+            disabled: self.disabled(),
+            span_name: self.text(&vars::SPAN_NAME).map(str::to_string),
+            redact_args: self.flag(&vars::REDACT_COMMAND_ARGS),
+            attributes: self.key_values(&vars::SPAN_ATTRIBUTES),
         }
     }
 

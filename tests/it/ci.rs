@@ -267,6 +267,19 @@ fn env_never_shows_secrets_in_diagnostics() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
 }
 
+/// A proxy is for the commands run later, each under its own otel-run: the job's
+/// span does not depend on the proxy's settings.
+#[test]
+fn env_starts_the_jobs_trace_whatever_the_proxy_settings() {
+    let out = otel_run()
+        .env("OTEL_RUN_PROXY", "not-a-mapping")
+        .args(["env", "--traceparent"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("00-"));
+}
+
 #[test]
 fn env_starts_the_jobs_trace_whatever_bytes_its_arguments_hold() {
     use std::os::unix::ffi::OsStrExt as _;
