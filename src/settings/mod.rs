@@ -145,7 +145,7 @@ impl Settings {
             .filter_map(|name| {
                 vars::ALL
                     .iter()
-                    .find(|v| edit_distance(name, v.name) <= 2)
+                    .find(|v| strsim::levenshtein(name, v.name) <= 2)
                     .map(|v| (name, v.name))
             })
             .collect();
@@ -290,24 +290,6 @@ impl Settings {
     pub fn disabled(&self) -> bool {
         self.flag(&vars::SDK_DISABLED)
     }
-}
-
-/// Levenshtein distance, for typo hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 fn strict(var: &Var, raw: &str, source: Source) -> Result<Resolved, SettingsError> {
