@@ -114,7 +114,7 @@ fn run(parsed: cli::Parsed) -> anyhow::Result<Ending> {
         Some(cli::Sub::Bootstrap { options, command }) => {
             let command = resolve_optional(command, &cwd)?;
             let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
-            bootstrap::run(&settings, &options, target, &cwd).map(Ending::from)
+            bootstrap::run(&settings.bootstrap(), &options, target, &cwd).map(Ending::from)
         }
         Some(cli::Sub::Probes {
             action: cli::ProbesAction::List { target, pattern },

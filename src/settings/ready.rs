@@ -13,6 +13,7 @@ use crate::agent::pipeline::{BatchConfig, MAX_QUEUE_BYTES};
 use crate::agent::probes::{self, ProbeError, Uprobe};
 use crate::agent::proxy::{self, ConfigError, Mapping, route::Routes};
 use crate::agent::{self, process_span};
+use crate::bootstrap;
 use crate::runtime::{self, Runtime};
 use crate::telemetry::{self, Limits, Propagators, Sampler};
 
@@ -57,6 +58,14 @@ impl Settings {
             inject: self.flag(&vars::INJECT),
             dotnet_auto_home: self.text(&vars::DOTNET_AUTO_HOME).map(PathBuf::from),
             java_agent: self.text(&vars::JAVA_AGENT).map(PathBuf::from),
+        }
+    }
+
+    /// `otel-run bootstrap`: where runtimes' agents are, which exporter Python gets.
+    pub fn bootstrap(&self) -> bootstrap::Config {
+        bootstrap::Config {
+            runtime: self.runtime(),
+            protocol: Target::of(self, Signal::Traces).protocol,
         }
     }
 
