@@ -131,22 +131,28 @@ impl Settings {
     /// arrive already aggregated by the child's reader, so they are forwarded
     /// within a second.
     fn batch(&self, signal: Signal) -> BatchConfig {
-        let n = |var| self.number(var).max(1) as usize;
+        let n = |var: &Var| self.number(var).max(1) as usize;
+        // A batch processor's four settings: delay, queue, batch, timeout.
+        let processor = |[delay, queue, batch, timeout]: [&Var; 4]| BatchConfig {
+            schedule_delay: self.duration(delay),
+            max_queue: n(queue),
+            max_queue_bytes: MAX_QUEUE_BYTES,
+            max_batch: n(batch),
+            export_timeout: self.duration(timeout),
+        };
         match signal {
-            Signal::Traces => BatchConfig {
-                schedule_delay: self.duration(&vars::BSP_SCHEDULE_DELAY),
-                max_queue: n(&vars::BSP_MAX_QUEUE_SIZE),
-                max_queue_bytes: MAX_QUEUE_BYTES,
-                max_batch: n(&vars::BSP_MAX_EXPORT_BATCH_SIZE),
-                export_timeout: self.duration(&vars::BSP_EXPORT_TIMEOUT),
-            },
-            Signal::Logs => BatchConfig {
-                schedule_delay: self.duration(&vars::BLRP_SCHEDULE_DELAY),
-                max_queue: n(&vars::BLRP_MAX_QUEUE_SIZE),
-                max_queue_bytes: MAX_QUEUE_BYTES,
-                max_batch: n(&vars::BLRP_MAX_EXPORT_BATCH_SIZE),
-                export_timeout: self.duration(&vars::BLRP_EXPORT_TIMEOUT),
-            },
+            Signal::Traces => processor([
+                &vars::BSP_SCHEDULE_DELAY,
+                &vars::BSP_MAX_QUEUE_SIZE,
+                &vars::BSP_MAX_EXPORT_BATCH_SIZE,
+                &vars::BSP_EXPORT_TIMEOUT,
+            ]),
+            Signal::Logs => processor([
+                &vars::BLRP_SCHEDULE_DELAY,
+                &vars::BLRP_MAX_QUEUE_SIZE,
+                &vars::BLRP_MAX_EXPORT_BATCH_SIZE,
+                &vars::BLRP_EXPORT_TIMEOUT,
+            ]),
             Signal::Metrics => BatchConfig {
                 schedule_delay: Duration::from_secs(1),
                 max_queue: 65536,
@@ -262,6 +268,9 @@ mod tests {
         let traces = r.agent.signal(Signal::Traces);
         assert_eq!(traces.batch.schedule_delay, Duration::from_secs(5));
         assert_eq!(traces.batch.max_queue, 2048);
+        let logs = r.agent.signal(Signal::Logs);
+        assert_eq!(logs.batch.schedule_delay, Duration::from_secs(1));
+        assert_eq!(logs.batch.max_batch, 512);
         assert_eq!(r.agent.console_output, "stdout");
         assert!(r.proxy.is_none());
         assert!(matches!(r.probes, Ok(None)));
