@@ -145,6 +145,8 @@ pub struct Config {
     pub dotnet_auto_home: Option<PathBuf>,
     /// `--java-agent`.
     pub java_agent: Option<PathBuf>,
+    /// OTEL_RUN_CACHE_DIR: where the shims are written.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -350,13 +352,14 @@ fn inject_runtime(plan: &mut Plan, config: &Config, target: &Target) {
     if !config.inject {
         return;
     }
+    let cache_dir = config.cache_dir.as_deref();
     match runtime {
         Runtime::Python => {
             let python = python::detect(target.program, target.argv).unwrap_or(python::Python {
                 interpreter: None,
                 site_packages: None,
             });
-            python::inject(plan, &python);
+            python::inject(plan, &python, cache_dir);
         }
         Runtime::Dotnet => {
             dotnet::inject(
@@ -366,7 +369,7 @@ fn inject_runtime(plan: &mut Plan, config: &Config, target: &Target) {
                 target.argv,
             );
         }
-        Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd)),
+        Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd), cache_dir),
         Runtime::Java => {
             let agent = config
                 .java_agent

@@ -58,7 +58,7 @@ fn is_esm(dir: &Path) -> bool {
 
 /// Adds otel-run's shim to NODE_OPTIONS when the packages resolve for the app
 /// in `app_dir`.
-pub fn inject(plan: &mut Plan, app_dir: &Path) {
+pub fn inject(plan: &mut Plan, app_dir: &Path, cache_dir: Option<&Path>) {
     let package = resolve(app_dir, PACKAGE).filter(|p| resolve(p, SDK).is_some());
     let Some(package) = package else {
         plan.notes.push(Note::new(
@@ -67,12 +67,12 @@ pub fn inject(plan: &mut Plan, app_dir: &Path) {
         ));
         return;
     };
-    let shim = match shims::NODE.materialize() {
+    let shim = match shims::NODE.materialize(cache_dir) {
         Ok(dir) => dir,
         Err(e) => {
             plan.notes.push(Note::new(
                 format!("cannot write the Node.js shim ({e}); the program runs uninstrumented"),
-                "make `~/.cache` writable, or set XDG_CACHE_HOME",
+                "set OTEL_RUN_CACHE_DIR to a writable directory",
             ));
             return;
         }
@@ -133,7 +133,7 @@ mod tests {
     fn commonjs_requires_the_shim_which_starts_the_sdk_from_the_package() {
         let cjs = app(r#"{"name": "a"}"#, &[PACKAGE, SDK]);
         let mut plan = Plan::default();
-        inject(&mut plan, cjs.path());
+        inject(&mut plan, cjs.path(), None);
         let options = plan.get("NODE_OPTIONS").unwrap();
         assert!(
             options.starts_with("--require ") && options.ends_with("sdk.cjs"),
@@ -150,7 +150,7 @@ mod tests {
     fn esm_imports_the_shim_which_registers_the_hook_first() {
         let esm = app(r#"{"type": "module"}"#, &[PACKAGE, SDK]);
         let mut plan = Plan::default();
-        inject(&mut plan, esm.path());
+        inject(&mut plan, esm.path(), None);
         let options = plan.get("NODE_OPTIONS").unwrap();
         assert!(
             options.starts_with("--import ") && options.ends_with("register.mjs"),
@@ -164,7 +164,7 @@ mod tests {
         for packages in [&[][..], &[PACKAGE]] {
             let bare = app(r#"{"name": "a"}"#, packages);
             let mut plan = Plan::default();
-            inject(&mut plan, bare.path());
+            inject(&mut plan, bare.path(), None);
             assert!(plan.set.is_empty(), "{packages:?}");
             assert!(plan.notes[0].message.contains("is not installed"));
         }

@@ -12,6 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Note, Plan, shims};
+use crate::bootstrap::python::site;
 use crate::settings::vars;
 
 /// Runners whose `run` subcommand starts Python in a project's environment.
@@ -150,7 +151,7 @@ fn entry_points(text: &str, group: &str) -> Vec<(String, String)> {
 
 /// The shim first on PYTHONPATH, and the instrumentors handed over when otel-run
 /// could read the interpreter's site-packages.
-pub fn inject(plan: &mut Plan, python: &Python) {
+pub fn inject(plan: &mut Plan, python: &Python, cache_dir: Option<&Path>) {
     if let (Some(interpreter), Some(site_packages)) = (&python.interpreter, &python.site_packages) {
         let installed = installed(site_packages);
         plan.found.push(format!(
@@ -196,19 +197,93 @@ pub fn inject(plan: &mut Plan, python: &Python) {
             vars::PYTHON_INSTRUMENTORS,
             handover(&installed.instrumentors),
         );
+        if let Some(note) = untraced(plan, &installed, interpreter, site_packages) {
+            plan.notes.push(note);
+            // The shim's own warning for no instrumentation at all would repeat it.
+            plan.set(SAID, "instrumentors");
+        }
     } else {
         plan.found.push(
             "the interpreter is chosen when the command runs (a runner or a shim script); the shim checks its environment then"
                 .into(),
         );
     }
-    match shims::PYTHON.materialize() {
+    match shims::PYTHON.materialize(cache_dir) {
         Ok(dir) => plan.prepend_path("PYTHONPATH", &dir),
         Err(e) => plan.notes.push(Note::new(
             format!("cannot write the Python shim ({e}); the program runs uninstrumented"),
-            "make `~/.cache` writable, or set XDG_CACHE_HOME",
+            "set OTEL_RUN_CACHE_DIR to a writable directory",
         )),
     }
+}
+
+/// What the child will see of `name`: planned, else inherited.
+fn child_env(plan: &Plan, name: &str) -> Option<String> {
+    plan.get(name)
+        .map(str::to_string)
+        .or_else(|| std::env::var(name).ok())
+}
+
+/// The warnings the shim has given (it gives each once per process tree).
+const SAID: &str = "OTEL_RUN_PYTHON_SAID";
+
+/// What the program's spans will miss for want of instrumentation packages: all
+/// of its libraries when none is installed, else the libraries whose
+/// instrumentation is not (`otel-run bootstrap` installs them), unless the child
+/// exports no spans or OTEL_PYTHON_DISABLED_INSTRUMENTATIONS leaves them out on
+/// purpose. Read from site-packages' names, so a run pays no Python start-up for
+/// it; `otel-run doctor` reports this same note.
+fn untraced(
+    plan: &Plan,
+    installed: &Installed,
+    interpreter: &Path,
+    site_packages: &Path,
+) -> Option<Note> {
+    let exporters = child_env(plan, vars::TRACES_EXPORTER.name).unwrap_or_else(|| "otlp".into());
+    if exporters
+        .split(',')
+        .all(|e| matches!(e.trim(), "none" | ""))
+    {
+        return None;
+    }
+    let disabled: Vec<String> = child_env(plan, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let without = site::uninstrumented(&site::distributions(site_packages), &disabled);
+    let named: Vec<String> = without
+        .iter()
+        .map(|m| format!("{} {} ({})", m.library, m.version, m.instrumentation))
+        .collect();
+    let bootstrap = format!("`otel-run bootstrap --python {}`", interpreter.display());
+    if installed.instrumentors.is_empty() {
+        let libraries = if named.is_empty() {
+            String::new()
+        } else {
+            format!("; not traced: {}", named.join(", "))
+        };
+        return Some(Note::new(
+            format!(
+                "no OpenTelemetry instrumentation package is installed for `{}`; only the program's own spans are recorded{libraries}",
+                interpreter.display()
+            ),
+            format!("{bootstrap} installs the ones its libraries need"),
+        ));
+    }
+    if named.is_empty() {
+        return None;
+    }
+    Some(Note::new(
+        format!(
+            "installed without their instrumentation, so not traced: {}",
+            named.join(", ")
+        ),
+        format!(
+            "{bootstrap} installs {}",
+            if named.len() == 1 { "it" } else { "them" }
+        ),
+    ))
 }
 
 /// The handed-over list: `name=module:Class,...`.
@@ -293,6 +368,52 @@ mod tests {
                 site_packages: None
             }
         );
+    }
+
+    #[test]
+    fn a_library_installed_without_its_instrumentation_is_one_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = venv(dir.path());
+        let site = dir.path().join("lib/python3.11/site-packages");
+        write(&site.join("opentelemetry/sdk/trace/__init__.py"), "");
+        fs::create_dir_all(site.join("flask-3.1.3.dist-info")).unwrap();
+        let note = |set: &[(&str, &str)]| {
+            let mut plan = Plan::default();
+            plan.set(vars::TRACES_EXPORTER.name, "otlp");
+            for (name, value) in set {
+                plan.set(name, *value);
+            }
+            let found = installed(&site);
+            (untraced(&plan, &found, &python, &site), plan)
+        };
+        // No instrumentation at all: one note, naming the library too.
+        let (only, _) = note(&[]);
+        let only = only.unwrap();
+        assert!(
+            only.message
+                .contains("no OpenTelemetry instrumentation package")
+                && only
+                    .message
+                    .contains("flask 3.1.3 (opentelemetry-instrumentation-flask)"),
+            "{only}"
+        );
+        write(
+            &site.join("opentelemetry_instrumentation_requests-0.66b1.dist-info/entry_points.txt"),
+            "[opentelemetry_instrumentor]\nrequests = opentelemetry.instrumentation.requests:RequestsInstrumentor\n",
+        );
+        let (note_of_flask, _) = note(&[]);
+        assert_eq!(
+            note_of_flask.unwrap().message,
+            "installed without their instrumentation, so not traced: flask 3.1.3 (opentelemetry-instrumentation-flask)"
+        );
+        assert_eq!(
+            note(&[("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "flask")]).0,
+            None
+        );
+        assert_eq!(note(&[(vars::TRACES_EXPORTER.name, "none")]).0, None);
+        fs::create_dir_all(site.join("opentelemetry_instrumentation_flask-0.66b1.dist-info"))
+            .unwrap();
+        assert_eq!(note(&[]).0, None);
     }
 
     #[test]

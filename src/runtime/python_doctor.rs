@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::python::{Python, installed};
+use super::python::Python;
 use super::{Note, Plan};
 use crate::bootstrap::python::{Inspection, inspection};
 use crate::settings::otlp::{ExporterKind, Protocol, Signal, Target};
@@ -17,8 +17,7 @@ use crate::settings::{Settings, vars};
 /// what the program exports. Nothing when the interpreter is chosen only as
 /// the command runs.
 pub fn problems(settings: &Settings, plan: &Plan, python: &Python, agent: bool) -> Vec<Note> {
-    let (Some(interpreter), Some(site_packages)) = (&python.interpreter, &python.site_packages)
-    else {
+    let (Some(interpreter), Some(_)) = (&python.interpreter, &python.site_packages) else {
         return Vec::new();
     };
     let bootstrap = format!("`otel-run bootstrap --python {}`", interpreter.display());
@@ -36,18 +35,9 @@ pub fn problems(settings: &Settings, plan: &Plan, python: &Python, agent: bool) 
         return Vec::new();
     }
     let mut notes = Vec::new();
+    // The instrumentation packages that are not installed are the plan's note.
     if settings.exports(Signal::Traces) {
-        // The instrumentors a run hands the shim.
-        if installed(site_packages).instrumentors.is_empty() {
-            notes.push(Note::new(
-                format!(
-                    "no OpenTelemetry instrumentation package is installed for `{}`; only the program's own spans are recorded",
-                    interpreter.display()
-                ),
-                format!("{bootstrap} installs the ones its libraries need"),
-            ));
-        }
-        notes.extend(instrumentation(&found, interpreter, &bootstrap));
+        notes.extend(instrumentation(&found, interpreter));
     }
     for signal in [Signal::Traces, Signal::Metrics, Signal::Logs] {
         if !settings.exports(signal) || !settings.exporters(signal).contains(&ExporterKind::Otlp) {
@@ -109,25 +99,11 @@ pub fn problems(settings: &Settings, plan: &Plan, python: &Python, agent: bool) 
     notes
 }
 
-/// Libraries whose instrumentation is not installed, or whose version the
-/// instrumentation does not support: each is left untraced by a run.
-fn instrumentation(found: &Inspection, interpreter: &Path, bootstrap: &str) -> Vec<Note> {
+/// Libraries whose version their instrumentation does not support: each is
+/// left untraced by a run. (Those installed without their instrumentation are
+/// the plan's note, the one a run warns with.)
+fn instrumentation(found: &Inspection, interpreter: &Path) -> Vec<Note> {
     let mut notes = Vec::new();
-    let without: Vec<String> = found
-        .libraries
-        .iter()
-        .filter(|m| m.in_range && !found.distributions.contains_key(&m.instrumentation))
-        .map(|m| format!("{} {} ({})", m.library, m.version, m.instrumentation))
-        .collect();
-    if !without.is_empty() {
-        notes.push(Note::new(
-            format!(
-                "installed without their instrumentation, so not traced: {}",
-                without.join(", ")
-            ),
-            format!("{bootstrap} installs them"),
-        ));
-    }
     for library in found.libraries.iter().filter(|m| !m.in_range) {
         notes.push(Note::new(
             format!(
@@ -161,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn a_library_without_its_instrumentation_or_outside_its_range_is_a_problem() {
+    fn a_library_outside_its_instrumentations_range_is_a_problem() {
         let found = Inspection {
             distributions: [
                 ("flask", "3.1.3"),
@@ -180,12 +156,11 @@ mod tests {
             ],
             propagators: Vec::new(),
         };
-        let notes = instrumentation(&found, Path::new("/venv/bin/python"), "`bootstrap`");
+        let notes = instrumentation(&found, Path::new("/venv/bin/python"));
         let messages: Vec<&str> = notes.iter().map(|n| n.message.as_str()).collect();
         assert_eq!(
             messages,
             [
-                "installed without their instrumentation, so not traced: jinja2 3.1.6 (opentelemetry-instrumentation-jinja2)",
                 "sqlalchemy 2.1.0 is outside what opentelemetry-instrumentation-sqlalchemy supports (>=1.0.0,<2.1.0), so it is not traced",
                 "click 8.1.0 is outside what opentelemetry-instrumentation-click supports (>=8.1.3,<9.0.0), so it is not traced",
             ]
@@ -194,6 +169,6 @@ mod tests {
             libraries: vec![library("flask", "3.1.3", ">=1.0", true)],
             ..found
         };
-        assert!(instrumentation(&clean, Path::new("/venv/bin/python"), "").is_empty());
+        assert!(instrumentation(&clean, Path::new("/venv/bin/python")).is_empty());
     }
 }

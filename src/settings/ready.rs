@@ -58,6 +58,7 @@ impl Settings {
             inject: self.flag(&vars::INJECT),
             dotnet_auto_home: self.text(&vars::DOTNET_AUTO_HOME).map(PathBuf::from),
             java_agent: self.text(&vars::JAVA_AGENT).map(PathBuf::from),
+            cache_dir: self.text(&vars::CACHE_DIR).map(PathBuf::from),
         }
     }
 

@@ -688,6 +688,14 @@ var!(
     "Run the local agent the child exports to; `--agent=false` (or `--no-agent`) points the child at the real endpoint."
 );
 var!(
+    CACHE_DIR,
+    "OTEL_RUN_CACHE_DIR",
+    Kind::Path,
+    None,
+    Launcher,
+    "Directory the Python and Node.js shims are written to (under `shims/`); by default `$XDG_CACHE_HOME/otel-run` or `~/.cache/otel-run`, and when that cannot be written (a read-only root filesystem) `$XDG_RUNTIME_DIR/otel-run`, then `otel-run-UID` in the temp dir or `/dev/shm`, said when first written there."
+);
+var!(
     CONSOLE_OUTPUT,
     "OTEL_RUN_CONSOLE_OUTPUT",
     Kind::Text,
@@ -832,6 +840,7 @@ pub static ALL: LazyLock<Vec<&'static Var>> = LazyLock::new(|| {
             &FAIL_ON_EXPORT_ERROR,
             &REDACT_COMMAND_ARGS,
             &AGENT,
+            &CACHE_DIR,
             &CONSOLE_OUTPUT,
             &UPROBE,
             &UPROBE_PARENT,

@@ -167,9 +167,33 @@ impl Collector {
         panic!("the collector did not start listening: {last_log}");
     }
 
+    /// A collector whose gRPC receiver is on `grpc` (a documented default such
+    /// as 4317), or a skip when that port is taken or there is no collector (a
+    /// failure under OTEL_RUN_TEST_REQUIRE_ALL).
+    pub fn start_on(grpc: u16) -> Option<Collector> {
+        let binary = peer("OTEL_RUN_TEST_OTELCOL", "an OpenTelemetry Collector")?;
+        if std::net::TcpListener::bind(("127.0.0.1", grpc)).is_err() {
+            let message =
+                format!("skipped: port {grpc} is taken, and the flow needs its collector there");
+            if std::env::var("OTEL_RUN_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
+                panic!("{message}");
+            }
+            eprintln!("{message}");
+            return None;
+        }
+        Some(
+            Collector::try_start_on(&binary, grpc)
+                .unwrap_or_else(|log| panic!("the collector did not start listening: {log}")),
+        )
+    }
+
     fn try_start(binary: &Path) -> Result<Collector, String> {
+        Collector::try_start_on(binary, free_port())
+    }
+
+    fn try_start_on(binary: &Path, grpc: u16) -> Result<Collector, String> {
         let dir = tempfile::tempdir().unwrap();
-        let (grpc, http) = (free_port(), free_port());
+        let http = free_port();
         let output = dir.path().join("received.jsonl");
         let config = std::fs::read_to_string(fixture("otelcol.yaml"))
             .unwrap()

@@ -4,6 +4,7 @@
 mod index;
 mod install;
 mod line;
+pub mod site;
 mod table;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,10 @@
 //! The users' documented flows (the tutorials otel-run was designed from), run as
 //! their documents write them, with `otel-run` in place of
-//! `opentelemetry-instrument`, side by side with the anchor in the same venv.
+//! `opentelemetry-instrument`, side by side with the anchor in the same venv:
+//! seed 004 here, seed 001 in `cars.rs`, seed 002 in `django.rs`.
+
+mod cars;
+mod django;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,7 +14,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::util::{
-    BIN, Server, apps_python, console_spans_in, default_signals, fixture, free_port, tool, wait_for,
+    BIN, Collector, Server, apps_python, console_spans_in, default_signals, fixture, free_port,
+    tool, wait_for,
 };
 
 /// What one run of seed 004's flow left: `output.log` as `tee` wrote it, what
@@ -100,32 +105,12 @@ fn seed_004_as(command: &str, venv_bin: &Path, curl: &Path) -> Flow {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("seeds/todo/app.py"), dir.path().join("app.py")).unwrap();
     let port = free_port();
-    let path = std::env::join_paths(
-        [
-            PathBuf::from(BIN).parent().unwrap().to_path_buf(),
-            venv_bin.to_path_buf(),
-        ]
-        .into_iter()
-        .chain(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        )),
-    )
-    .unwrap();
-    let mut shell = Command::new("sh");
-    shell
-        .arg("-c")
-        .arg(format!("{command} flask run -p {port} | tee output.log"))
-        .current_dir(dir.path())
-        .env("PATH", path)
-        .env("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true");
-    // The user's environment has no OTEL_* settings but the one the document sets.
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if name.starts_with("OTEL_") || matches!(&*name, "TRACEPARENT" | "TRACESTATE" | "BAGGAGE") {
-            shell.env_remove(&key);
-        }
-    }
-    default_signals(&mut shell);
+    let mut shell = users_shell(
+        &format!("{command} flask run -p {port} | tee output.log"),
+        dir.path(),
+        venv_bin,
+    );
+    shell.env("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true");
     let mut server = Server::start(shell, port, dir.path());
     let browse = |args: &[&str]| {
         let out = Command::new(curl)
@@ -165,19 +150,7 @@ fn seed_004_as(command: &str, venv_bin: &Path, curl: &Path) -> Flow {
         read(),
         server.stderr_text()
     );
-    // Ctrl-C: SIGINT to the terminal's foreground job, the whole pipeline.
-    let group = server.child.id() as libc::pid_t;
-    // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
-    let gone = wait_for(Duration::from_secs(30), || {
-        (!group_alive(group)).then_some(())
-    });
-    assert!(
-        gone.is_some(),
-        "{command}: still running after Ctrl-C: {}",
-        server.stderr_text()
-    );
-    let _ = server.child.wait();
+    ctrl_c(&mut server, command);
     let grep = Command::new("sh")
         .args(["-c", "cat output.log | grep http.host"])
         .current_dir(dir.path())
@@ -191,14 +164,130 @@ fn seed_004_as(command: &str, venv_bin: &Path, curl: &Path) -> Flow {
     }
 }
 
-/// Runs a flow under otel-run and under the anchor at once: `(ours, anchor)`.
-/// Both print the document's one `http.host` line per request, the same.
-fn side_by_side(run: &(dyn Fn(&str) -> Flow + Sync)) -> (Flow, Flow) {
-    let (ours, anchor) = std::thread::scope(|scope| {
+/// Runs a flow under otel-run and under the anchor at once, `run` given the
+/// launcher's command name: `(ours, anchor)`.
+fn both<T: Send>(run: &(dyn Fn(&str) -> T + Sync)) -> (T, T) {
+    std::thread::scope(|scope| {
         let ours = scope.spawn(|| run("otel-run"));
         let anchor = scope.spawn(|| run("opentelemetry-instrument"));
         (ours.join().unwrap(), anchor.join().unwrap())
-    });
+    })
+}
+
+/// A span of the program's, as a side-by-side comparison sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen {
+    name: String,
+    /// SERVER, CLIENT, INTERNAL, ...
+    kind: &'static str,
+    /// Its parent's name, when the parent is one of the program's spans (under
+    /// otel-run a root span's parent is otel-run's process span).
+    parent: Option<String>,
+    scope: String,
+    service: String,
+}
+
+impl Seen {
+    /// The program's spans (not otel-run's own) that reached `collector`.
+    fn all(collector: &Collector) -> Vec<Seen> {
+        let spans: Vec<Value> = collector
+            .spans()
+            .into_iter()
+            .filter(|s| s["resource"]["telemetry.sdk.name"] != "otel-run")
+            .collect();
+        let name_of = |id: &Value| {
+            spans
+                .iter()
+                .find(|s| !id.as_str().unwrap_or_default().is_empty() && s["spanId"] == *id)
+                .map(|s| s["name"].as_str().unwrap_or_default().to_string())
+        };
+        let mut seen: Vec<Seen> = spans
+            .iter()
+            .map(|s| Seen {
+                name: s["name"].as_str().unwrap_or_default().to_string(),
+                kind: match s["kind"].as_i64() {
+                    Some(2) => "SERVER",
+                    Some(3) => "CLIENT",
+                    Some(4) => "PRODUCER",
+                    Some(5) => "CONSUMER",
+                    _ => "INTERNAL",
+                },
+                parent: name_of(&s["parentSpanId"]),
+                scope: s["scope"].as_str().unwrap_or_default().to_string(),
+                service: s["resource"]["service.name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+            .collect();
+        seen.sort();
+        seen
+    }
+
+    /// `spans` as the lines of a table: `name (kind) <- parent [scope] service`,
+    /// with how many times each was seen.
+    fn table(spans: &[Seen]) -> Vec<String> {
+        let mut lines: BTreeMap<String, usize> = BTreeMap::new();
+        for s in spans {
+            let line = format!(
+                "{} ({}) <- {} [{}] {}",
+                s.name,
+                s.kind,
+                s.parent.as_deref().unwrap_or("-"),
+                s.scope,
+                s.service
+            );
+            *lines.entry(line).or_default() += 1;
+        }
+        lines
+            .into_iter()
+            .map(|(l, n)| format!("{n} x {l}"))
+            .collect()
+    }
+}
+
+/// The names of the program's metrics (not the SDK's about itself, nor
+/// otel-run's own) that reached `collector`.
+fn metric_names(collector: &Collector) -> BTreeSet<String> {
+    let text = collector.raw_output();
+    let mut names = BTreeSet::new();
+    for line in text.lines().filter(|l| l.ends_with('}')) {
+        let data: Value = serde_json::from_str(line).expect("collector output is JSON lines");
+        for rm in data["resourceMetrics"].as_array().into_iter().flatten() {
+            let resource = crate::util::flatten_attributes(&rm["resource"]["attributes"]);
+            if resource["telemetry.sdk.name"] == "otel-run" {
+                continue;
+            }
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                for metric in sm["metrics"].as_array().into_iter().flatten() {
+                    let name = metric["name"].as_str().unwrap_or_default();
+                    if !name.starts_with("otel.sdk.") {
+                        names.insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Prints what both launchers delivered, one table each (`--nocapture` shows
+/// it: the figures of the closing note).
+fn show(flow: &str, ours: &[Seen], anchor: &[Seen]) {
+    eprintln!("{flow}\n  otel-run:");
+    for line in Seen::table(ours) {
+        eprintln!("    {line}");
+    }
+    eprintln!("  opentelemetry-instrument:");
+    for line in Seen::table(anchor) {
+        eprintln!("    {line}");
+    }
+}
+
+/// Seed 004's flow under both launchers: both print the document's one
+/// `http.host` line per request, the same.
+fn side_by_side(run: &(dyn Fn(&str) -> Flow + Sync)) -> (Flow, Flow) {
+    let (ours, anchor) = both(run);
     assert_eq!(
         anchor.grep_lines().len(),
         3,
@@ -212,6 +301,55 @@ fn side_by_side(run: &(dyn Fn(&str) -> Flow + Sync)) -> (Flow, Flow) {
         ours.stderr
     );
     (ours, anchor)
+}
+
+/// `script` run by `sh` in `dir` as the user's terminal runs it: the venv
+/// activated (its `bin` first on PATH, then otel-run's), and no OTEL_* setting
+/// but those the document sets.
+fn users_shell(script: &str, dir: &Path, venv_bin: &Path) -> Command {
+    let path = std::env::join_paths(
+        [
+            venv_bin.to_path_buf(),
+            PathBuf::from(BIN).parent().unwrap().to_path_buf(),
+        ]
+        .into_iter()
+        .chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .unwrap();
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("VIRTUAL_ENV", venv_bin.parent().unwrap());
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("OTEL_") || matches!(&*name, "TRACEPARENT" | "TRACESTATE" | "BAGGAGE") {
+            shell.env_remove(&key);
+        }
+    }
+    default_signals(&mut shell);
+    shell
+}
+
+/// Ctrl-C: SIGINT to the terminal's foreground job (the server's whole process
+/// group), and the wait until every process of it has ended.
+fn ctrl_c(server: &mut Server, what: &str) {
+    let group = server.child.id() as libc::pid_t;
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    let gone = wait_for(Duration::from_secs(30), || {
+        (!group_alive(group)).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "{what}: still running after Ctrl-C: {}",
+        server.stderr_text()
+    );
+    let _ = server.child.wait();
 }
 
 /// Whether any process is still in process group `group`.
