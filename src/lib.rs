@@ -3,30 +3,30 @@
 //! One run is a pipeline, and the modules are its stages:
 //! [`cli`] → [`settings`] → [`runtime`] (plan the child's environment) →
 //! [`agent`] (start) → [`launch`] (spawn, wait) → [`agent`] (flush) → exit code.
+//! Every producer of otel-run's own spans shares one [`telemetry`] core.
+//! `docs/architecture.md` says who may call whom.
 
 pub mod agent;
 pub mod bootstrap;
-pub mod cicd;
 pub mod cli;
-pub mod context;
 pub mod diag;
 pub mod launch;
-pub mod probes;
-pub mod proxy;
 pub mod runtime;
 pub mod settings;
+pub mod telemetry;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use agent::Agent;
 use agent::process_span::{CommandInfo, ProcessSpan};
-use agent::{Agent, Finished};
-use cicd::Ci;
-use context::SpanContext;
+use agent::session::{Session, parent_from_env};
 use diag::{Failure, USAGE};
 use settings::{Inputs, Settings, vars};
+use telemetry::Telemetry;
+use telemetry::cicd::Ci;
 
 /// Runs otel-run with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
@@ -54,6 +54,20 @@ enum Ending {
         signal: i32,
         group: bool,
     },
+}
+
+impl Ending {
+    /// A command killed by a signal: otel-run dies of it too, unless lost
+    /// telemetry was made to fail the step (`code` is not the command's).
+    fn of(exit: &launch::Exit, code: u8) -> Ending {
+        match exit.signal {
+            Some(signal) if code == exit.code as u8 => Ending::Signal {
+                signal,
+                group: exit.from_terminal,
+            },
+            _ => Ending::Exit(code),
+        }
+    }
 }
 
 impl From<u8> for Ending {
@@ -101,12 +115,12 @@ fn run(parsed: cli::Parsed) -> Result<Ending, Failure> {
         Some(cli::Sub::Bootstrap { options, command }) => {
             let command = resolve_optional(command, &cwd)?;
             let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
-            Ok(bootstrap::run(&settings, &options, target, &cwd)?.into())
+            Ok(bootstrap::run(&settings.bootstrap(), &options, target, &cwd)?.into())
         }
         Some(cli::Sub::Probes {
             action: cli::ProbesAction::List { target, pattern },
         }) => {
-            diag::stdout(&probes::list(&target, pattern.as_deref(), &cwd)?)?;
+            diag::stdout(&agent::probes::list(&target, pattern.as_deref(), &cwd)?)?;
             Ok(0.into())
         }
         None if cli.command.is_empty() => {
@@ -118,7 +132,7 @@ fn run(parsed: cli::Parsed) -> Result<Ending, Failure> {
     }
 }
 
-/// The main job: observe one command.
+/// The main job: observe one command, in the pipeline's order.
 fn run_command(
     settings: &Settings,
     level: Option<tracing::Level>,
@@ -126,142 +140,23 @@ fn run_command(
     cwd: &std::path::Path,
 ) -> Result<Ending, Failure> {
     let command = launch::resolve(argv, cwd)?;
-    let proxy_config = proxy::Config::from_settings(settings)?;
+    let ready = settings.ready()?;
     let argv = command.argv_lossy();
-    let ci = Ci::detect(|name| std::env::var(name).ok());
-    let span = (!settings.disabled()).then(|| {
-        let info = CommandInfo {
-            argv: &argv,
-            executable: &command.program,
-            ci: ci.as_ref(),
-            default_name: None,
-        };
-        ProcessSpan::start(settings, parent_from_env().as_ref(), &info)
-    });
-    let receive = settings.flag(&vars::AGENT);
-    // Telemetry must never stop the program: without an agent it runs uninstrumented.
-    let agent = Agent::start(settings, receive).unwrap_or_else(|e| {
-        tracing::warn!("cannot start the local agent ({e}); running the command without it");
-        None
-    });
-    let exported = |signal| agent.as_ref().is_some_and(|a| a.exports(signal));
-    let destination = match agent.as_ref().and_then(Agent::endpoint) {
-        Some(endpoint) => runtime::Destination::Agent {
-            endpoint,
-            exported: &exported,
-        },
-        None => runtime::Destination::Direct,
-    };
-    let target = command.target(&argv, cwd);
-    let traceparent = span.as_ref().map(|s| s.context.traceparent());
-    let mut plan = runtime::plan(settings, Some(target), destination, traceparent);
-    if let Some(report) = agent.as_ref().and_then(Agent::sdk_report) {
-        plan.set(vars::SDK_REPORT, report.display().to_string());
-    }
+    let mut plan = runtime::plan(&ready.runtime, Some(command.target(&argv, cwd)));
     // The shims speak at otel-run's own level: `-v` shows what they did too.
     plan.set(vars::SHIM_LOG_LEVEL, diag::level_name(level));
-    for note in &plan.notes {
-        tracing::warn!("{note}");
-    }
-    let command_name = command.program.file_name().map_or_else(
-        || command.program.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let proxies = proxy_config.and_then(|config| {
-        let run = proxy::Run {
-            agent: agent.as_ref(),
-            process: span.as_ref().map(|s| s.context.clone()),
-            command_name: &command_name,
-        };
-        proxy::start(&config, settings, run)
-            .map_err(|e| {
-                tracing::warn!("cannot start the proxy ({e}); running the command without it")
-            })
-            .ok()
-    });
-    if let Some(proxies) = &proxies {
-        plan.set.extend(proxies.env.iter().cloned());
-    }
-    let mut probes = agent
-        .as_ref()
-        .and_then(|agent| start_probes(settings, agent, &command.program, cwd, span.as_ref()));
-    let mut pid = 0;
-    let launched = launch::run(&command, &plan, |p| {
-        pid = p;
-        // Only now: the command keeps the limits otel-run was started with.
-        agent::open_files::raise();
-        if let Some(probes) = probes.as_mut() {
-            probes.spawned(p);
+    let mut session = Session::start(&ready, &command, &argv, cwd);
+    plan.finish(session.child());
+    plan.warn();
+    let exit = match launch::run(&command, &plan, |pid| session.spawned(pid)) {
+        Ok(exit) => exit,
+        Err(e) => {
+            session.abandon();
+            return Err(e.into());
         }
-    });
-    if let Some(probes) = probes {
-        probes.finish();
-    }
-    if let Some(proxies) = proxies {
-        proxies.stop();
-    }
-    let exit = launched?;
-    let code = exit.code.clamp(0, 255) as u8;
-    let code = match agent {
-        Some(agent) => {
-            if let Some(spans) = span.and_then(|s| s.finish(settings, pid, &exit)) {
-                agent.record(spans);
-            }
-            export_outcome(settings, &agent.finish(), code)
-        }
-        None => code,
     };
-    // A command killed by a signal: otel-run dies of it too, unless lost
-    // telemetry was made to fail the step.
-    Ok(match exit.signal {
-        Some(signal) if code == exit.code as u8 => Ending::Signal {
-            signal,
-            group: exit.from_terminal,
-        },
-        _ => Ending::Exit(code),
-    })
-}
-
-/// `--uprobe`: probes attached before the child is spawned, or `None` with one
-/// warning saying why not (the command runs anyway).
-fn start_probes(
-    settings: &Settings,
-    agent: &Agent,
-    program: &std::path::Path,
-    cwd: &std::path::Path,
-    span: Option<&ProcessSpan>,
-) -> Option<probes::Session> {
-    let sink = agent.traces_sink()?;
-    probes::start(settings, program, cwd, span.map(|s| &s.context), sink).unwrap_or_else(|e| {
-        use diag::Hint as _;
-        let message = format!("{e}; running the command without probes");
-        diag::warn(&message, e.hint().as_deref());
-        None
-    })
-}
-
-/// The exit code once telemetry is flushed: the command's, unless the user asked
-/// for lost telemetry (by the agent or the command's own SDK) to fail the step.
-fn export_outcome(settings: &Settings, finished: &Finished, code: u8) -> u8 {
-    let dropped = finished.dropped();
-    if dropped == 0 || !settings.flag(&vars::FAIL_ON_EXPORT_ERROR) {
-        return code;
-    }
-    diag::error(
-        &format!("{dropped} telemetry items could not be exported"),
-        Some(
-            "`--fail-on-export-error` makes this an error; without it the exit code is the command's",
-        ),
-    );
-    if code == 0 { 1 } else { code }
-}
-
-/// TRACEPARENT / TRACESTATE of otel-run's own environment: the parent.
-fn parent_from_env() -> Option<SpanContext> {
-    SpanContext::from_env(
-        std::env::var("TRACEPARENT").ok().as_deref(),
-        std::env::var("TRACESTATE").ok().as_deref(),
-    )
+    let code = session.finish(&exit);
+    Ok(Ending::of(&exit, code))
 }
 
 /// `otel-run env`: the environment for a whole CI job, printed for its shell.
@@ -295,7 +190,12 @@ fn run_env(
         return Ok(0);
     }
     let target = command.as_ref().map(|(c, argv)| c.target(argv, cwd));
-    let plan = runtime::plan(settings, target, runtime::Destination::Direct, traceparent);
+    let mut plan = runtime::plan(&settings.runtime(), target);
+    plan.finish(runtime::Start {
+        destination: runtime::Destination::Direct,
+        traceparent,
+        env: Vec::new(),
+    });
     diag::stdout(&runtime::print::render(&plan.set, format)?)?;
     Ok(0)
 }
@@ -320,9 +220,11 @@ fn record_job_span(settings: &Settings) -> String {
         ci: ci.as_ref(),
         default_name: Some(default_name),
     };
-    let span = ProcessSpan::start(settings, None, &info);
+    // Only what the job's span needs: the proxies and probes are the commands'.
+    let telemetry = Telemetry::new(&settings.telemetry(), &executable);
+    let span = ProcessSpan::start(&telemetry, &settings.process(), None, &info);
     let traceparent = span.context.traceparent();
-    let agent = Agent::start(settings, false).unwrap_or_else(|e| {
+    let agent = Agent::start(&settings.agent(), false).unwrap_or_else(|e| {
         tracing::warn!("cannot start the exporter ({e}); the job's root span is not recorded");
         None
     });
@@ -331,7 +233,8 @@ fn record_job_span(settings: &Settings) -> String {
         signal: None,
         from_terminal: false,
     };
-    if let (Some(agent), Some(spans)) = (agent, span.finish(settings, std::process::id(), &exit)) {
+    let spans = span.finish(&telemetry, std::process::id(), &exit);
+    if let (Some(agent), Some(spans)) = (agent, spans) {
         agent.record(spans);
         agent.finish();
     }

@@ -1,4 +1,4 @@
-//! The reverse proxy's HTTP/1 framing (`otel_run::proxy::h1`) on arbitrary bytes.
+//! The reverse proxy's HTTP/1 framing (`otel_run::agent::proxy::h1`) on arbitrary bytes.
 //!
 //! Input: a control byte, a byte that seeds how the body is cut into reads,
 //! then the wire. Bit 0 of the control byte: 0 reads the wire as a client's
@@ -15,8 +15,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otel_run::proxy::h1::{self, Body, Framing, Request};
-use otel_run::proxy::span::{Propagators, Sampler, child_context};
+use otel_run::agent::proxy::h1::{self, Body, Framing, Request};
+use otel_run::telemetry::sampler::child_context;
+use otel_run::telemetry::{Propagators, Sampler};
 
 /// Room for a forwarded head: the client's headers and the ones the proxy adds.
 const REPARSE_HEADERS: usize = h1::MAX_HEADERS * 2;

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use otel_run::agent::pipeline::Bounds;
 use otel_run::agent::receiver::{Encoding, Format, Routed, decode};
-use otel_run::agent::spans::Spans;
+use otel_run::telemetry::spans::Spans;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {

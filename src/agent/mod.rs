@@ -1,19 +1,23 @@
 //! The agent: a tokio runtime inside otel-run, alive for the child's lifetime.
 //!
-//! It owns one export pipeline per signal whose exporter is not `none`, and the
-//! local receiver the child's SDK exports to. Everything (the child's telemetry,
-//! otel-run's own process span) leaves through those pipelines, and is flushed
-//! when the child has exited, bounded by the export timeouts.
+//! It owns one export pipeline per signal whose exporter is not `none`, the
+//! local receiver the child's SDK exports to, and the producers of otel-run's
+//! own spans that feed those pipelines: the process span, the [`proxy`] and the
+//! [`probes`]. Everything leaves through the pipelines, and is flushed when the
+//! child has exited, bounded by the export timeouts. A run drives it all through
+//! one [`session::Session`].
 
 pub mod command_args;
 pub mod export;
 pub mod open_files;
 pub mod pipeline;
+pub mod probes;
 pub mod process_span;
+pub mod proxy;
 pub mod receiver;
 pub mod report;
 pub mod sdk_report;
-pub mod spans;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +26,50 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::time::Instant;
 
-use crate::settings::otlp::{Signal, Target};
-use crate::settings::{Settings, vars};
+use crate::settings::otlp::{ExporterKind, Signal, Target};
+use crate::telemetry::spans::Spans;
 use export::{Exporter, Payload};
-use pipeline::{BatchConfig, MAX_QUEUE_BYTES, Pipeline, Totals, Worker};
+use pipeline::{BatchConfig, Pipeline, Totals, Worker};
 use receiver::{Receiver, Sinks};
 use report::Reporter;
 use sdk_report::{SdkDrops, SdkReport};
-use spans::Spans;
+
+/// What the agent exports and how, resolved from the settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Run the local receiver for the command's SDK (`--no-agent` turns it off).
+    pub receive: bool,
+    /// Per signal, in the order of [`Signal::ALL`].
+    pub signals: [SignalConfig; 3],
+    /// Where the console exporter writes.
+    pub console_output: String,
+    /// Lost telemetry fails the step (`--fail-on-export-error`).
+    pub fail_on_export_error: bool,
+}
+
+/// One signal's exporters, OTLP target and batching.
+#[derive(Debug, Clone)]
+pub struct SignalConfig {
+    /// Empty when the signal is not exported.
+    pub exporters: Vec<ExporterKind>,
+    pub target: Target,
+    pub batch: BatchConfig,
+}
+
+impl Config {
+    pub fn signal(&self, signal: Signal) -> &SignalConfig {
+        let i = Signal::ALL.iter().position(|s| *s == signal);
+        &self.signals[i.expect("every signal is in ALL")]
+    }
+
+    /// Whether a signal has an exporter that is not `none`.
+    pub fn exports(&self, signal: Signal) -> bool {
+        self.signal(signal)
+            .exporters
+            .iter()
+            .any(|e| *e != ExporterKind::None)
+    }
+}
 
 pub struct Agent {
     runtime: tokio::runtime::Runtime,
@@ -66,15 +106,8 @@ struct Workers {
 impl Agent {
     /// Starts the pipelines, and the receiver when `receive` is set. Returns `None`
     /// when every exporter is `none`: there is nothing to do.
-    pub fn start(settings: &Settings, receive: bool) -> std::io::Result<Option<Agent>> {
-        let exports = |signal: Signal| {
-            !settings.disabled()
-                && !settings
-                    .list(signal.exporter_var())
-                    .iter()
-                    .all(|e| e == "none")
-        };
-        if !Signal::ALL.into_iter().any(exports) {
+    pub fn start(config: &Config, receive: bool) -> std::io::Result<Option<Agent>> {
+        if !Signal::ALL.into_iter().any(|s| config.exports(s)) {
             return Ok(None);
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -85,7 +118,7 @@ impl Agent {
         // Clients spawn their connection tasks on this runtime.
         let _guard = runtime.enter();
         let reporter = Arc::new(Reporter::default());
-        let exporters = |signal: Signal| exporters(settings, signal);
+        let exporters = |signal: Signal| exporters(config, signal);
         let (traces, metrics, logs) = (
             exporters(Signal::Traces),
             exporters(Signal::Metrics),
@@ -93,9 +126,9 @@ impl Agent {
         );
         let mut workers = Workers::default();
         let sinks = Sinks {
-            traces: start_pipeline(settings, traces, &reporter, &mut workers.traces),
-            metrics: start_pipeline(settings, metrics, &reporter, &mut workers.metrics),
-            logs: start_pipeline(settings, logs, &reporter, &mut workers.logs),
+            traces: start_pipeline(config, traces, &reporter, &mut workers.traces),
+            metrics: start_pipeline(config, metrics, &reporter, &mut workers.metrics),
+            logs: start_pipeline(config, logs, &reporter, &mut workers.logs),
         };
         let sinks = Arc::new(sinks);
         let (endpoint, receiver) = if receive {
@@ -260,7 +293,7 @@ async fn flush<T: Payload>(
 }
 
 fn start_pipeline<T: Payload>(
-    settings: &Settings,
+    config: &Config,
     exporters: Vec<Exporter>,
     reporter: &Arc<Reporter>,
     worker_slot: &mut Option<(Worker, Duration)>,
@@ -268,7 +301,7 @@ fn start_pipeline<T: Payload>(
     if exporters.is_empty() {
         return None;
     }
-    let config = batch_config(settings, T::SIGNAL);
+    let config = config.signal(T::SIGNAL).batch.clone();
     // The flush at exit ends within the exporters' own timeout: a backend that
     // never answers, or answers 503 forever, cannot hold otel-run longer.
     let exporters_timeout = exporters.iter().filter_map(Exporter::timeout).max();
@@ -280,58 +313,25 @@ fn start_pipeline<T: Payload>(
     Some(pipeline)
 }
 
-/// Batching per signal: spans follow OTEL_BSP_*, logs OTEL_BLRP_*. Metrics arrive
-/// already aggregated by the child's reader, so they are forwarded within a second.
-fn batch_config(settings: &Settings, signal: Signal) -> BatchConfig {
-    let ms = |var, default| {
-        settings
-            .millis(var)
-            .unwrap_or(Duration::from_millis(default))
-    };
-    let n = |var, default| settings.count(var).unwrap_or(default).max(1) as usize;
-    match signal {
-        Signal::Traces => BatchConfig {
-            schedule_delay: ms(&vars::BSP_SCHEDULE_DELAY, 5000),
-            max_queue: n(&vars::BSP_MAX_QUEUE_SIZE, 2048),
-            max_queue_bytes: MAX_QUEUE_BYTES,
-            max_batch: n(&vars::BSP_MAX_EXPORT_BATCH_SIZE, 512),
-            export_timeout: ms(&vars::BSP_EXPORT_TIMEOUT, 30000),
-        },
-        Signal::Logs => BatchConfig {
-            schedule_delay: ms(&vars::BLRP_SCHEDULE_DELAY, 1000),
-            max_queue: n(&vars::BLRP_MAX_QUEUE_SIZE, 2048),
-            max_queue_bytes: MAX_QUEUE_BYTES,
-            max_batch: n(&vars::BLRP_MAX_EXPORT_BATCH_SIZE, 512),
-            export_timeout: ms(&vars::BLRP_EXPORT_TIMEOUT, 30000),
-        },
-        Signal::Metrics => BatchConfig {
-            schedule_delay: Duration::from_secs(1),
-            max_queue: 65536,
-            max_queue_bytes: MAX_QUEUE_BYTES,
-            max_batch: 8192,
-            export_timeout: ms(&vars::METRIC_EXPORT_TIMEOUT, 30000),
-        },
-    }
-}
-
 /// The exporters of a signal. One that cannot be built is left out with a warning:
 /// the child still runs.
-fn exporters(settings: &Settings, signal: Signal) -> Vec<Exporter> {
-    settings
-        .list(signal.exporter_var())
+fn exporters(config: &Config, signal: Signal) -> Vec<Exporter> {
+    let of_signal = config.signal(signal);
+    of_signal
+        .exporters
         .iter()
-        .filter_map(|name| {
-            let built = match name.as_str() {
-                "otlp" => export::otlp::Client::new(Target::of(settings, signal))
+        .filter_map(|kind| {
+            let built = match kind {
+                ExporterKind::Otlp => export::otlp::Client::new(of_signal.target.clone())
                     .map(|c| Exporter::Otlp(Box::new(c)))
                     .map_err(|e| e.to_string()),
-                "console" => {
-                    let output = settings.text(&vars::CONSOLE_OUTPUT).unwrap_or("stdout");
+                ExporterKind::Console => {
+                    let output = &config.console_output;
                     export::console::Console::open(output)
                         .map(Exporter::Console)
                         .map_err(|e| format!("cannot open console output `{output}`: {e}"))
                 }
-                _ => return None,
+                ExporterKind::None => return None,
             };
             built
                 .inspect(|e| tracing::info!("exporting {} to {}", signal.name(), e.describe()))

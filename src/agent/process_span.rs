@@ -1,25 +1,36 @@
-//! otel-run's own span for the command it runs, and the resource it carries.
+//! otel-run's own span for the command it runs.
 //!
 //! The span starts before the child is spawned and ends when it exits. Its parent
 //! is the TRACEPARENT otel-run was given (the environment carrier); the child gets
 //! a TRACEPARENT for this span, so whatever the child does on its own, and nested
 //! `otel-run` calls, join the same trace.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value::Value,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
 };
 
 use super::command_args;
-use crate::cicd::{self, Ci};
-use crate::context::{SpanContext, SpanId, random_id};
 use crate::launch::Exit;
-use crate::settings::{Settings, vars};
+use crate::telemetry::cicd::{self, Ci};
+use crate::telemetry::context::{SpanContext, SpanId};
+use crate::telemetry::ids::random_id;
+use crate::telemetry::{Telemetry, command_name, kv, nanos};
+
+/// What the settings say of the process span.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// OTEL_SDK_DISABLED: no span at all.
+    pub disabled: bool,
+    /// `--span-name`.
+    pub span_name: Option<String>,
+    /// `--redact-command-args`.
+    pub redact_args: bool,
+    /// `--span-attributes`.
+    pub attributes: Vec<(String, String)>,
+}
 
 pub struct ProcessSpan {
     /// This span's own context; what the child's TRACEPARENT points at.
@@ -27,8 +38,6 @@ pub struct ProcessSpan {
     parent: Option<SpanId>,
     name: String,
     in_ci: bool,
-    /// The executable's base name, for an unnamed service.
-    command_name: String,
     start: SystemTime,
     attributes: Vec<KeyValue>,
 }
@@ -45,18 +54,20 @@ pub struct CommandInfo<'a> {
 
 impl ProcessSpan {
     pub fn start(
-        settings: &Settings,
+        telemetry: &Telemetry,
+        config: &Config,
         parent: Option<&SpanContext>,
         command: &CommandInfo,
     ) -> ProcessSpan {
         let trace_id = parent.map_or_else(random_id, |p| p.trace_id);
-        let sampled = sample(settings, parent, &trace_id);
-        let name = settings
-            .text(&vars::SPAN_NAME)
+        let sampled = telemetry.sampler.sample(parent, &trace_id);
+        let name = config
+            .span_name
+            .as_deref()
             .or(command.default_name)
             .map(str::to_string)
-            .unwrap_or_else(|| base_name(command.executable));
-        let args = if settings.flag(&vars::REDACT_COMMAND_ARGS) {
+            .unwrap_or_else(|| command_name(command.executable));
+        let args = if config.redact_args {
             command_args::redact(command.argv)
         } else {
             command.argv.to_vec()
@@ -83,7 +94,7 @@ impl ProcessSpan {
             ),
             kv(
                 "process.executable.name",
-                Value::StringValue(base_name(command.executable)),
+                Value::StringValue(command_name(command.executable)),
             ),
         ];
         let ci_attributes = command.ci.iter().flat_map(|ci| {
@@ -91,7 +102,7 @@ impl ProcessSpan {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
         });
-        let extra = ci_attributes.chain(settings.key_values(&vars::SPAN_ATTRIBUTES));
+        let extra = ci_attributes.chain(config.attributes.iter().cloned());
         attributes.extend(extra.map(|(k, v)| kv(&k, Value::StringValue(v))));
         ProcessSpan {
             context: SpanContext {
@@ -103,14 +114,13 @@ impl ProcessSpan {
             parent: parent.map(|p| p.span_id),
             name,
             in_ci: command.ci.is_some(),
-            command_name: base_name(command.executable),
             start: SystemTime::now(),
             attributes,
         }
     }
 
     /// Ends the span with the child's outcome; `None` when it is not sampled.
-    pub fn finish(mut self, settings: &Settings, pid: u32, exit: &Exit) -> Option<ResourceSpans> {
+    pub fn finish(mut self, telemetry: &Telemetry, pid: u32, exit: &Exit) -> Option<ResourceSpans> {
         if !self.context.sampled {
             return None;
         }
@@ -147,18 +157,14 @@ impl ProcessSpan {
             kind: SpanKind::Internal as i32,
             start_time_unix_nano: nanos(self.start),
             end_time_unix_nano: nanos(SystemTime::now()),
-            attributes: limit(settings, self.attributes),
+            attributes: telemetry.limits.apply(self.attributes),
             status: Some(status),
             ..Default::default()
         };
         Some(ResourceSpans {
-            resource: Some(resource(settings, &self.command_name)),
+            resource: Some(telemetry.resource.clone()),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "otel-run".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
+                scope: Some(Telemetry::scope("otel-run")),
                 spans: vec![span],
                 schema_url: String::new(),
             }],
@@ -167,171 +173,17 @@ impl ProcessSpan {
     }
 }
 
-/// otel-run's resource for the spans it makes itself: the child's service (from
-/// OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES), else `unknown_service:<command>`
-/// as the specification names an unnamed service.
-pub fn resource(settings: &Settings, command_name: &str) -> Resource {
-    let mut attributes: Vec<KeyValue> = settings
-        .key_values(&vars::RESOURCE_ATTRIBUTES)
-        .into_iter()
-        .filter(|(k, _)| k != "service.name")
-        .map(|(k, v)| kv(&k, Value::StringValue(v)))
-        .collect();
-    let service = settings
-        .service_name()
-        .unwrap_or_else(|| format!("unknown_service:{command_name}"));
-    attributes.insert(0, kv("service.name", Value::StringValue(service)));
-    attributes.extend([
-        kv("telemetry.sdk.name", Value::StringValue("otel-run".into())),
-        kv("telemetry.sdk.language", Value::StringValue("rust".into())),
-        kv(
-            "telemetry.sdk.version",
-            Value::StringValue(env!("CARGO_PKG_VERSION").into()),
-        ),
-    ]);
-    Resource {
-        attributes,
-        ..Default::default()
-    }
-}
-
-/// The sampler's decision for the process span. Samplers otel-run cannot run
-/// itself (jaeger_remote, xray) behave as `parentbased_always_on` here; the child
-/// still gets the configured sampler.
-fn sample(settings: &Settings, parent: Option<&SpanContext>, trace_id: &[u8; 16]) -> bool {
-    let sampler = settings
-        .text(&vars::TRACES_SAMPLER)
-        .unwrap_or("parentbased_always_on");
-    let ratio = || {
-        let ratio: f64 = settings
-            .text(&vars::TRACES_SAMPLER_ARG)
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(1.0);
-        // As the SDKs do: the trace id's low 64 bits against the ratio's share of 2^64.
-        let low = u64::from_be_bytes(trace_id[8..].try_into().expect("8 bytes"));
-        (low as f64) < ratio * (u64::MAX as f64)
-    };
-    let root = || match sampler.trim_start_matches("parentbased_") {
-        "always_off" => false,
-        "traceidratio" => ratio(),
-        _ => true,
-    };
-    match (
-        sampler.starts_with("parentbased_")
-            || !matches!(sampler, "always_on" | "always_off" | "traceidratio"),
-        parent,
-    ) {
-        (true, Some(parent)) => parent.sampled,
-        _ => root(),
-    }
-}
-
-/// Applies the attribute count and value length limits to otel-run's own span.
-fn limit(settings: &Settings, attributes: Vec<KeyValue>) -> Vec<KeyValue> {
-    Limits::of(settings).apply(attributes)
-}
-
-/// The span attribute limits, read once for spans made in numbers (the proxy's).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Limits {
-    count: Option<usize>,
-    length: Option<usize>,
-}
-
-impl Limits {
-    pub fn new(count: Option<usize>, length: Option<usize>) -> Limits {
-        Limits { count, length }
-    }
-
-    /// Whether a span that has `n` attributes may have one more.
-    pub fn keeps(&self, n: usize) -> bool {
-        self.count.is_none_or(|count| n < count)
-    }
-
-    /// `value` within the length limit, cut at a character boundary.
-    pub fn cut<'a>(&self, value: &'a str) -> &'a str {
-        match self.length.and_then(|l| value.char_indices().nth(l)) {
-            Some((i, _)) => &value[..i],
-            None => value,
-        }
-    }
-
-    pub fn of(settings: &Settings) -> Limits {
-        let count = settings
-            .count(&vars::SPAN_ATTRIBUTE_COUNT_LIMIT)
-            .or_else(|| settings.count(&vars::ATTRIBUTE_COUNT_LIMIT));
-        let length = settings
-            .count(&vars::SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT)
-            .or_else(|| settings.count(&vars::ATTRIBUTE_VALUE_LENGTH_LIMIT));
-        Limits {
-            count: count.map(|c| c as usize),
-            length: length.map(|l| l as usize),
-        }
-    }
-
-    pub fn apply(&self, mut attributes: Vec<KeyValue>) -> Vec<KeyValue> {
-        if let Some(count) = self.count {
-            attributes.truncate(count);
-        }
-        let Some(length) = self.length else {
-            return attributes;
-        };
-        let cut = |s: &mut String| {
-            if let Some((i, _)) = s.char_indices().nth(length) {
-                s.truncate(i);
-            }
-        };
-        for attr in &mut attributes {
-            match attr.value.as_mut().and_then(|v| v.value.as_mut()) {
-                Some(Value::StringValue(s)) => cut(s),
-                Some(Value::ArrayValue(a)) => {
-                    for v in &mut a.values {
-                        if let Some(Value::StringValue(s)) = v.value.as_mut() {
-                            cut(s);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        attributes
-    }
-}
-
-pub(crate) fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-fn base_name(path: &std::path::Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Inputs;
+    use crate::settings::{Inputs, Settings};
 
-    fn settings(env: &[(&str, &str)]) -> Settings {
-        Settings::resolve(&Inputs {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        })
-        .unwrap()
+    /// The telemetry core and the span's settings for a run of `make`.
+    fn core(env: &[(&str, &str)]) -> (Telemetry, Config) {
+        let settings = Settings::resolve(&Inputs::of(env, &[])).unwrap();
+        let ready = settings.ready().unwrap();
+        let program = std::path::Path::new("/usr/bin/make");
+        (Telemetry::new(&ready.telemetry, program), ready.process)
     }
 
     fn parent(sampled: bool) -> SpanContext {
@@ -344,32 +196,8 @@ mod tests {
     }
 
     #[test]
-    fn parent_based_samplers_follow_the_parent() {
-        let s = settings(&[]);
-        assert!(sample(&s, Some(&parent(true)), &[7; 16]));
-        assert!(!sample(&s, Some(&parent(false)), &[7; 16]));
-        assert!(sample(&s, None, &[7; 16]));
-        let off = settings(&[("OTEL_TRACES_SAMPLER", "always_off")]);
-        assert!(!sample(&off, Some(&parent(true)), &[7; 16]));
-    }
-
-    #[test]
-    fn ratio_sampler_uses_the_low_bits_of_the_trace_id() {
-        let s = settings(&[
-            ("OTEL_TRACES_SAMPLER", "traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
-        ]);
-        let mut low = [0u8; 16];
-        low[8] = 0x10;
-        let mut high = [0u8; 16];
-        high[8] = 0xf0;
-        assert!(sample(&s, None, &low));
-        assert!(!sample(&s, None, &high));
-    }
-
-    #[test]
     fn span_continues_the_parent_and_records_the_exit() {
-        let s = settings(&[("OTEL_SERVICE_NAME", "ci")]);
+        let (core, config) = core(&[("OTEL_SERVICE_NAME", "ci")]);
         let argv = vec!["make".to_string(), "test".to_string()];
         let info = CommandInfo {
             argv: &argv,
@@ -377,12 +205,12 @@ mod tests {
             ci: None,
             default_name: None,
         };
-        let span = ProcessSpan::start(&s, Some(&parent(true)), &info);
+        let span = ProcessSpan::start(&core, &config, Some(&parent(true)), &info);
         assert_eq!(span.context.trace_id, [7; 16]);
         assert_eq!(span.context.trace_state, "k=v");
         let rs = span
             .finish(
-                &s,
+                &core,
                 42,
                 &Exit {
                     code: 2,
@@ -411,7 +239,7 @@ mod tests {
 
     #[test]
     fn unsampled_span_is_not_exported() {
-        let s = settings(&[]);
+        let (core, config) = core(&[]);
         let argv = vec!["true".to_string()];
         let info = CommandInfo {
             argv: &argv,
@@ -419,11 +247,11 @@ mod tests {
             ci: None,
             default_name: None,
         };
-        let span = ProcessSpan::start(&s, Some(&parent(false)), &info);
+        let span = ProcessSpan::start(&core, &config, Some(&parent(false)), &info);
         assert!(!span.context.sampled);
         assert!(
             span.finish(
-                &s,
+                &core,
                 1,
                 &Exit {
                     code: 0,
@@ -432,26 +260,6 @@ mod tests {
                 }
             )
             .is_none()
-        );
-    }
-
-    #[test]
-    fn limits_cut_long_values() {
-        let s = settings(&[
-            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "3"),
-            ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "1"),
-        ]);
-        let out = limit(
-            &s,
-            vec![
-                kv("a", Value::StringValue("abcdef".into())),
-                kv("b", Value::IntValue(1)),
-            ],
-        );
-        assert_eq!(out.len(), 1);
-        assert_eq!(
-            out[0].value.as_ref().unwrap().value,
-            Some(Value::StringValue("abc".into()))
         );
     }
 }

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::Outcome;
 use crate::runtime::{Plan, dotnet};
-use crate::settings::Settings;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -20,8 +19,8 @@ pub struct Report {
     pub outcome: Outcome,
 }
 
-pub fn check(settings: &Settings) -> Report {
-    let home = dotnet::home(settings);
+pub fn check(config: &crate::runtime::Config) -> Report {
+    let home = dotnet::home(config);
     let rid = dotnet::runtime_id();
     let mut plan = Plan::default();
     dotnet::inject(&mut plan, home.clone(), rid, &[]);

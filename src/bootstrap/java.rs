@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Options, Outcome, Progress};
 use crate::settings::report::redact_url;
+use crate::telemetry::hex;
 
 pub const CENTRAL: &str = "https://repo1.maven.org/maven2/";
 const ARTIFACT: &str = "io/opentelemetry/javaagent/opentelemetry-javaagent";
@@ -122,14 +123,10 @@ fn file_sha256(path: &Path) -> Option<String> {
     let mut buffer = vec![0; 1 << 16];
     loop {
         match std::io::Read::read(&mut file, &mut buffer).ok()? {
-            0 => return Some(hex(&hasher.finalize())),
+            0 => return Some(hex::encode(&hasher.finalize())),
             n => hasher.update(&buffer[..n]),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Streams the jar to a temporary file beside `path`, hashing it on the way,
@@ -180,7 +177,7 @@ async fn download(
     if progress.terminal && shown > 0 {
         eprintln!();
     }
-    let got = hex(&hasher.finalize());
+    let got = hex::encode(&hasher.finalize());
     if got != sha256 {
         bail!(
             "the downloaded agent's SHA-256 is {got}, the repository publishes {sha256}; nothing was installed"

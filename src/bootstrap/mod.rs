@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::diag::Hint as _;
 use crate::runtime::{self, Runtime, Target};
-use crate::settings::{Settings, vars};
+use crate::settings::otlp::Protocol;
 
 /// What `bootstrap` did for one runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,9 +149,18 @@ fn runtimes(options: &Options, target: Option<&Target>, cwd: &Path) -> Vec<Runti
     }
 }
 
+/// What the settings say of the instrumentations to install.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the .NET automatic instrumentation is looked for.
+    pub runtime: runtime::Config,
+    /// The traces' OTLP protocol: which exporter package Python gets.
+    pub protocol: Protocol,
+}
+
 /// Runs `otel-run bootstrap`; the exit code is 1 when a runtime failed.
 pub fn run(
-    settings: &Settings,
+    config: &Config,
     options: &Options,
     target: Option<Target>,
     cwd: &Path,
@@ -178,10 +187,7 @@ pub fn run(
                     index_url: options.index_url.clone().or_else(index_from_env),
                     cwd,
                     dry_run: options.dry_run,
-                    protocol: settings
-                        .text(&vars::OTLP_TRACES_PROTOCOL)
-                        .or(settings.text(&vars::OTLP_PROTOCOL))
-                        .unwrap_or("grpc"),
+                    protocol: config.protocol,
                 };
                 match python::bootstrap(&python_options, &progress) {
                     Ok(r) => report.python = Some(r),
@@ -197,7 +203,7 @@ pub fn run(
                 Err(e) => failed(&mut report, format!("Java: {e:#}"), None),
             },
             Runtime::Dotnet => {
-                let r = dotnet::check(settings);
+                let r = dotnet::check(&config.runtime);
                 if r.outcome == Outcome::Missing {
                     report.errors.push(".NET: the automatic instrumentation is missing".into());
                 }

@@ -189,7 +189,7 @@ pub fn lex(args: &[OsString]) -> Lexed {
 pub fn spellings() -> Vec<String> {
     let mut names: Vec<String> = FIXED.iter().map(|(n, _)| n.to_string()).collect();
     names.extend(REPEATABLE.iter().filter_map(|(_, s)| s.map(str::to_string)));
-    for var in vars::ALL {
+    for var in vars::ALL.iter() {
         names.push(var.flag());
         names.extend(var.alias());
     }

@@ -78,7 +78,7 @@ fn the_lexer_reads_a_launch_as_clap_does() {
     .iter()
     .map(|line| line.iter().map(|s| s.to_string()).collect())
     .collect();
-    for var in vars::ALL {
+    for var in vars::ALL.iter() {
         let value = if var.kind == Kind::Bool { "true" } else { "v" };
         let mut spellings = vec![var.flag()];
         spellings.extend(var.alias());

@@ -5,7 +5,8 @@ mod endpoint;
 
 use std::fmt::Write as _;
 
-use super::{Destination, Plan, Target};
+use super::{Destination, Plan, Start, Target};
+use crate::settings::otlp::Signal;
 use crate::settings::report::{export_lines, redact};
 use crate::settings::{Settings, vars};
 
@@ -26,17 +27,11 @@ pub fn report(settings: &Settings, target: Option<Target>) -> String {
             target.program.display()
         );
     }
-    let exported = |signal: crate::settings::otlp::Signal| {
-        !settings.disabled()
-            && settings
-                .list(signal.exporter_var())
-                .iter()
-                .any(|e| e != "none")
-    };
+    let exported = |signal| settings.exports(signal);
     let destination = if settings.flag(&vars::AGENT) {
         Destination::Agent {
-            endpoint: "http://127.0.0.1:<agent port>",
-            exported: &exported,
+            endpoint: "http://127.0.0.1:<agent port>".into(),
+            exported: Signal::ALL.into_iter().filter(|s| exported(*s)).collect(),
         }
     } else {
         Destination::Direct
@@ -44,12 +39,12 @@ pub fn report(settings: &Settings, target: Option<Target>) -> String {
     let python = target
         .as_ref()
         .and_then(|t| super::python::detect(t.program, t.argv));
-    let mut plan = super::plan(
-        settings,
-        target,
+    let mut plan = super::plan(&settings.runtime(), target);
+    plan.finish(Start {
         destination,
-        Some("<otel-run's process span>".into()),
-    );
+        traceparent: Some("<otel-run's process span>".into()),
+        env: Vec::new(),
+    });
     if plan.runtime == Some(super::Runtime::Python)
         && let Some(python) = &python
     {

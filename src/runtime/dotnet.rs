@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use super::{Note, Plan};
-use crate::settings::{Settings, vars};
 
 /// The CLR profiler the automatic instrumentation registers.
 const PROFILER_ID: &str = "{918728DD-259F-4A6A-AC2B-B85E1B658318}";
@@ -37,10 +36,10 @@ pub struct Home {
 /// `dotnet/` in otel-run's data directory, else `~/.otel-dotnet-auto`, where the
 /// upstream installer (`otel-dotnet-auto-install.sh`) unpacks it. A directory is
 /// taken only when it exists; a given one is taken as given, to be checked.
-pub fn home(settings: &Settings) -> Option<Home> {
-    if let Some(given) = settings.text(&vars::DOTNET_AUTO_HOME) {
+pub fn home(config: &super::Config) -> Option<Home> {
+    if let Some(given) = &config.dotnet_auto_home {
         return Some(Home {
-            path: PathBuf::from(given),
+            path: given.clone(),
             source: "from --dotnet-auto-home or OTEL_DOTNET_AUTO_HOME",
         });
     }

@@ -21,8 +21,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::settings::otlp::{GENERAL, Signal};
-use crate::settings::{Settings, vars};
+use crate::settings::otlp::{ExporterKind, Signal};
+use crate::settings::vars;
 
 /// Something that keeps the injection from working, and its fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,39 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// The runtimes `--runtime` can choose, by [`Runtime::key`].
+    const CHOOSABLE: [Runtime; 6] = [
+        Runtime::Python,
+        Runtime::Dotnet,
+        Runtime::Node,
+        Runtime::Java,
+        Runtime::Native,
+        Runtime::None,
+    ];
+
+    /// The values of `--runtime`: `auto` (detect), then each choosable runtime's key.
+    pub const CHOICES: [&'static str; 7] = {
+        let mut choices = ["auto"; 7];
+        let mut i = 0;
+        while i < Runtime::CHOOSABLE.len() {
+            choices[i + 1] = Runtime::CHOOSABLE[i].key();
+            i += 1;
+        }
+        choices
+    };
+
+    /// The runtime's value of `--runtime`; Go and Rust programs are native there.
+    pub const fn key(self) -> &'static str {
+        match self {
+            Runtime::Python => "python",
+            Runtime::Dotnet => "dotnet",
+            Runtime::Node => "node",
+            Runtime::Java => "java",
+            Runtime::Go | Runtime::Rust | Runtime::Native => "native",
+            Runtime::None => "none",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Runtime::Python => "Python",
@@ -96,17 +129,36 @@ pub fn detect(program: &Path, argv: &[String]) -> Runtime {
     }
 }
 
-/// The runtime chosen by `--runtime`, or detected.
-fn chosen(settings: &Settings, program: &Path, argv: &[String]) -> Runtime {
-    match settings.text(&vars::RUNTIME).unwrap_or("auto") {
-        "python" => Runtime::Python,
-        "dotnet" => Runtime::Dotnet,
-        "node" => Runtime::Node,
-        "java" => Runtime::Java,
-        "native" => Runtime::Native,
-        "none" => Runtime::None,
-        _ => detect(program, argv),
+/// What the settings say of the child's environment, resolved once.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Settings given in a flag or the config file, which the child does not
+    /// see in its environment unless otel-run sets them: (variable, value).
+    pub explicit: Vec<(&'static str, String)>,
+    /// OTEL_SDK_DISABLED.
+    pub disabled: bool,
+    /// `--runtime`; `None` is `auto`: detected.
+    pub runtime: Option<Runtime>,
+    /// `--inject`: the runtime's zero-code agent.
+    pub inject: bool,
+    /// OTEL_DOTNET_AUTO_HOME.
+    pub dotnet_auto_home: Option<PathBuf>,
+    /// `--java-agent`.
+    pub java_agent: Option<PathBuf>,
+    /// OTEL_RUN_CACHE_DIR: where the shims are written.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// The runtime `--runtime KEY` chooses; `auto` (or any other) chooses none.
+    pub fn by_key(key: &str) -> Option<Runtime> {
+        Runtime::CHOOSABLE.into_iter().find(|r| r.key() == key)
     }
+}
+
+/// The runtime chosen by `--runtime`, or detected.
+fn chosen(config: &Config, program: &Path, argv: &[String]) -> Runtime {
+    config.runtime.unwrap_or_else(|| detect(program, argv))
 }
 
 /// otel-run's data directory (what `otel-run bootstrap` downloads):
@@ -130,6 +182,8 @@ pub struct Plan {
     pub notes: Vec<Note>,
     /// What was found of the runtime, for `otel-run doctor`.
     pub found: Vec<String>,
+    /// OTEL_SDK_DISABLED: the child gets its settings and nothing else.
+    disabled: bool,
 }
 
 impl Plan {
@@ -143,6 +197,13 @@ impl Plan {
         self.set.retain(|(n, _)| n != name);
         if !self.remove.iter().any(|n| n == name) {
             self.remove.push(name.to_string());
+        }
+    }
+
+    /// Says once why the runtime's agent is not injected, if it is not.
+    pub fn warn(&self) {
+        for note in &self.notes {
+            tracing::warn!("{note}");
         }
     }
 
@@ -191,15 +252,27 @@ impl Plan {
 }
 
 /// Where the child's telemetry goes.
-pub enum Destination<'a> {
-    /// otel-run's local receiver at this base URL; `exported` tells which signals
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// otel-run's local receiver at this base URL; `exported` lists the signals
     /// it forwards (the others are `none` for the child).
     Agent {
-        endpoint: &'a str,
-        exported: &'a dyn Fn(Signal) -> bool,
+        endpoint: String,
+        exported: Vec<Signal>,
     },
     /// The child exports on its own, with the resolved settings.
     Direct,
+}
+
+/// What the run gives the child once otel-run's agent side has started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub destination: Destination,
+    /// The process span's context: the child's parent.
+    pub traceparent: Option<String>,
+    /// The agent's own variables for the child (the SDK report file, the
+    /// forward proxy's HTTP_PROXY and friends).
+    pub env: Vec<(String, String)>,
 }
 
 /// The command the plan is for: its resolved program and argv, and where it runs.
@@ -209,62 +282,77 @@ pub struct Target<'a> {
     pub cwd: &'a Path,
 }
 
-/// Plans the child's environment. `traceparent` is the process span's context.
-pub fn plan(
-    settings: &Settings,
-    target: Option<Target>,
-    destination: Destination,
-    traceparent: Option<String>,
-) -> Plan {
+/// Plans the child's environment from the settings and the command; the plan
+/// is finished with what the run starts ([`Plan::finish`]).
+pub fn plan(config: &Config, target: Option<Target>) -> Plan {
     let mut plan = Plan::default();
     // Settings from flags and the config file are not in the environment yet.
-    for (var, resolved) in settings.explicit() {
-        if var.is_otel_standard() {
-            plan.set(var.name, resolved.value.clone());
-        }
+    for (name, value) in &config.explicit {
+        plan.set(name, value.clone());
     }
     // The span name is for this otel-run's span only, not for nested ones; and a
     // report file is for the otel-run that reads it (a running one sets its own).
     plan.remove(vars::SPAN_NAME.name);
     plan.remove(vars::SDK_REPORT);
-    if settings.disabled() {
+    if config.disabled {
+        plan.disabled = true;
         return plan;
     }
-    if let Destination::Agent { endpoint, exported } = destination {
-        // Every OTLP setting of the real backend (endpoints, headers with their
-        // secrets, TLS files, timeouts) is replaced by the local receiver's plain
-        // endpoint: the agent does the real export.
-        let otlp_vars = GENERAL
-            .into_iter()
-            .chain(Signal::ALL.into_iter().flat_map(Signal::otlp_vars));
-        for var in otlp_vars {
-            plan.remove(var.name);
-        }
-        plan.set(vars::OTLP_ENDPOINT.name, endpoint);
-        plan.set(vars::OTLP_PROTOCOL.name, "http/protobuf");
-        plan.set(vars::AGENT_ENDPOINT, endpoint);
-        for signal in Signal::ALL {
-            let exporter = if exported(signal) { "otlp" } else { "none" };
-            plan.set(signal.exporter_var().name, exporter);
-        }
-    }
-    if let Some(traceparent) = traceparent {
-        plan.set("TRACEPARENT", traceparent);
-    }
     if let Some(target) = target {
-        inject_runtime(&mut plan, settings, &target);
+        inject_runtime(&mut plan, config, &target);
     }
     plan
 }
 
+impl Plan {
+    /// Points the child at where its telemetry goes, under the process span,
+    /// with the agent's variables. With OpenTelemetry disabled the child gets
+    /// none of it.
+    pub fn finish(&mut self, start: Start) {
+        if self.disabled {
+            return;
+        }
+        let plan = self;
+        if let Destination::Agent { endpoint, exported } = start.destination {
+            // Every OTLP setting of the real backend (endpoints, headers with their
+            // secrets, TLS files, timeouts) is replaced by the local receiver's plain
+            // endpoint: the agent does the real export.
+            let otlp_vars = vars::OTLP
+                .all()
+                .into_iter()
+                .chain(Signal::ALL.into_iter().flat_map(|s| s.otlp().all()));
+            for var in otlp_vars {
+                plan.remove(var.name);
+            }
+            plan.set(vars::OTLP.endpoint.name, endpoint.clone());
+            plan.set(vars::OTLP.protocol.name, "http/protobuf");
+            plan.set(vars::AGENT_ENDPOINT, endpoint);
+            for signal in Signal::ALL {
+                let exporter = if exported.contains(&signal) {
+                    ExporterKind::Otlp
+                } else {
+                    ExporterKind::None
+                };
+                plan.set(signal.exporter_var().name, exporter.name());
+            }
+        }
+        if let Some(traceparent) = start.traceparent {
+            plan.set("TRACEPARENT", traceparent);
+        }
+        for (name, value) in start.env {
+            plan.set(&name, value);
+        }
+    }
+}
+
 /// The runtime's zero-code agent, unless `--no-inject`.
-fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
-    let runtime = chosen(settings, target.program, target.argv);
+fn inject_runtime(plan: &mut Plan, config: &Config, target: &Target) {
+    let runtime = chosen(config, target.program, target.argv);
     plan.runtime = Some(runtime);
-    if !settings.flag(&vars::INJECT) {
+    if !config.inject {
         return;
     }
-    let cache_dir = settings.text(&vars::CACHE_DIR).map(Path::new);
+    let cache_dir = config.cache_dir.as_deref();
     match runtime {
         Runtime::Python => {
             let python = python::detect(target.program, target.argv).unwrap_or(python::Python {
@@ -276,16 +364,16 @@ fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
         Runtime::Dotnet => {
             dotnet::inject(
                 plan,
-                dotnet::home(settings),
+                dotnet::home(config),
                 dotnet::runtime_id(),
                 target.argv,
             );
         }
         Runtime::Node => node::inject(plan, &node::app_dir(target.argv, target.cwd), cache_dir),
         Runtime::Java => {
-            let agent = settings
-                .text(&vars::JAVA_AGENT)
-                .map(PathBuf::from)
+            let agent = config
+                .java_agent
+                .clone()
                 .or_else(|| java::downloaded_agent().filter(|p| p.is_file()));
             java::inject(plan, agent);
         }
@@ -298,18 +386,12 @@ fn inject_runtime(plan: &mut Plan, settings: &Settings, target: &Target) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Inputs;
+    use crate::settings::{Inputs, Settings};
 
-    fn settings(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Settings {
-        Settings::resolve(&Inputs {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-            ..Default::default()
-        })
-        .unwrap()
+    fn settings(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Config {
+        Settings::resolve(&Inputs::of(env, flags))
+            .unwrap()
+            .runtime()
     }
 
     #[test]
@@ -321,7 +403,7 @@ mod tests {
                 ("OTEL_PROPAGATORS", "tracecontext,kontur"),
             ],
         );
-        let p = plan(&s, None, Destination::Direct, None);
+        let p = plan(&s, None);
         assert_eq!(p.get("OTEL_SERVICE_NAME"), Some("shop"));
         assert_eq!(p.get("OTEL_PROPAGATORS"), Some("tracecontext,kontur"));
         assert_eq!(p.get("OTEL_EXPORTER_OTLP_ENDPOINT"), None);
@@ -339,16 +421,15 @@ mod tests {
                 ("OTEL_METRICS_EXPORTER", "none"),
             ],
         );
-        let exported = |signal: Signal| signal != Signal::Metrics;
-        let p = plan(
-            &s,
-            None,
-            Destination::Agent {
-                endpoint: "http://127.0.0.1:9999",
-                exported: &exported,
+        let mut p = plan(&s, None);
+        p.finish(Start {
+            destination: Destination::Agent {
+                endpoint: "http://127.0.0.1:9999".into(),
+                exported: vec![Signal::Traces, Signal::Logs],
             },
-            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
-        );
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            env: vec![(vars::SDK_REPORT.into(), "/tmp/report".into())],
+        });
         assert_eq!(
             p.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             Some("http://127.0.0.1:9999")
@@ -366,12 +447,33 @@ mod tests {
                 .contains(&"OTEL_EXPORTER_OTLP_ENDPOINT".to_string())
         );
         assert!(p.get("TRACEPARENT").unwrap().starts_with("00-0af7"));
+        // The plan removed the report file a parent otel-run gave; the agent's own replaces it.
+        assert_eq!(p.get(vars::SDK_REPORT), Some("/tmp/report"));
+        assert!(!p.remove.contains(&vars::SDK_REPORT.to_string()));
+    }
+
+    #[test]
+    fn runtime_choices_name_each_choosable_runtime_once() {
+        assert_eq!(
+            Runtime::CHOICES,
+            ["auto", "python", "dotnet", "node", "java", "native", "none"]
+        );
+        let program = Path::new("/bin/true");
+        for runtime in Runtime::CHOOSABLE {
+            let s = settings(&[], &[("OTEL_RUN_RUNTIME", runtime.key())]);
+            assert_eq!(chosen(&s, program, &[]), runtime);
+        }
     }
 
     #[test]
     fn disabled_sdk_injects_nothing_but_the_switch() {
         let s = settings(&[], &[("OTEL_SDK_DISABLED", "true")]);
-        let p = plan(&s, None, Destination::Direct, Some("00-x".into()));
+        let mut p = plan(&s, None);
+        p.finish(Start {
+            destination: Destination::Direct,
+            traceparent: Some("00-x".into()),
+            env: vec![],
+        });
         assert_eq!(
             p.set,
             vec![("OTEL_SDK_DISABLED".to_string(), "true".to_string())]

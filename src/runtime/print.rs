@@ -6,7 +6,8 @@
 
 use std::fmt::Write as _;
 
-use crate::context::{hex, random_id};
+use crate::telemetry::hex;
+use crate::telemetry::ids::random_id;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EnvFormat {
@@ -77,7 +78,7 @@ fn fish_quote(value: &str) -> String {
 fn heredoc_delimiter(value: &str) -> String {
     loop {
         let id: [u8; 8] = random_id();
-        let delimiter = format!("otel_run_{}", hex(&id));
+        let delimiter = format!("otel_run_{}", hex::encode(&id));
         if !value.contains(&delimiter) {
             return delimiter;
         }

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::python::Python;
 use super::{Note, Plan};
 use crate::bootstrap::python::{Inspection, inspection};
-use crate::settings::otlp::{Protocol, Signal, Target};
+use crate::settings::otlp::{ExporterKind, Protocol, Signal, Target};
 use crate::settings::{Settings, vars};
 
 /// The problems of the command's environment for a run with these settings
@@ -35,22 +35,12 @@ pub fn problems(settings: &Settings, plan: &Plan, python: &Python, agent: bool) 
         return Vec::new();
     }
     let mut notes = Vec::new();
-    let exporters = |signal: Signal| -> Vec<String> {
-        if settings.disabled() {
-            return Vec::new();
-        }
-        settings
-            .list(signal.exporter_var())
-            .into_iter()
-            .filter(|e| e != "none")
-            .collect()
-    };
     // The instrumentation packages that are not installed are the plan's note.
-    if !exporters(Signal::Traces).is_empty() {
+    if settings.exports(Signal::Traces) {
         notes.extend(instrumentation(&found, interpreter));
     }
     for signal in [Signal::Traces, Signal::Metrics, Signal::Logs] {
-        if !exporters(signal).iter().any(|e| e == "otlp") {
+        if !settings.exports(signal) || !settings.exporters(signal).contains(&ExporterKind::Otlp) {
             continue;
         }
         // With the agent, the shim sends every signal to it itself; without
@@ -65,7 +55,7 @@ pub fn problems(settings: &Settings, plan: &Plan, python: &Python, agent: bool) 
         );
         let protocol = plan
             .get(&signal_protocol)
-            .or(plan.get(vars::OTLP_PROTOCOL.name))
+            .or(plan.get(vars::OTLP.protocol.name))
             .unwrap_or(Target::of(settings, signal).protocol.name());
         let package = if protocol == Protocol::Grpc.name() {
             "opentelemetry-exporter-otlp-proto-grpc"

@@ -8,6 +8,7 @@
 pub mod file;
 pub mod otlp;
 pub mod parse;
+pub mod ready;
 pub mod reference;
 pub mod report;
 pub mod vars;
@@ -15,7 +16,6 @@ pub mod vars;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use vars::{Kind, Var};
 
@@ -85,6 +85,19 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// Inputs of an environment and flags, for tests of what settings make.
+    #[cfg(test)]
+    pub fn of(env: &[(&str, &str)], flags: &[(&'static str, &str)]) -> Inputs {
+        Inputs {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
     /// Takes the OTEL_* variables of an environment (the process's, in `run`).
     /// The environment is read as bytes: a value that is not text is named in
     /// [`Inputs::env_not_utf8`], and every variable reaches the child untouched
@@ -138,7 +151,7 @@ impl Settings {
             .filter_map(|name| {
                 vars::ALL
                     .iter()
-                    .find(|v| edit_distance(name, v.name) <= 2)
+                    .find(|v| strsim::levenshtein(name, v.name) <= 2)
                     .map(|v| (name, v.name))
             })
             .collect();
@@ -246,11 +259,6 @@ impl Settings {
         self.text(var).and_then(|v| v.parse().ok())
     }
 
-    pub fn millis(&self, var: &Var) -> Option<Duration> {
-        debug_assert_eq!(var.kind, Kind::Millis);
-        self.count(var).map(Duration::from_millis)
-    }
-
     /// A list setting's items (exporters, propagators).
     pub fn list(&self, var: &Var) -> Vec<String> {
         self.text(var).map(parse::list).unwrap_or_default()
@@ -290,24 +298,6 @@ impl Settings {
     }
 }
 
-/// Levenshtein distance, for typo hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 fn strict(var: &Var, raw: &str, source: Source) -> Result<Resolved, SettingsError> {
     parse::normalize(var, raw)
         .map(|value| Resolved {
@@ -338,12 +328,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             }),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-            ..Default::default()
+            ..Inputs::of(env, flags)
         }
     }
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::vars::{self, Var};
+use super::vars::{self, Otlp, Var};
 use super::{Settings, parse};
 
 /// A telemetry signal.
@@ -56,59 +56,65 @@ impl Signal {
         }
     }
 
-    /// The per-signal OTLP settings, in the order of [`GENERAL`].
-    pub fn otlp_vars(self) -> [&'static Var; 9] {
-        use vars::*;
+    /// The per-signal OTLP settings.
+    pub fn otlp(self) -> &'static Otlp {
         match self {
-            Signal::Traces => [
-                &OTLP_TRACES_ENDPOINT,
-                &OTLP_TRACES_HEADERS,
-                &OTLP_TRACES_PROTOCOL,
-                &OTLP_TRACES_COMPRESSION,
-                &OTLP_TRACES_TIMEOUT,
-                &OTLP_TRACES_INSECURE,
-                &OTLP_TRACES_CERTIFICATE,
-                &OTLP_TRACES_CLIENT_KEY,
-                &OTLP_TRACES_CLIENT_CERTIFICATE,
-            ],
-            Signal::Metrics => [
-                &OTLP_METRICS_ENDPOINT,
-                &OTLP_METRICS_HEADERS,
-                &OTLP_METRICS_PROTOCOL,
-                &OTLP_METRICS_COMPRESSION,
-                &OTLP_METRICS_TIMEOUT,
-                &OTLP_METRICS_INSECURE,
-                &OTLP_METRICS_CERTIFICATE,
-                &OTLP_METRICS_CLIENT_KEY,
-                &OTLP_METRICS_CLIENT_CERTIFICATE,
-            ],
-            Signal::Logs => [
-                &OTLP_LOGS_ENDPOINT,
-                &OTLP_LOGS_HEADERS,
-                &OTLP_LOGS_PROTOCOL,
-                &OTLP_LOGS_COMPRESSION,
-                &OTLP_LOGS_TIMEOUT,
-                &OTLP_LOGS_INSECURE,
-                &OTLP_LOGS_CERTIFICATE,
-                &OTLP_LOGS_CLIENT_KEY,
-                &OTLP_LOGS_CLIENT_CERTIFICATE,
-            ],
+            Signal::Traces => &vars::OTLP_TRACES,
+            Signal::Metrics => &vars::OTLP_METRICS,
+            Signal::Logs => &vars::OTLP_LOGS,
         }
     }
 }
 
-/// The general OTLP settings, in the order of [`Signal::otlp_vars`].
-pub static GENERAL: [&Var; 9] = [
-    &vars::OTLP_ENDPOINT,
-    &vars::OTLP_HEADERS,
-    &vars::OTLP_PROTOCOL,
-    &vars::OTLP_COMPRESSION,
-    &vars::OTLP_TIMEOUT,
-    &vars::OTLP_INSECURE,
-    &vars::OTLP_CERTIFICATE,
-    &vars::OTLP_CLIENT_KEY,
-    &vars::OTLP_CLIENT_CERTIFICATE,
-];
+/// One exporter of an OTEL_*_EXPORTER list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExporterKind {
+    Otlp,
+    Console,
+    None,
+}
+
+impl ExporterKind {
+    /// Every exporter otel-run runs, by name: the settings' choices.
+    pub const NAMES: &[&str] = &["otlp", "console", "none"];
+
+    pub fn parse(name: &str) -> Option<ExporterKind> {
+        match name {
+            "otlp" => Some(ExporterKind::Otlp),
+            "console" => Some(ExporterKind::Console),
+            "none" => Some(ExporterKind::None),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExporterKind::Otlp => "otlp",
+            ExporterKind::Console => "console",
+            ExporterKind::None => "none",
+        }
+    }
+}
+
+impl Settings {
+    /// The exporters a signal's setting names.
+    pub fn exporters(&self, signal: Signal) -> Vec<ExporterKind> {
+        self.list(signal.exporter_var())
+            .iter()
+            .filter_map(|name| ExporterKind::parse(name))
+            .collect()
+    }
+
+    /// Whether a signal is exported at all: OpenTelemetry is not disabled and
+    /// the signal has an exporter that is not `none`.
+    pub fn exports(&self, signal: Signal) -> bool {
+        !self.disabled()
+            && self
+                .exporters(signal)
+                .iter()
+                .any(|e| *e != ExporterKind::None)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -157,17 +163,17 @@ pub struct Target {
 
 impl Target {
     pub fn of(settings: &Settings, signal: Signal) -> Target {
-        let specific = signal.otlp_vars();
-        // Per-signal value, else general value; `i` indexes the two parallel arrays.
-        let pick = |i: usize| {
+        let specific = signal.otlp();
+        // Per-signal value, else general value; `var` picks the same setting of both.
+        let pick = |var: fn(&'static Otlp) -> &'static Var| {
             settings
-                .text(specific[i])
+                .text(var(specific))
                 .map(|v| (v, true))
-                .or_else(|| settings.text(GENERAL[i]).map(|v| (v, false)))
+                .or_else(|| settings.text(var(&vars::OTLP)).map(|v| (v, false)))
         };
-        let protocol = pick(2).map_or(DEFAULT_PROTOCOL, |(p, _)| Protocol::parse(p));
-        let insecure = pick(5).is_some_and(|(v, _)| v == "true");
-        let url = match pick(0) {
+        let protocol = pick(|o| &o.protocol).map_or(DEFAULT_PROTOCOL, |(p, _)| Protocol::parse(p));
+        let insecure = pick(|o| &o.insecure).is_some_and(|(v, _)| v == "true");
+        let url = match pick(|o| &o.endpoint) {
             Some((raw, specific)) => {
                 // Validated when resolved; a scheme-less value gets one here.
                 let mut url = parse::url_of(raw, insecure).expect("endpoint validated");
@@ -178,21 +184,21 @@ impl Target {
             }
             None => default_url(protocol, signal),
         };
-        let path = |i: usize| pick(i).map(|(v, _)| PathBuf::from(v));
+        let path = |var| pick(var).map(|(v, _)| PathBuf::from(v));
         Target {
             signal,
             url,
             protocol,
-            headers: pick(1)
+            headers: pick(|o| &o.headers)
                 .and_then(|(v, _)| parse::headers(v).ok())
                 .unwrap_or_default(),
-            gzip: pick(3).is_some_and(|(v, _)| v == "gzip"),
-            timeout: pick(4)
+            gzip: pick(|o| &o.compression).is_some_and(|(v, _)| v == "gzip"),
+            timeout: pick(|o| &o.timeout)
                 .and_then(|(v, _)| v.parse().ok())
                 .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
-            certificate: path(6),
-            client_key: path(7),
-            client_certificate: path(8),
+            certificate: path(|o| &o.certificate),
+            client_key: path(|o| &o.client_key),
+            client_certificate: path(|o| &o.client_certificate),
         }
     }
 }
@@ -216,13 +222,7 @@ mod tests {
     use crate::settings::Inputs;
 
     fn target(env: &[(&str, &str)], signal: Signal) -> Target {
-        let inputs = Inputs {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        };
+        let inputs = Inputs::of(env, &[]);
         Target::of(&Settings::resolve(&inputs).unwrap(), signal)
     }
 

@@ -191,7 +191,7 @@ mod tests {
             "always_on"
         );
         assert_eq!(
-            normalize(&vars::OTLP_PROTOCOL, "HTTP/Protobuf").unwrap(),
+            normalize(&vars::OTLP.protocol, "HTTP/Protobuf").unwrap(),
             "http/protobuf"
         );
     }
@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn durations_stop_at_a_year() {
         let year = MAX_DURATION.as_millis().to_string();
-        assert_eq!(normalize(&vars::OTLP_TIMEOUT, &year).unwrap(), year);
+        assert_eq!(normalize(&vars::OTLP.timeout, &year).unwrap(), year);
         // Every duration setting, through its kind: none may overflow a deadline.
         for var in vars::ALL.iter().filter(|v| v.kind == Kind::Millis) {
             let err = normalize(var, "400000000000000").unwrap_err();
@@ -271,7 +271,7 @@ mod tests {
             ("k=caf%C3%A9", "the value of `k` has others"),
             ("k=line%0Abreak", "the value of `k` has others"),
         ] {
-            let err = normalize(&vars::OTLP_HEADERS, raw).unwrap_err();
+            let err = normalize(&vars::OTLP.headers, raw).unwrap_err();
             assert!(err.expected.contains(why), "{raw}: {}", err.expected);
             assert!(!err.expected.contains("SECRET"), "{}", err.expected);
         }
@@ -310,6 +310,6 @@ mod tests {
         assert_eq!(url_of("0.0.0.0:4317", true).unwrap().scheme(), "http");
         assert_eq!(url_of("collector:4317", false).unwrap().scheme(), "https");
         assert!(url_of("ftp://x", false).is_err());
-        assert!(normalize(&vars::OTLP_ENDPOINT, "http://").is_err());
+        assert!(normalize(&vars::OTLP.endpoint, "http://").is_err());
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::otlp::{Signal, Target};
+use super::otlp::{ExporterKind, Signal, Target};
 use super::vars::{self, Kind, Var};
 use super::{Settings, parse};
 
@@ -110,11 +110,11 @@ pub fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
     Signal::ALL
         .iter()
         .map(|&signal| {
-            let exporters = settings.list(signal.exporter_var());
-            let described = exporters
-                .iter()
-                .map(|e| match e.as_str() {
-                    "otlp" => {
+            let described = settings
+                .exporters(signal)
+                .into_iter()
+                .map(|e| match e {
+                    ExporterKind::Otlp => {
                         let t = Target::of(settings, signal);
                         let gzip = if t.gzip { ", gzip" } else { "" };
                         format!(
@@ -123,11 +123,11 @@ pub fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
                             redact_url(t.url.as_str())
                         )
                     }
-                    "console" => format!(
+                    ExporterKind::Console => format!(
                         "console to {}",
                         settings.text(&vars::CONSOLE_OUTPUT).unwrap_or("stdout")
                     ),
-                    other => other.to_string(),
+                    ExporterKind::None => e.name().to_string(),
                 })
                 .collect::<Vec<_>>()
                 .join(" + ");
@@ -201,10 +201,10 @@ mod tests {
     #[test]
     fn header_values_are_hidden_keys_are_kept() {
         assert_eq!(
-            redact(&vars::OTLP_HEADERS, "api-key=s3cret,x-team=a%20b"),
+            redact(&vars::OTLP.headers, "api-key=s3cret,x-team=a%20b"),
             "api-key=***,x-team=***"
         );
-        assert_eq!(redact(&vars::OTLP_HEADERS, "garbage"), "***");
+        assert_eq!(redact(&vars::OTLP.headers, "garbage"), "***");
         assert_eq!(redact(&vars::SERVICE_NAME, "shop"), "shop");
     }
 
@@ -212,7 +212,7 @@ mod tests {
     fn malformed_headers_are_hidden_whole() {
         // The colon form is not `k=v`: its `=` makes a "name" that holds the secret.
         for raw in ["Authorization: Basic SECRET==", "a b=SECRET", "ok=1,SECRET"] {
-            let shown = redact(&vars::OTLP_TRACES_HEADERS, raw);
+            let shown = redact(&vars::OTLP_TRACES.headers, raw);
             assert!(!shown.contains("SECRET"), "{raw}: {shown}");
         }
     }
@@ -229,7 +229,7 @@ mod tests {
                 "http://[bad?token=***&x#***",
             ),
         ] {
-            assert_eq!(redact(&vars::OTLP_ENDPOINT, raw), shown);
+            assert_eq!(redact(&vars::OTLP.endpoint, raw), shown);
         }
     }
 
@@ -237,13 +237,13 @@ mod tests {
     fn url_credentials_and_query_values_are_hidden() {
         assert_eq!(
             redact(
-                &vars::OTLP_ENDPOINT,
+                &vars::OTLP.endpoint,
                 "https://user:pw@otlp.example.com/v1?token=abc&x=1"
             ),
             "https://user:***@otlp.example.com/v1?token=***&x=***"
         );
         assert_eq!(
-            redact(&vars::OTLP_ENDPOINT, "http://localhost:4317"),
+            redact(&vars::OTLP.endpoint, "http://localhost:4317"),
             "http://localhost:4317"
         );
     }

@@ -6,6 +6,8 @@
 //! spellings never drift apart. The reference documentation in
 //! `docs/reference/configuration.md` is generated from this list.
 
+use std::sync::LazyLock;
+
 /// What values a setting takes, and so how it is validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -115,8 +117,6 @@ impl Var {
     }
 }
 
-const TRACES_EXPORTERS: &[&str] = &["otlp", "console", "none"];
-const SIGNAL_EXPORTERS: &[&str] = &["otlp", "console", "none"];
 pub const PROTOCOLS: &[&str] = &["grpc", "http/protobuf", "http/json"];
 const COMPRESSIONS: &[&str] = &["gzip", "none"];
 pub const SAMPLERS: &[&str] = &[
@@ -141,7 +141,6 @@ pub const KNOWN_PROPAGATORS: &[&str] = &[
     "ottrace",
     "none",
 ];
-const RUNTIMES: &[&str] = &["auto", "python", "dotnet", "node", "java", "native", "none"];
 const LOG_LEVELS: &[&str] = &[
     "trace", "debug", "info", "warn", "warning", "error", "off", "none",
 ];
@@ -206,7 +205,7 @@ var!(
 var!(
     TRACES_EXPORTER,
     "OTEL_TRACES_EXPORTER",
-    Kind::ChoiceList(TRACES_EXPORTERS),
+    Kind::ChoiceList(super::otlp::ExporterKind::NAMES),
     Some("otlp"),
     Exporters,
     "Where spans go: `otlp`, `console` (JSON on stdout, see `--console-output`), `none`; a comma-separated list for several."
@@ -214,7 +213,7 @@ var!(
 var!(
     METRICS_EXPORTER,
     "OTEL_METRICS_EXPORTER",
-    Kind::ChoiceList(SIGNAL_EXPORTERS),
+    Kind::ChoiceList(super::otlp::ExporterKind::NAMES),
     Some("otlp"),
     Exporters,
     "Where the child's metrics go: `otlp`, `console`, `none`."
@@ -222,7 +221,7 @@ var!(
 var!(
     LOGS_EXPORTER,
     "OTEL_LOGS_EXPORTER",
-    Kind::ChoiceList(SIGNAL_EXPORTERS),
+    Kind::ChoiceList(super::otlp::ExporterKind::NAMES),
     Some("otlp"),
     Exporters,
     "Where the child's logs go: `otlp`, `console`, `none`."
@@ -256,169 +255,168 @@ var!(
 // signals a set is for and goes into every description; `$endpoint_note` says how
 // the endpoint's URL is used, and belongs to the endpoint's description only.
 macro_rules! otlp_vars {
-    ($endpoint:ident, $headers:ident, $protocol:ident, $compression:ident, $timeout:ident,
-     $insecure:ident, $certificate:ident, $client_key:ident, $client_certificate:ident,
-     $prefix:literal, $what:literal, $endpoint_note:literal) => {
-        var!(
-            $endpoint,
-            concat!($prefix, "ENDPOINT"),
-            Kind::Url,
-            None,
-            Otlp,
-            concat!("OTLP endpoint for ", $what, " (", $endpoint_note, ").")
-        );
-        var!(
-            $headers,
-            concat!($prefix, "HEADERS"),
-            Kind::Headers,
-            None,
-            Otlp,
-            concat!(
-                "Headers sent with every OTLP export of ",
-                $what,
-                ", `key=value,...` (shown redacted)."
-            ),
-            true
-        );
-        var!(
-            $protocol,
-            concat!($prefix, "PROTOCOL"),
-            Kind::Choice(PROTOCOLS),
-            None,
-            Otlp,
-            concat!(
-                "OTLP transport for ",
-                $what,
-                ": `grpc`, `http/protobuf` or `http/json`."
-            )
-        );
-        var!(
-            $compression,
-            concat!($prefix, "COMPRESSION"),
-            Kind::Choice(COMPRESSIONS),
-            None,
-            Otlp,
-            concat!(
-                "Compression of OTLP exports of ",
-                $what,
-                ": `gzip` or `none`."
-            )
-        );
-        var!(
-            $timeout,
-            concat!($prefix, "TIMEOUT"),
-            Kind::Millis,
-            None,
-            Otlp,
-            concat!(
-                "Milliseconds one OTLP export attempt of ",
-                $what,
-                " may take."
-            )
-        );
-        var!(
-            $insecure,
-            concat!($prefix, "INSECURE"),
-            Kind::Bool,
-            None,
-            Otlp,
-            concat!(
-                "Use plain text for a gRPC endpoint of ",
-                $what,
-                " given without a scheme."
-            )
-        );
-        var!(
-            $certificate,
-            concat!($prefix, "CERTIFICATE"),
-            Kind::Path,
-            None,
-            Otlp,
-            concat!(
-                "PEM file of the CA that signed the server certificate, for ",
-                $what,
-                "."
-            )
-        );
-        var!(
-            $client_key,
-            concat!($prefix, "CLIENT_KEY"),
-            Kind::Path,
-            None,
-            Otlp,
-            concat!(
-                "PEM file of the client's private key (mTLS), for ",
-                $what,
-                "."
-            )
-        );
-        var!(
-            $client_certificate,
-            concat!($prefix, "CLIENT_CERTIFICATE"),
-            Kind::Path,
-            None,
-            Otlp,
-            concat!(
-                "PEM file of the client's certificate chain (mTLS), for ",
-                $what,
-                "."
-            )
-        );
+    ($ident:ident, $prefix:literal, $what:literal, $endpoint_note:literal) => {
+        pub static $ident: Otlp = Otlp {
+            endpoint: Var {
+                name: concat!($prefix, "ENDPOINT"),
+                kind: Kind::Url,
+                default: None,
+                group: Group::Otlp,
+                doc: concat!("OTLP endpoint for ", $what, " (", $endpoint_note, ")."),
+                secret: false,
+            },
+            headers: Var {
+                name: concat!($prefix, "HEADERS"),
+                kind: Kind::Headers,
+                default: None,
+                group: Group::Otlp,
+                doc: concat!(
+                    "Headers sent with every OTLP export of ",
+                    $what,
+                    ", `key=value,...` (shown redacted)."
+                ),
+                secret: true,
+            },
+            protocol: Var {
+                name: concat!($prefix, "PROTOCOL"),
+                kind: Kind::Choice(PROTOCOLS),
+                default: None,
+                group: Group::Otlp,
+                doc: concat!(
+                    "OTLP transport for ",
+                    $what,
+                    ": `grpc`, `http/protobuf` or `http/json`."
+                ),
+                secret: false,
+            },
+            compression: Var {
+                name: concat!($prefix, "COMPRESSION"),
+                kind: Kind::Choice(COMPRESSIONS),
+                default: None,
+                group: Group::Otlp,
+                doc: concat!(
+                    "Compression of OTLP exports of ",
+                    $what,
+                    ": `gzip` or `none`."
+                ),
+                secret: false,
+            },
+            timeout: Var {
+                name: concat!($prefix, "TIMEOUT"),
+                kind: Kind::Millis,
+                default: None,
+                group: Group::Otlp,
+                doc: concat!(
+                    "Milliseconds one OTLP export attempt of ",
+                    $what,
+                    " may take."
+                ),
+                secret: false,
+            },
+            insecure: Var {
+                name: concat!($prefix, "INSECURE"),
+                kind: Kind::Bool,
+                default: None,
+                group: Group::Otlp,
+                doc: concat!(
+                    "Use plain text for a gRPC endpoint of ",
+                    $what,
+                    " given without a scheme."
+                ),
+                secret: false,
+            },
+            certificate: Var {
+                name: concat!($prefix, "CERTIFICATE"),
+                kind: Kind::Path,
+                default: None,
+                group: Group::Otlp,
+                doc: concat!(
+                    "PEM file of the CA that signed the server certificate, for ",
+                    $what,
+                    "."
+                ),
+                secret: false,
+            },
+            client_key: Var {
+                name: concat!($prefix, "CLIENT_KEY"),
+                kind: Kind::Path,
+                default: None,
+                group: Group::Otlp,
+                doc: concat!(
+                    "PEM file of the client's private key (mTLS), for ",
+                    $what,
+                    "."
+                ),
+                secret: false,
+            },
+            client_certificate: Var {
+                name: concat!($prefix, "CLIENT_CERTIFICATE"),
+                kind: Kind::Path,
+                default: None,
+                group: Group::Otlp,
+                doc: concat!(
+                    "PEM file of the client's certificate chain (mTLS), for ",
+                    $what,
+                    "."
+                ),
+                secret: false,
+            },
+        };
     };
 }
 
+/// The nine OTLP exporter settings of one scope: every signal ([`OTLP`]) or one
+/// signal ([`OTLP_TRACES`], …). A signal's setting wins over the general one.
+#[derive(Debug)]
+pub struct Otlp {
+    pub endpoint: Var,
+    pub headers: Var,
+    pub protocol: Var,
+    pub compression: Var,
+    pub timeout: Var,
+    pub insecure: Var,
+    pub certificate: Var,
+    pub client_key: Var,
+    pub client_certificate: Var,
+}
+
+impl Otlp {
+    /// The nine settings, in documentation order.
+    pub fn all(&'static self) -> [&'static Var; 9] {
+        [
+            &self.endpoint,
+            &self.headers,
+            &self.protocol,
+            &self.compression,
+            &self.timeout,
+            &self.insecure,
+            &self.certificate,
+            &self.client_key,
+            &self.client_certificate,
+        ]
+    }
+}
+
 otlp_vars!(
-    OTLP_ENDPOINT,
-    OTLP_HEADERS,
-    OTLP_PROTOCOL,
-    OTLP_COMPRESSION,
-    OTLP_TIMEOUT,
-    OTLP_INSECURE,
-    OTLP_CERTIFICATE,
-    OTLP_CLIENT_KEY,
-    OTLP_CLIENT_CERTIFICATE,
+    OTLP,
     "OTEL_EXPORTER_OTLP_",
     "all signals",
     "`/v1/traces` etc. are appended for HTTP"
 );
 otlp_vars!(
-    OTLP_TRACES_ENDPOINT,
-    OTLP_TRACES_HEADERS,
-    OTLP_TRACES_PROTOCOL,
-    OTLP_TRACES_COMPRESSION,
-    OTLP_TRACES_TIMEOUT,
-    OTLP_TRACES_INSECURE,
-    OTLP_TRACES_CERTIFICATE,
-    OTLP_TRACES_CLIENT_KEY,
-    OTLP_TRACES_CLIENT_CERTIFICATE,
+    OTLP_TRACES,
     "OTEL_EXPORTER_OTLP_TRACES_",
     "traces",
     "used as given"
 );
 otlp_vars!(
-    OTLP_METRICS_ENDPOINT,
-    OTLP_METRICS_HEADERS,
-    OTLP_METRICS_PROTOCOL,
-    OTLP_METRICS_COMPRESSION,
-    OTLP_METRICS_TIMEOUT,
-    OTLP_METRICS_INSECURE,
-    OTLP_METRICS_CERTIFICATE,
-    OTLP_METRICS_CLIENT_KEY,
-    OTLP_METRICS_CLIENT_CERTIFICATE,
+    OTLP_METRICS,
     "OTEL_EXPORTER_OTLP_METRICS_",
     "metrics",
     "used as given"
 );
 otlp_vars!(
-    OTLP_LOGS_ENDPOINT,
-    OTLP_LOGS_HEADERS,
-    OTLP_LOGS_PROTOCOL,
-    OTLP_LOGS_COMPRESSION,
-    OTLP_LOGS_TIMEOUT,
-    OTLP_LOGS_INSECURE,
-    OTLP_LOGS_CERTIFICATE,
-    OTLP_LOGS_CLIENT_KEY,
-    OTLP_LOGS_CLIENT_CERTIFICATE,
+    OTLP_LOGS,
     "OTEL_EXPORTER_OTLP_LOGS_",
     "logs",
     "used as given"
@@ -618,7 +616,7 @@ var!(
 var!(
     RUNTIME,
     "OTEL_RUN_RUNTIME",
-    Kind::Choice(RUNTIMES),
+    Kind::Choice(&crate::runtime::Runtime::CHOICES),
     Some("auto"),
     Runtimes,
     "The command's runtime, which decides the agent injected; `auto` detects it, `none` injects only the standard variables."
@@ -792,98 +790,72 @@ var!(
 );
 
 /// Every setting, in documentation order.
-pub static ALL: &[&Var] = &[
-    &SDK_DISABLED,
-    &SERVICE_NAME,
-    &RESOURCE_ATTRIBUTES,
-    &LOG_LEVEL,
-    &TRACES_EXPORTER,
-    &METRICS_EXPORTER,
-    &LOGS_EXPORTER,
-    &METRIC_EXPORT_INTERVAL,
-    &METRIC_EXPORT_TIMEOUT,
-    &METRICS_EXEMPLAR_FILTER,
-    &OTLP_ENDPOINT,
-    &OTLP_HEADERS,
-    &OTLP_PROTOCOL,
-    &OTLP_COMPRESSION,
-    &OTLP_TIMEOUT,
-    &OTLP_INSECURE,
-    &OTLP_CERTIFICATE,
-    &OTLP_CLIENT_KEY,
-    &OTLP_CLIENT_CERTIFICATE,
-    &OTLP_TRACES_ENDPOINT,
-    &OTLP_TRACES_HEADERS,
-    &OTLP_TRACES_PROTOCOL,
-    &OTLP_TRACES_COMPRESSION,
-    &OTLP_TRACES_TIMEOUT,
-    &OTLP_TRACES_INSECURE,
-    &OTLP_TRACES_CERTIFICATE,
-    &OTLP_TRACES_CLIENT_KEY,
-    &OTLP_TRACES_CLIENT_CERTIFICATE,
-    &OTLP_METRICS_ENDPOINT,
-    &OTLP_METRICS_HEADERS,
-    &OTLP_METRICS_PROTOCOL,
-    &OTLP_METRICS_COMPRESSION,
-    &OTLP_METRICS_TIMEOUT,
-    &OTLP_METRICS_INSECURE,
-    &OTLP_METRICS_CERTIFICATE,
-    &OTLP_METRICS_CLIENT_KEY,
-    &OTLP_METRICS_CLIENT_CERTIFICATE,
-    &OTLP_METRICS_TEMPORALITY,
-    &OTLP_METRICS_HISTOGRAM,
-    &OTLP_LOGS_ENDPOINT,
-    &OTLP_LOGS_HEADERS,
-    &OTLP_LOGS_PROTOCOL,
-    &OTLP_LOGS_COMPRESSION,
-    &OTLP_LOGS_TIMEOUT,
-    &OTLP_LOGS_INSECURE,
-    &OTLP_LOGS_CERTIFICATE,
-    &OTLP_LOGS_CLIENT_KEY,
-    &OTLP_LOGS_CLIENT_CERTIFICATE,
-    &TRACES_SAMPLER,
-    &TRACES_SAMPLER_ARG,
-    &PROPAGATORS,
-    &BSP_SCHEDULE_DELAY,
-    &BSP_EXPORT_TIMEOUT,
-    &BSP_MAX_QUEUE_SIZE,
-    &BSP_MAX_EXPORT_BATCH_SIZE,
-    &BLRP_SCHEDULE_DELAY,
-    &BLRP_EXPORT_TIMEOUT,
-    &BLRP_MAX_QUEUE_SIZE,
-    &BLRP_MAX_EXPORT_BATCH_SIZE,
-    &ATTRIBUTE_VALUE_LENGTH_LIMIT,
-    &ATTRIBUTE_COUNT_LIMIT,
-    &SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
-    &SPAN_ATTRIBUTE_COUNT_LIMIT,
-    &SPAN_EVENT_COUNT_LIMIT,
-    &SPAN_LINK_COUNT_LIMIT,
-    &EVENT_ATTRIBUTE_COUNT_LIMIT,
-    &LINK_ATTRIBUTE_COUNT_LIMIT,
-    &LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT,
-    &LOGRECORD_ATTRIBUTE_COUNT_LIMIT,
-    &RUNTIME,
-    &INJECT,
-    &DOTNET_AUTO_HOME,
-    &JAVA_AGENT,
-    &SPAN_NAME,
-    &SPAN_ATTRIBUTES,
-    &FAIL_ON_EXPORT_ERROR,
-    &REDACT_COMMAND_ARGS,
-    &AGENT,
-    &CACHE_DIR,
-    &CONSOLE_OUTPUT,
-    &UPROBE,
-    &UPROBE_PARENT,
-    &UPROBE_BUFFER_SIZE,
-    &PROXY,
-    &PROXY_ROUTES,
-    &EGRESS_PROXY,
-    &PROXY_TIMEOUT,
-    &PROXY_HEADER_TIMEOUT,
-    &PROXY_MAX_HEADER_BYTES,
-    &PROXY_REDACT_QUERY,
-];
+pub static ALL: LazyLock<Vec<&'static Var>> = LazyLock::new(|| {
+    let parts: &[&[&'static Var]] = &[
+        &[
+            &SDK_DISABLED,
+            &SERVICE_NAME,
+            &RESOURCE_ATTRIBUTES,
+            &LOG_LEVEL,
+            &TRACES_EXPORTER,
+            &METRICS_EXPORTER,
+            &LOGS_EXPORTER,
+            &METRIC_EXPORT_INTERVAL,
+            &METRIC_EXPORT_TIMEOUT,
+            &METRICS_EXEMPLAR_FILTER,
+        ],
+        &OTLP.all(),
+        &OTLP_TRACES.all(),
+        &OTLP_METRICS.all(),
+        &[&OTLP_METRICS_TEMPORALITY, &OTLP_METRICS_HISTOGRAM],
+        &OTLP_LOGS.all(),
+        &[
+            &TRACES_SAMPLER,
+            &TRACES_SAMPLER_ARG,
+            &PROPAGATORS,
+            &BSP_SCHEDULE_DELAY,
+            &BSP_EXPORT_TIMEOUT,
+            &BSP_MAX_QUEUE_SIZE,
+            &BSP_MAX_EXPORT_BATCH_SIZE,
+            &BLRP_SCHEDULE_DELAY,
+            &BLRP_EXPORT_TIMEOUT,
+            &BLRP_MAX_QUEUE_SIZE,
+            &BLRP_MAX_EXPORT_BATCH_SIZE,
+            &ATTRIBUTE_VALUE_LENGTH_LIMIT,
+            &ATTRIBUTE_COUNT_LIMIT,
+            &SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+            &SPAN_ATTRIBUTE_COUNT_LIMIT,
+            &SPAN_EVENT_COUNT_LIMIT,
+            &SPAN_LINK_COUNT_LIMIT,
+            &EVENT_ATTRIBUTE_COUNT_LIMIT,
+            &LINK_ATTRIBUTE_COUNT_LIMIT,
+            &LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+            &LOGRECORD_ATTRIBUTE_COUNT_LIMIT,
+            &RUNTIME,
+            &INJECT,
+            &DOTNET_AUTO_HOME,
+            &JAVA_AGENT,
+            &SPAN_NAME,
+            &SPAN_ATTRIBUTES,
+            &FAIL_ON_EXPORT_ERROR,
+            &REDACT_COMMAND_ARGS,
+            &AGENT,
+            &CACHE_DIR,
+            &CONSOLE_OUTPUT,
+            &UPROBE,
+            &UPROBE_PARENT,
+            &UPROBE_BUFFER_SIZE,
+            &PROXY,
+            &PROXY_ROUTES,
+            &EGRESS_PROXY,
+            &PROXY_TIMEOUT,
+            &PROXY_HEADER_TIMEOUT,
+            &PROXY_MAX_HEADER_BYTES,
+            &PROXY_REDACT_QUERY,
+        ],
+    ];
+    parts.concat()
+});
 
 /// Variables otel-run reads but never sets through a flag: the specification's
 /// environment carrier for context. They are passed on to the child (TRACEPARENT
@@ -987,7 +959,7 @@ mod tests {
         assert_eq!(SERVICE_NAME.alias().as_deref(), Some("service_name"));
         assert_eq!(SERVICE_NAME.key(), "service_name");
         assert_eq!(
-            OTLP_ENDPOINT.alias().as_deref(),
+            OTLP.endpoint.alias().as_deref(),
             Some("exporter_otlp_endpoint")
         );
         assert_eq!(SPAN_NAME.flag(), "span-name");
@@ -1014,7 +986,7 @@ mod tests {
         assert_eq!(docs.len(), ALL.len(), "two settings share a description");
         // A per-signal OTLP setting reads as its general form with the signal
         // named; only the endpoint differs, since its URL is used differently.
-        for var in ALL {
+        for var in ALL.iter() {
             let Some((signal, general)) = ["TRACES", "METRICS", "LOGS"].iter().find_map(|s| {
                 let general = var
                     .name
@@ -1026,7 +998,7 @@ mod tests {
             let Some(general) = ALL.iter().find(|v| v.name == general) else {
                 continue;
             };
-            if std::ptr::eq(*general, &OTLP_ENDPOINT) {
+            if std::ptr::eq(*general, &OTLP.endpoint) {
                 continue;
             }
             assert_eq!(
@@ -1041,7 +1013,7 @@ mod tests {
 
     #[test]
     fn defaults_of_choices_are_valid_choices() {
-        for var in ALL {
+        for var in ALL.iter() {
             if let (Some(choices), Some(default)) = (var.choices(), var.default) {
                 for item in default.split(',') {
                     assert!(choices.contains(&item), "{}: default {item}", var.name);

@@ -267,6 +267,22 @@ fn env_never_shows_secrets_in_diagnostics() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
 }
 
+/// A proxy is for the commands run later, each under its own otel-run: the job's
+/// span does not depend on the proxy's settings.
+#[test]
+fn env_starts_the_jobs_trace_whatever_the_proxy_settings() {
+    let mut otel_run = otel_run();
+    otel_run.env("OTEL_RUN_PROXY", "not-a-mapping");
+    assert_env_starts_a_trace(otel_run);
+}
+
+/// `otel-run env --traceparent` succeeds and prints a TRACEPARENT.
+fn assert_env_starts_a_trace(mut otel_run: Command) {
+    let out = otel_run.args(["env", "--traceparent"]).output().unwrap();
+    assert_success(&out);
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("00-"));
+}
+
 #[test]
 fn env_starts_the_jobs_trace_whatever_bytes_its_arguments_hold() {
     use std::os::unix::ffi::OsStrExt as _;
@@ -275,14 +291,9 @@ fn env_starts_the_jobs_trace_whatever_bytes_its_arguments_hold() {
         .path()
         .join(std::ffi::OsStr::from_bytes(b"caf\xe9.toml"));
     std::fs::write(&config, "service_name = \"job\"\n").unwrap();
-    let out = otel_run()
-        .arg("--config")
-        .arg(&config)
-        .args(["env", "--traceparent"])
-        .output()
-        .unwrap();
-    assert_success(&out);
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("00-"));
+    let mut otel_run = otel_run();
+    otel_run.arg("--config").arg(&config);
+    assert_env_starts_a_trace(otel_run);
 }
 
 #[test]

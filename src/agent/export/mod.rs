@@ -20,8 +20,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
 
-use super::spans::Spans;
 use crate::settings::otlp::Signal;
+use crate::telemetry::spans::Spans;
 
 /// Why an export failed, and so whether to retry it.
 #[derive(Debug, thiserror::Error)]

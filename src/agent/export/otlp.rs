@@ -558,7 +558,7 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     use super::*;
-    use crate::agent::spans::Spans;
+    use crate::telemetry::spans::Spans;
 
     fn spans(name: &str) -> ResourceSpans {
         ResourceSpans {

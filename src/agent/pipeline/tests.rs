@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-use crate::agent::spans::Spans;
+use crate::telemetry::spans::Spans;
 
 use super::*;
 use crate::agent::export::otlp::Client;

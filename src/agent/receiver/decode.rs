@@ -200,7 +200,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::agent::spans::Spans;
+    use crate::telemetry::spans::Spans;
 
     const PROTOBUF: Format = Format {
         encoding: Encoding::Protobuf,

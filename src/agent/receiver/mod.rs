@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use super::export::Payload;
 use super::pipeline::{Pipeline, Refused};
 use super::report::Reporter;
-use super::spans::Spans;
+use crate::telemetry::spans::Spans;
 pub use decode::{DecodeError, Decoded, Encoding, Format, MAX_REQUEST_BYTES, decode};
 pub use server::MAX_CONNECTIONS;
 use status::{Rejection, Why};

@@ -14,6 +14,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use super::{Outcome, Progress};
+use crate::settings::otlp::Protocol;
 pub use index::PYPI;
 use line::{Choice, Needs, Requirement, Skipped};
 pub use table::Match;
@@ -86,7 +87,7 @@ pub struct Options<'a> {
     pub cwd: &'a Path,
     pub dry_run: bool,
     /// The OTLP protocol: which exporter package the SDK gets.
-    pub protocol: &'a str,
+    pub protocol: Protocol,
 }
 
 /// What inspect.py prints.
@@ -155,7 +156,7 @@ pub fn bootstrap(options: &Options, progress: &Progress) -> Result<Report, Pytho
     ));
     // The configured protocol's, for a program's own exporter and runs without
     // the agent; with the agent, the shim sends every signal to it itself.
-    let exporter = &[if options.protocol.starts_with("http") {
+    let exporter = &[if options.protocol != Protocol::Grpc {
         "opentelemetry-exporter-otlp-proto-http"
     } else {
         "opentelemetry-exporter-otlp-proto-grpc"

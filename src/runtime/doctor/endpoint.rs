@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::runtime::Note;
 use crate::settings::Settings;
-use crate::settings::otlp::{Signal, Target};
+use crate::settings::otlp::{ExporterKind, Signal, Target};
 
 /// How long a connection may take before the endpoint counts as not answering.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,10 +19,7 @@ pub fn problems(settings: &Settings, exported: &dyn Fn(Signal) -> bool) -> Vec<N
     // host:port -> (url shown, signals), in signal order.
     let mut endpoints: BTreeMap<(String, u16), (String, Vec<&str>)> = BTreeMap::new();
     for signal in [Signal::Traces, Signal::Metrics, Signal::Logs] {
-        let otlp = settings
-            .list(signal.exporter_var())
-            .iter()
-            .any(|e| e == "otlp");
+        let otlp = settings.exporters(signal).contains(&ExporterKind::Otlp);
         if !exported(signal) || !otlp {
             continue;
         }

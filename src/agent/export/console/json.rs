@@ -4,7 +4,7 @@
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
-use crate::context::hex;
+use crate::telemetry::hex;
 
 /// A JSON value, keys in the order given.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,7 @@ pub fn text_or_null(s: &str) -> Json {
 
 /// An id as Python prints it in a span or log record: `0x` and lower-case hex.
 pub fn hex_id(bytes: &[u8]) -> Json {
-    Json::Str(format!("0x{}", hex(bytes)))
+    Json::Str(format!("0x{}", hex::encode(bytes)))
 }
 
 /// How a value's bytes are printed: span attributes show them as `0x` hex, log

@@ -16,8 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use super::Shared;
 use super::relay::{self, Body};
 use super::sink::Recorder;
-use super::span::{Exchange, Kind, Requested, child_context};
-use crate::context::SpanContext;
+use super::span::{Exchange, Kind, Requested};
+use crate::telemetry::context::SpanContext;
+use crate::telemetry::sampler::child_context;
 
 /// What the forward proxy knows besides the shared settings.
 pub struct Egress {
@@ -101,7 +102,7 @@ async fn handle(
         |r| relay::pooled(&shared.client, r),
         request,
         uri,
-        shared.timeout,
+        shared.bounds.timeout,
         exchange,
         recorder,
     )
@@ -117,22 +118,23 @@ async fn tunnel(
 ) -> Response<Body> {
     let port = authority.port_u16().unwrap_or(443);
     let target = (authority.host().trim_matches(['[', ']']).to_string(), port);
-    let upstream = match tokio::time::timeout(shared.timeout, TcpStream::connect(target)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            exchange.error = Some(("502", format!("cannot connect to {authority}: {e}")));
-            return relay::local(StatusCode::BAD_GATEWAY, exchange, &shared.recorder, None);
-        }
-        Err(_) => {
-            exchange.error = Some(("504", format!("no connection to {authority} in time")));
-            return relay::local(
-                StatusCode::GATEWAY_TIMEOUT,
-                exchange,
-                &shared.recorder,
-                None,
-            );
-        }
-    };
+    let upstream =
+        match tokio::time::timeout(shared.bounds.timeout, TcpStream::connect(target)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                exchange.error = Some(("502", format!("cannot connect to {authority}: {e}")));
+                return relay::local(StatusCode::BAD_GATEWAY, exchange, &shared.recorder, None);
+            }
+            Err(_) => {
+                exchange.error = Some(("504", format!("no connection to {authority} in time")));
+                return relay::local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    exchange,
+                    &shared.recorder,
+                    None,
+                );
+            }
+        };
     let _ = upstream.set_nodelay(true);
     exchange.status = Some(200);
     let recorder = shared.recorder.clone();

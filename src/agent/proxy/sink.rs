@@ -18,13 +18,14 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::{mpsc, watch};
 
+use super::Config;
 use super::metrics::Durations;
 use super::route::Routes;
 use super::span::Exchange;
 use crate::agent::Recorder as AgentRecorder;
-use crate::agent::process_span::Limits;
-use crate::agent::spans::{SpanBatch, Spans};
 use crate::settings::otlp::Signal;
+use crate::telemetry::spans::{SpanBatch, Spans};
+use crate::telemetry::{Limits, Telemetry};
 
 /// Messages (a record, or a thread's batch of them) that may wait for the sink
 /// task; beyond, their records are dropped and counted.
@@ -204,14 +205,9 @@ impl Recorder {
 /// What the sink task needs besides its records.
 pub struct Options {
     pub agent: Option<AgentRecorder>,
-    pub resource: Resource,
-    pub routes: Routes,
-    pub redact_query: bool,
-    pub metric_interval: Duration,
-    /// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, if set.
-    pub temporality: Option<String>,
-    /// Limits applied to each span's attributes.
-    pub limits: Limits,
+    pub config: Config,
+    /// The resource and limits of the spans and histograms.
+    pub telemetry: Telemetry,
 }
 
 /// The running sink; `stop` flushes it.
@@ -246,15 +242,11 @@ pub fn start(options: Options) -> (Recorder, Sink) {
     let writer = Writer {
         traces: agent.is_some_and(|a| a.exports(Signal::Traces)),
         metrics: agent.is_some_and(|a| a.exports(Signal::Metrics)),
-        routes: options.routes.clone(),
-        redact_query: options.redact_query,
-        resource: options.resource.clone(),
-        scope: InstrumentationScope {
-            name: "otel-run/proxy".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            ..Default::default()
-        },
-        limits: options.limits,
+        routes: options.config.routes.clone(),
+        redact_query: options.config.redact_query,
+        resource: options.telemetry.resource.clone(),
+        scope: Telemetry::scope("otel-run/proxy"),
+        limits: options.telemetry.limits,
     };
     let channel = Arc::new(Channel {
         tx,
@@ -294,11 +286,11 @@ async fn run(options: Options, mut rx: mpsc::Receiver<Message>, channel: Arc<Cha
         return;
     };
     let writer = &channel.writer;
-    let mut durations = Durations::new(options.temporality.as_deref());
+    let mut durations = Durations::new(options.config.temporality.as_deref());
     let mut spans = writer.spans();
     let mut messages = Vec::with_capacity(64);
     let mut span_tick = tokio::time::interval(SPAN_DELAY);
-    let mut metric_tick = tokio::time::interval(options.metric_interval);
+    let mut metric_tick = tokio::time::interval(options.config.metric_interval);
     metric_tick.tick().await;
     let mut stop = channel.stop.clone();
     let mut stopping = false;
@@ -347,7 +339,7 @@ async fn run(options: Options, mut rx: mpsc::Receiver<Message>, channel: Arc<Cha
             _ = span_tick.tick() => flush_spans(&mut spans),
             _ = metric_tick.tick(), if !stopping => {
                 if !durations.is_empty() {
-                    agent.metrics(durations.export(&options.resource));
+                    agent.metrics(durations.export(&options.telemetry.resource));
                 }
             }
             _ = stop.wait_for(|stop| *stop), if !stopping => {
@@ -365,6 +357,6 @@ async fn run(options: Options, mut rx: mpsc::Receiver<Message>, channel: Arc<Cha
     receive(&mut messages, &mut spans, &mut durations, &mut lasts);
     flush_spans(&mut spans);
     if !durations.is_empty() {
-        agent.metrics(durations.export(&options.resource));
+        agent.metrics(durations.export(&options.telemetry.resource));
     }
 }

@@ -190,7 +190,7 @@ mod tests {
         let binary = Binary::read(&me).unwrap();
         assert!(!binary.stripped);
         let found: Vec<_> = binary
-            .matching("otel_run::probes::symbols::demangle")
+            .matching("otel_run::agent::probes::symbols::demangle")
             .collect();
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].offset > 0);

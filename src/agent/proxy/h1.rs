@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::{Method, Version};
 
-use super::span::Propagators;
+use crate::telemetry::Propagators;
 
 /// Header lines a head may have; more is answered 431.
 pub const MAX_HEADERS: usize = 128;
@@ -189,7 +189,7 @@ pub fn forward_request(
     buf: &[u8],
     upstream_host: &str,
     propagators: &Propagators,
-    context: &crate::context::SpanContext,
+    context: &crate::telemetry::context::SpanContext,
     out: &mut Vec<u8>,
 ) -> Result<Request, Refusal> {
     let method = Method::from_bytes(head.method.unwrap_or("").as_bytes())
@@ -689,12 +689,7 @@ mod tests {
         let httparse::Status::Complete(len) = head.parse(wire).unwrap() else {
             panic!("incomplete");
         };
-        let context = crate::context::SpanContext {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-            sampled: true,
-            trace_state: String::new(),
-        };
+        let context = crate::telemetry::context::SpanContext::new([1; 16], [2; 8], true);
         let mut out = Vec::new();
         let request = forward_request(
             &head,

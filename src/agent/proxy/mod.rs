@@ -37,13 +37,11 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::agent::Agent;
-use crate::agent::process_span;
-use crate::context::SpanContext;
-use crate::settings::{Settings, vars};
+use crate::telemetry::context::SpanContext;
+use crate::telemetry::{Propagators, Sampler, Telemetry};
 use relay::{Body, Client};
 use route::Routes;
 use sink::Recorder;
-use span::{Propagators, Sampler};
 
 /// A bad `--proxy` or `--route` value: the flag (or variable, or key) and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +50,13 @@ pub struct ConfigError {
     place: String,
     value: String,
     why: String,
+}
+
+impl ConfigError {
+    /// `value` of the setting at `place` (a flag, a variable, a key) is wrong: `why`.
+    pub fn new(place: String, value: String, why: String) -> ConfigError {
+        ConfigError { place, value, why }
+    }
 }
 
 impl crate::diag::Hint for ConfigError {
@@ -79,103 +84,68 @@ pub struct Config {
     pub reverse: Vec<Mapping>,
     pub egress: bool,
     pub routes: Routes,
-    pub timeout: Duration,
-    pub header_timeout: Duration,
-    pub max_header_bytes: usize,
+    pub bounds: Bounds,
     pub redact_query: bool,
+    /// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, if set.
+    pub temporality: Option<String>,
+    /// How often the request duration histograms are exported.
+    pub metric_interval: Duration,
 }
 
-impl Config {
-    /// `None` when no proxy is asked for.
-    pub fn from_settings(settings: &Settings) -> Result<Option<Config>, ConfigError> {
-        let egress = settings.flag(&vars::EGRESS_PROXY);
-        let place = |var: &crate::settings::vars::Var| {
-            settings
-                .get(var)
-                .map_or_else(|| var.name.to_string(), |r| r.source.describe(var))
+impl Mapping {
+    /// `LISTEN=UPSTREAM`: a bare port is on loopback; an upstream may be `http://host:port`.
+    pub fn parse(text: &str) -> Result<Mapping, String> {
+        let Some((listen, upstream)) = text.split_once('=') else {
+            return Err("expected LISTEN=UPSTREAM".into());
         };
-        let mut reverse = Vec::new();
-        for item in settings.list(&vars::PROXY) {
-            reverse.push(parse_mapping(&item).map_err(|why| ConfigError {
-                place: place(&vars::PROXY),
-                value: item.clone(),
-                why,
-            })?);
-        }
-        let routes = settings.list(&vars::PROXY_ROUTES);
-        let routes =
-            Routes::parse(routes.iter().map(String::as_str)).map_err(|why| ConfigError {
-                place: place(&vars::PROXY_ROUTES),
-                value: settings
-                    .text(&vars::PROXY_ROUTES)
-                    .unwrap_or_default()
-                    .into(),
-                why,
-            })?;
-        if reverse.is_empty() && !egress {
-            return Ok(None);
-        }
-        let ms = |var, default| {
-            settings
-                .millis(var)
-                .unwrap_or(Duration::from_millis(default))
-        };
-        Ok(Some(Config {
-            reverse,
-            egress,
-            routes,
-            timeout: ms(&vars::PROXY_TIMEOUT, 30_000),
-            header_timeout: ms(&vars::PROXY_HEADER_TIMEOUT, 10_000),
-            // hyper's smallest read buffer.
-            max_header_bytes: settings
-                .count(&vars::PROXY_MAX_HEADER_BYTES)
-                .unwrap_or(65536)
-                .max(8192) as usize,
-            redact_query: settings.flag(&vars::PROXY_REDACT_QUERY),
-        }))
-    }
-}
-
-/// `LISTEN=UPSTREAM`: a bare port is on loopback; an upstream may be `http://host:port`.
-fn parse_mapping(text: &str) -> Result<Mapping, String> {
-    let Some((listen, upstream)) = text.split_once('=') else {
-        return Err("expected LISTEN=UPSTREAM".into());
-    };
-    let (listen, upstream) = (listen.trim(), upstream.trim());
-    let listen = if let Ok(port) = listen.parse::<u16>() {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-    } else if let Some(port) = listen.strip_prefix("localhost:") {
-        let port = port
-            .parse()
-            .map_err(|_| format!("`{listen}` is not ADDRESS:PORT"))?;
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-    } else {
-        listen.parse().map_err(|_| {
+        let (listen, upstream) = (listen.trim(), upstream.trim());
+        let listen =
+            if let Ok(port) = listen.parse::<u16>() {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+            } else if let Some(port) = listen.strip_prefix("localhost:") {
+                let port = port
+                    .parse()
+                    .map_err(|_| format!("`{listen}` is not ADDRESS:PORT"))?;
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+            } else {
+                listen.parse().map_err(|_| {
             format!("LISTEN `{listen}` is neither a port nor an ADDRESS:PORT such as 0.0.0.0:8080")
         })?
-    };
-    if upstream.starts_with("https://") {
-        return Err(
-            "the upstream is spoken to in plain HTTP; https:// upstreams are not supported".into(),
-        );
+            };
+        if upstream.starts_with("https://") {
+            return Err(
+                "the upstream is spoken to in plain HTTP; https:// upstreams are not supported"
+                    .into(),
+            );
+        }
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
+        let upstream = if let Ok(port) = upstream.parse::<u16>() {
+            format!("127.0.0.1:{port}")
+        } else {
+            upstream.to_string()
+        };
+        let authority: Authority = upstream
+            .parse()
+            .map_err(|_| format!("UPSTREAM `{upstream}` is not HOST:PORT"))?;
+        if authority.port_u16().is_none() || upstream.contains('/') {
+            return Err(format!("UPSTREAM `{upstream}` needs a port, as HOST:PORT"));
+        }
+        Ok(Mapping {
+            listen,
+            upstream: authority,
+            text: text.to_string(),
+        })
     }
-    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
-    let upstream = if let Ok(port) = upstream.parse::<u16>() {
-        format!("127.0.0.1:{port}")
-    } else {
-        upstream.to_string()
-    };
-    let authority: Authority = upstream
-        .parse()
-        .map_err(|_| format!("UPSTREAM `{upstream}` is not HOST:PORT"))?;
-    if authority.port_u16().is_none() || upstream.contains('/') {
-        return Err(format!("UPSTREAM `{upstream}` needs a port, as HOST:PORT"));
-    }
-    Ok(Mapping {
-        listen,
-        upstream: authority,
-        text: text.to_string(),
-    })
+}
+
+/// How long and how much one proxied exchange may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// An upstream's connection and answer.
+    pub timeout: Duration,
+    /// A client's request head.
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
 }
 
 /// What every request handler shares: one per thread serving requests.
@@ -184,9 +154,7 @@ pub struct Shared {
     pub recorder: Recorder,
     pub propagators: Propagators,
     pub sampler: Sampler,
-    pub timeout: Duration,
-    pub header_timeout: Duration,
-    pub max_header_bytes: usize,
+    pub bounds: Bounds,
     builder: auto::Builder<TokioExecutor>,
 }
 
@@ -196,9 +164,7 @@ struct Base {
     recorder: Recorder,
     propagators: Propagators,
     sampler: Sampler,
-    timeout: Duration,
-    header_timeout: Duration,
-    max_header_bytes: usize,
+    bounds: Bounds,
 }
 
 impl Base {
@@ -208,21 +174,19 @@ impl Base {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
-            .max_buf_size(self.max_header_bytes)
+            .header_read_timeout(self.bounds.header_timeout)
+            .max_buf_size(self.bounds.max_header_bytes)
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(self.max_header_bytes as u32);
+            .max_header_list_size(self.bounds.max_header_bytes as u32);
         Arc::new(Shared {
             client: relay::client(),
             recorder: self.recorder.clone(),
             propagators: self.propagators,
             sampler: self.sampler,
-            timeout: self.timeout,
-            header_timeout: self.header_timeout,
-            max_header_bytes: self.max_header_bytes,
+            bounds: self.bounds,
             builder,
         })
     }
@@ -244,13 +208,12 @@ pub struct Run<'a> {
     pub agent: Option<&'a Agent>,
     /// The process span: the parent of the command's own outgoing requests.
     pub process: Option<SpanContext>,
-    /// The command's base name, for an unnamed service's resource.
-    pub command_name: &'a str,
+    pub telemetry: &'a Telemetry,
 }
 
 /// Starts the proxies. A port that cannot be bound is a warning: the command
 /// still runs, without that proxy.
-pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<Proxies> {
+pub fn start(config: &Config, run: Run) -> std::io::Result<Proxies> {
     let (handle, own_runtime) = match run.agent {
         Some(agent) => (agent.handle(), None),
         None => {
@@ -263,33 +226,17 @@ pub fn start(config: &Config, settings: &Settings, run: Run) -> std::io::Result<
         }
     };
     let _guard = handle.enter();
-    let limits = process_span::Limits::of(settings);
+    let telemetry = run.telemetry;
     let (recorder, sink) = sink::start(sink::Options {
         agent: run.agent.map(Agent::recorder),
-        resource: process_span::resource(settings, run.command_name),
-        routes: config.routes.clone(),
-        redact_query: config.redact_query,
-        temporality: settings
-            .text(&vars::OTLP_METRICS_TEMPORALITY)
-            .map(str::to_string),
-        metric_interval: settings
-            .millis(&vars::METRIC_EXPORT_INTERVAL)
-            .unwrap_or(Duration::from_secs(60))
-            .max(Duration::from_millis(100)),
-        limits,
+        config: config.clone(),
+        telemetry: telemetry.clone(),
     });
     let base = Base {
         recorder,
-        propagators: Propagators::new(&settings.list(&vars::PROPAGATORS)),
-        sampler: Sampler::new(
-            settings
-                .text(&vars::TRACES_SAMPLER)
-                .unwrap_or("parentbased_always_on"),
-            settings.text(&vars::TRACES_SAMPLER_ARG),
-        ),
-        timeout: config.timeout,
-        header_timeout: config.header_timeout,
-        max_header_bytes: config.max_header_bytes,
+        propagators: telemetry.propagators,
+        sampler: telemetry.sampler,
+        bounds: config.bounds,
     };
     start_reverse(&config.reverse, &base);
     let mut env = Vec::new();
@@ -514,14 +461,14 @@ mod tests {
 
     #[test]
     fn mappings() {
-        let m = parse_mapping("8080=127.0.0.1:5000").unwrap();
+        let m = Mapping::parse("8080=127.0.0.1:5000").unwrap();
         assert_eq!(m.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(m.upstream.as_str(), "127.0.0.1:5000");
-        let m = parse_mapping("0.0.0.0:8080=http://app:5000/").unwrap();
+        let m = Mapping::parse("0.0.0.0:8080=http://app:5000/").unwrap();
         assert_eq!(m.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(m.upstream.as_str(), "app:5000");
         assert_eq!(
-            parse_mapping("8080=5000").unwrap().upstream.as_str(),
+            Mapping::parse("8080=5000").unwrap().upstream.as_str(),
             "127.0.0.1:5000"
         );
         for bad in [
@@ -531,7 +478,7 @@ mod tests {
             "8080=https://h:1",
             "8080=h:1/p",
         ] {
-            assert!(parse_mapping(bad).is_err(), "{bad}");
+            assert!(Mapping::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -26,9 +26,9 @@ pub mod symbols;
 
 use std::path::{Path, PathBuf};
 
-use crate::context::SpanContext;
 use crate::runtime::elf::{self, Toolchain};
-use crate::settings::{Settings, vars};
+use crate::telemetry::Telemetry;
+use crate::telemetry::context::SpanContext;
 pub use pattern::Uprobe;
 use symbols::Binary;
 
@@ -154,32 +154,36 @@ pub fn plan(
     Ok(probes)
 }
 
+/// What `--uprobe` asks for, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub specs: Vec<Uprobe>,
+    /// `--uprobe-parent process`: top-level calls hang under the process span.
+    pub under_process: bool,
+    /// `--uprobe-buffer-size`: a power of two of at least 4096.
+    pub ring_bytes: u32,
+}
+
 /// The probes of one run, attached and read.
 pub struct Session {
     #[cfg(otel_run_probes)]
     inner: loader::Session,
 }
 
-/// Loads and attaches the probes `--uprobe` asks for; `Ok(None)` when it asks for none.
+/// Loads and attaches the probes `config` asks for.
 ///
 /// `process` is otel-run's process span, the parent of top-level calls with
 /// `--uprobe-parent process`.
 pub fn start(
-    settings: &Settings,
+    config: &Config,
+    telemetry: &Telemetry,
     program: &Path,
     cwd: &Path,
     process: Option<&SpanContext>,
     sink: Sink,
 ) -> Result<Option<Session>, ProbeError> {
-    let Some(list) = settings.text(&vars::UPROBE) else {
-        return Ok(None);
-    };
-    let specs = Uprobe::parse_list(list).map_err(ProbeError::Spec)?;
-    if specs.is_empty() {
-        return Ok(None);
-    }
-    let parent = match (settings.text(&vars::UPROBE_PARENT), process) {
-        (Some(p), Some(ctx)) if p.eq_ignore_ascii_case("process") => {
+    let parent = match process {
+        Some(ctx) if config.under_process => {
             if !ctx.sampled {
                 tracing::debug!("the process span is not sampled: no function spans");
                 return Ok(None);
@@ -188,19 +192,11 @@ pub fn start(
         }
         _ => events::Parent::Root,
     };
-    let ring_bytes = settings.count(&vars::UPROBE_BUFFER_SIZE).unwrap_or(4 << 20);
-    let ring_bytes = u32::try_from(ring_bytes)
-        .ok()
-        .filter(|b| b.is_power_of_two() && *b >= 4096)
-        .ok_or(ProbeError::BufferSize(ring_bytes))?;
     if !cfg!(otel_run_probes) {
         return Err(ProbeError::NotBuilt);
     }
     checks::system()?;
-    let probes = plan(&specs, Some(program), cwd)?;
-    let command_name = program
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let probes = plan(&config.specs, Some(program), cwd)?;
     let mut trace_salt = [0u8; 8];
     getrandom::fill(&mut trace_salt).map_err(|e| ProbeError::Load(e.to_string()))?;
     let spans = events::Spans {
@@ -208,14 +204,14 @@ pub fn start(
         clock: clock::Clock::now(),
         parent,
         trace_salt,
-        resource: crate::agent::process_span::resource(settings, &command_name),
+        resource: telemetry.resource.clone(),
     };
     tracing::info!(
         "probing {} function{}",
         probes.len(),
         if probes.len() == 1 { "" } else { "s" }
     );
-    start_loaded(&probes, spans, sink, ring_bytes)
+    start_loaded(&probes, spans, sink, config.ring_bytes)
 }
 
 #[cfg(otel_run_probes)]

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::span::{Exchange, Kind, protocol_version};
-use crate::agent::process_span::{kv, nanos};
+use crate::telemetry::{kv, nanos};
 
 /// The conventions' advised boundaries for HTTP durations, in seconds.
 pub const BOUNDS: [f64; 14] = [
@@ -241,12 +241,7 @@ mod tests {
         let start = SystemTime::now();
         Exchange {
             kind: Kind::Server,
-            context: crate::context::SpanContext {
-                trace_id: [1; 16],
-                span_id: [2; 8],
-                sampled: true,
-                trace_state: String::new(),
-            },
+            context: crate::telemetry::context::SpanContext::new([1; 16], [2; 8], true),
             parent: None,
             method: http::Method::GET,
             uri: "/".parse().unwrap(),

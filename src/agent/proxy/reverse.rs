@@ -32,7 +32,8 @@ use super::Shared;
 use super::alarm::Alarm;
 use super::h1::{self, Framing, Refusal};
 use super::relay::{self, Body};
-use super::span::{Exchange, Kind, Requested, child_context};
+use super::span::{Exchange, Kind, Requested};
+use crate::telemetry::sampler::child_context;
 
 /// How long a kept-alive client connection may sit idle between requests.
 const IDLE: Duration = Duration::from_secs(60);
@@ -50,8 +51,8 @@ pub async fn serve(listener: TcpListener, upstream: Authority, shared: Arc<Share
         let _ = stream.set_nodelay(true);
         let now = Instant::now();
         let connection = Connection {
-            down_alarm: Alarm::new(now + shared.header_timeout),
-            up_alarm: Alarm::new(now + shared.timeout),
+            down_alarm: Alarm::new(now + shared.bounds.header_timeout),
+            up_alarm: Alarm::new(now + shared.bounds.timeout),
             shared: shared.clone(),
             upstream: upstream.clone(),
             local,
@@ -120,8 +121,8 @@ impl Progress {
 /// A request head read from the client, ready to go upstream (in `out`).
 struct Parsed {
     request: h1::Request,
-    context: crate::context::SpanContext,
-    parent: Option<crate::context::SpanId>,
+    context: crate::telemetry::context::SpanContext,
+    parent: Option<crate::telemetry::context::SpanId>,
 }
 
 /// How reading a request head ended.
@@ -156,7 +157,7 @@ enum Received {
 
 impl Connection {
     async fn run(mut self) {
-        let deadline = Instant::now() + self.shared.header_timeout;
+        let deadline = Instant::now() + self.shared.bounds.header_timeout;
         // HTTP/2's preface, or the start of an HTTP/1 request?
         while self.down_buf.len() < h1::H2_PREFACE.len()
             && h1::H2_PREFACE.starts_with(&self.down_buf)
@@ -215,7 +216,7 @@ impl Connection {
                 Some(Ok(0)) | Some(Err(_)) => return Next::Gone,
                 Some(Ok(_)) => {
                     if deadline.is_none() {
-                        deadline = Some(Instant::now() + self.shared.header_timeout);
+                        deadline = Some(Instant::now() + self.shared.bounds.header_timeout);
                     }
                 }
                 None if !self.down_buf.is_empty() => return Next::TimedOut,
@@ -226,7 +227,7 @@ impl Connection {
 
     /// The request head in the buffer, if complete, with the upstream's head in `out`.
     fn parse_head(&mut self) -> Result<Option<Parsed>, Refusal> {
-        let max = self.shared.max_header_bytes;
+        let max = self.shared.bounds.max_header_bytes;
         let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
         let mut head = httparse::Request::new(&mut headers);
         let len = match head.parse(&self.down_buf) {
@@ -362,7 +363,7 @@ impl Connection {
             &mut self.out,
             request,
             &progress,
-            (&mut self.up_alarm, self.shared.timeout),
+            (&mut self.up_alarm, self.shared.bounds.timeout),
         );
         if body.done() {
             return (receive.await, true);
@@ -455,7 +456,7 @@ impl Connection {
     async fn connect(&self) -> io::Result<Upstream> {
         let port = self.upstream.port_u16().unwrap_or(80);
         let stream = tokio::time::timeout(
-            self.shared.timeout,
+            self.shared.bounds.timeout,
             TcpStream::connect((self.upstream.host(), port)),
         )
         .await
@@ -893,7 +894,7 @@ async fn handle_h2(
         |r| relay::pooled(&shared.client, r),
         request,
         uri,
-        shared.timeout,
+        shared.bounds.timeout,
         exchange,
         &shared.recorder,
     )

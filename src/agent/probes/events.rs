@@ -1,13 +1,12 @@
 //! Records from the probes' ring buffer, and the spans made of them.
 
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind};
 
 use super::clock::Clock;
-use crate::context::SpanContext;
+use crate::telemetry::Telemetry;
+use crate::telemetry::context::SpanContext;
 
 /// A finished call, laid out as `struct otel_run_call` in `probes/event.h`.
 #[repr(C)]
@@ -115,11 +114,7 @@ impl Spans {
         ResourceSpans {
             resource: Some(self.resource.clone()),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "otel-run/uprobe".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
+                scope: Some(Telemetry::scope("otel-run/uprobe")),
                 spans: calls.iter().map(|c| self.span(c)).collect(),
                 schema_url: String::new(),
             }],
@@ -176,12 +171,7 @@ mod tests {
 
     #[test]
     fn top_level_calls_can_hang_under_the_process_span() {
-        let ctx = SpanContext {
-            trace_id: [3; 16],
-            span_id: [4; 8],
-            sampled: true,
-            trace_state: String::new(),
-        };
+        let ctx = SpanContext::new([3; 16], [4; 8], true);
         let s = spans(Parent::Process(ctx));
         let outer = s.span(&call(0, 7, 0, 0));
         assert_eq!(outer.trace_id, vec![3; 16]);

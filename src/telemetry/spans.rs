@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use super::process_span::Limits;
+use super::Limits;
 
 /// One item of the traces pipeline.
 #[derive(Debug, Clone)]
