@@ -451,7 +451,9 @@ impl Server {
             stdout,
             stderr,
         };
-        let up = wait_for(Duration::from_secs(30), || {
+        // A bound, not a timing: a JVM loading the Java agent on two busy
+        // cores has taken more than 30 s to listen.
+        let up = wait_for(Duration::from_secs(120), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
         assert!(
@@ -593,7 +595,9 @@ impl Postgres {
             port,
             _dir: dir,
         };
-        let up = wait_for(Duration::from_secs(30), || {
+        // A bound, not a timing: a JVM loading the Java agent on two busy
+        // cores has taken more than 30 s to listen.
+        let up = wait_for(Duration::from_secs(120), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
         assert!(up.is_some(), "PostgreSQL did not start");
