@@ -5,6 +5,8 @@
 
 pub mod console;
 pub mod otlp;
+pub mod prometheus;
+pub mod zipkin;
 
 use std::time::Duration;
 
