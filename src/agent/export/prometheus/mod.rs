@@ -21,6 +21,13 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use store::Store;
 use text::Format;
 
+/// Where the scrape endpoint listens.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+}
+
 /// A bound scrape endpoint and the store it shows.
 pub struct Scrape {
     store: Arc<Mutex<Store>>,
@@ -29,9 +36,12 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    /// Binds `host:port` and serves scrapes on the current tokio runtime.
-    pub async fn bind(host: &str, port: u16) -> std::io::Result<Scrape> {
-        let listener = tokio::net::TcpListener::bind((host, port)).await?;
+    /// Binds the endpoint at once (so a port in use is said at start) and
+    /// serves scrapes on the current tokio runtime.
+    pub fn bind(config: &Config) -> std::io::Result<Scrape> {
+        let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let address = listener.local_addr()?;
         let store = Arc::new(Mutex::new(Store::default()));
         let app = Router::new().fallback(scrape).with_state(store.clone());

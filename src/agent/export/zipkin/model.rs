@@ -25,7 +25,7 @@ const REMOTE: &[(&str, Option<&str>)] = &[
 ];
 
 /// The Zipkin spans of `resources`, in order.
-pub fn spans(resources: &[ResourceSpans]) -> Vec<Value> {
+pub fn spans<'a>(resources: impl IntoIterator<Item = &'a ResourceSpans>) -> Vec<Value> {
     let mut out = Vec::new();
     for resource in resources {
         let attributes = resource
