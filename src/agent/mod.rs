@@ -27,6 +27,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::time::Instant;
 
 use crate::settings::otlp::{ExporterKind, Signal, Target};
+use crate::settings::report::redact_url;
 use crate::telemetry::spans::Spans;
 use export::{Exporter, Payload};
 use pipeline::{BatchConfig, Pipeline, Totals, Worker};
@@ -45,6 +46,8 @@ pub struct Config {
     pub console_output: String,
     /// Lost telemetry fails the step (`--fail-on-export-error`).
     pub fail_on_export_error: bool,
+    pub zipkin: export::zipkin::Config,
+    pub prometheus: export::prometheus::Config,
 }
 
 /// One signal's exporters, OTLP target and batching.
@@ -317,14 +320,39 @@ fn start_pipeline<T: Payload>(
 /// the child still runs.
 fn exporters(config: &Config, signal: Signal) -> Vec<Exporter> {
     let of_signal = config.signal(signal);
-    of_signal
-        .exporters
+    let mut kinds = of_signal.exporters.clone();
+    if kinds.contains(&ExporterKind::Jaeger) {
+        tracing::warn!(
+            "`jaeger`: Jaeger takes OTLP natively (and OpenTelemetry's Jaeger exporter is deprecated): spans go to {} as OTLP",
+            redact_url(of_signal.target.url.as_str())
+        );
+    }
+    // `jaeger` and `otlp` name one OTLP exporter: spans are sent once.
+    let mut otlp_seen = false;
+    kinds.retain(|kind| !kind.is_otlp() || !std::mem::replace(&mut otlp_seen, true));
+    kinds
         .iter()
         .filter_map(|kind| {
             let built = match kind {
-                ExporterKind::Otlp => export::otlp::Client::new(of_signal.target.clone())
-                    .map(|c| Exporter::Otlp(Box::new(c)))
-                    .map_err(|e| e.to_string()),
+                ExporterKind::Otlp | ExporterKind::Jaeger => {
+                    export::otlp::Client::new(of_signal.target.clone())
+                        .map(|c| Exporter::Otlp(Box::new(c)))
+                        .map_err(|e| e.to_string())
+                }
+                ExporterKind::Zipkin => export::zipkin::Client::new(config.zipkin.clone())
+                    .map(Exporter::Zipkin)
+                    .map_err(|e| format!("cannot make the Zipkin client: {e}")),
+                ExporterKind::Prometheus => {
+                    let at = &config.prometheus;
+                    export::prometheus::Scrape::bind(at)
+                        .map(Exporter::Prometheus)
+                        .map_err(|e| {
+                            format!(
+                                "cannot serve a Prometheus scrape endpoint on {}:{} ({e})\nhint: `--exporter-prometheus-port` (OTEL_EXPORTER_PROMETHEUS_PORT) chooses another port",
+                                at.host, at.port
+                            )
+                        })
+                }
                 ExporterKind::Console => {
                     let output = &config.console_output;
                     export::console::Console::open(output)

@@ -109,6 +109,8 @@ struct Shared<T> {
     wake: Notify,
     config: BatchConfig,
     exporters: Vec<Exporter>,
+    /// Per exporter: it does not take this signal, so nothing is sent to it.
+    unsupported: Vec<AtomicBool>,
     counters: Counters,
     shutting_down: AtomicBool,
     /// Ends the wait before retrying an unreachable endpoint when shutdown starts.
@@ -149,6 +151,7 @@ impl<T: Payload> Pipeline<T> {
             }),
             wake: Notify::new(),
             config,
+            unsupported: exporters.iter().map(|_| AtomicBool::new(false)).collect(),
             exporters,
             counters: Counters::default(),
             shutting_down: AtomicBool::new(false),
@@ -358,7 +361,11 @@ fn take_batch<T: Payload>(shared: &Shared<T>) -> (Vec<T>, usize, usize, bool) {
 async fn export_with_retry<T: Payload>(shared: &Shared<T>, batch: Vec<T>) -> bool {
     let budget_end = Instant::now() + shared.config.export_timeout;
     let mut all_ok = true;
-    for exporter in &shared.exporters {
+    for (exporter, unsupported) in shared.exporters.iter().zip(&shared.unsupported) {
+        if unsupported.load(Ordering::Relaxed) {
+            all_ok = false;
+            continue;
+        }
         let mut backoff = Duration::from_millis(100);
         loop {
             let err = match exporter.export(&batch).await {
@@ -393,6 +400,9 @@ async fn export_with_retry<T: Payload>(shared: &Shared<T>, batch: Vec<T>) -> boo
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 _ => {
+                    if matches!(err, ExportError::Unsupported(_)) {
+                        unsupported.store(true, Ordering::Relaxed);
+                    }
                     shared.reporter.export_failed(T::SIGNAL, exporter, &err);
                     all_ok = false;
                     break;

@@ -27,8 +27,12 @@ impl Reporter {
             // One message for an endpoint nothing listens on, whatever the signal.
             ExportError::Unreachable(_) => {
                 if self.first(format!("unreachable {destination}")) {
+                    let (what, flag) = match exporter {
+                        Exporter::Zipkin(_) => ("Zipkin receiver", "--exporter-zipkin-endpoint"),
+                        _ => ("OTLP collector", "--exporter-otlp-endpoint"),
+                    };
                     tracing::warn!(
-                        "no OTLP collector at {destination} ({err}); {signal} are dropped\nhint: start a collector there, set `--exporter-otlp-endpoint`, or print them with `--{signal}-exporter console`",
+                        "no {what} at {destination} ({err}); {signal} are dropped\nhint: start one there, set `{flag}`, or print them with `--{signal}-exporter console`",
                         signal = signal.name()
                     );
                 }
@@ -38,6 +42,15 @@ impl Reporter {
                 if self.first(format!("closed {destination}")) {
                     tracing::warn!(
                         "{destination}: {err}; what would be printed there from now on is dropped and counted\nhint: `--console-output FILE` keeps the console output apart from the command's own"
+                    );
+                }
+            }
+            // Said once; the pipeline sends this signal there no more.
+            ExportError::Unsupported(_) => {
+                if self.first(format!("unsupported {} {destination}", signal.name())) {
+                    tracing::warn!(
+                        "{destination} does not take {signal} ({err}); {signal} are not sent there again this run, and are counted as dropped\nhint: `--{signal}-exporter none` stops making them, or send them to a backend that takes them",
+                        signal = signal.name()
                     );
                 }
             }

@@ -70,18 +70,31 @@ impl Signal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExporterKind {
     Otlp,
+    /// Spans in Zipkin's v2 JSON (traces only).
+    Zipkin,
+    /// A name the specification keeps for Jaeger, which takes OTLP: spans go
+    /// to it as OTLP (traces only).
+    Jaeger,
+    /// A scrape endpoint the agent serves (metrics only).
+    Prometheus,
     Console,
     None,
 }
 
 impl ExporterKind {
-    /// Every exporter otel-run runs, by name: the settings' choices.
-    pub const NAMES: &[&str] = &["otlp", "console", "none"];
+    /// The names each signal's setting takes: the specification's, with
+    /// `logging` as the deprecated name of `console`.
+    pub const TRACES: &[&str] = &["otlp", "zipkin", "jaeger", "console", "logging", "none"];
+    pub const METRICS: &[&str] = &["otlp", "prometheus", "console", "logging", "none"];
+    pub const LOGS: &[&str] = &["otlp", "console", "logging", "none"];
 
     pub fn parse(name: &str) -> Option<ExporterKind> {
         match name {
             "otlp" => Some(ExporterKind::Otlp),
-            "console" => Some(ExporterKind::Console),
+            "zipkin" => Some(ExporterKind::Zipkin),
+            "jaeger" => Some(ExporterKind::Jaeger),
+            "prometheus" => Some(ExporterKind::Prometheus),
+            "console" | "logging" => Some(ExporterKind::Console),
             "none" => Some(ExporterKind::None),
             _ => None,
         }
@@ -90,9 +103,17 @@ impl ExporterKind {
     pub fn name(self) -> &'static str {
         match self {
             ExporterKind::Otlp => "otlp",
+            ExporterKind::Zipkin => "zipkin",
+            ExporterKind::Jaeger => "jaeger",
+            ExporterKind::Prometheus => "prometheus",
             ExporterKind::Console => "console",
             ExporterKind::None => "none",
         }
+    }
+
+    /// Sends OTLP to the signal's OTLP target.
+    pub fn is_otlp(self) -> bool {
+        matches!(self, ExporterKind::Otlp | ExporterKind::Jaeger)
     }
 }
 

@@ -198,11 +198,15 @@ mod tests {
 
     #[test]
     fn unknown_choice_lists_the_valid_ones() {
-        let err = normalize(&vars::TRACES_EXPORTER, "jaeger").unwrap_err();
+        let err = normalize(&vars::LOGS_EXPORTER, "zipkin").unwrap_err();
         assert_eq!(
             err.expected,
-            "one or more of `otlp`, `console`, `none` (not `jaeger`)"
+            "one or more of `otlp`, `console`, `logging`, `none` (not `zipkin`)"
         );
+        // Each signal takes the specification's names for it.
+        assert!(normalize(&vars::TRACES_EXPORTER, "zipkin,jaeger").is_ok());
+        assert!(normalize(&vars::METRICS_EXPORTER, "prometheus").is_ok());
+        assert!(normalize(&vars::METRICS_EXPORTER, "zipkin").is_err());
     }
 
     #[test]

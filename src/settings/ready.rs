@@ -125,6 +125,11 @@ impl Settings {
             signals: Signal::ALL.map(signal),
             console_output: self.value(&vars::CONSOLE_OUTPUT, |s| Some(s.to_string())),
             fail_on_export_error: self.flag(&vars::FAIL_ON_EXPORT_ERROR),
+            zipkin: self.zipkin(),
+            prometheus: agent::export::prometheus::Config {
+                host: self.value(&vars::PROMETHEUS_HOST, |h| Some(h.to_string())),
+                port: self.value(&vars::PROMETHEUS_PORT, |p| p.parse().ok()),
+            },
         }
     }
 
@@ -236,6 +241,15 @@ impl Settings {
             .and_then(&read)
             .or_else(|| var.default.and_then(&read))
             .unwrap_or_else(|| panic!("{} has a valid default", var.name))
+    }
+
+    fn zipkin(&self) -> agent::export::zipkin::Config {
+        agent::export::zipkin::Config {
+            endpoint: self.value(&vars::ZIPKIN_ENDPOINT, |u| {
+                super::parse::url_of(u, false).ok()
+            }),
+            timeout: self.duration(&vars::ZIPKIN_TIMEOUT),
+        }
     }
 
     fn duration(&self, var: &Var) -> Duration {

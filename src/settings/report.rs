@@ -107,6 +107,7 @@ fn rows(settings: &Settings) -> impl Iterator<Item = (&'static Var, String, Stri
 }
 
 pub fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
+    let or_default = |var: &'static Var| settings.text(var).or(var.default).unwrap_or_default();
     Signal::ALL
         .iter()
         .map(|&signal| {
@@ -114,7 +115,7 @@ pub fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
                 .exporters(signal)
                 .into_iter()
                 .map(|e| match e {
-                    ExporterKind::Otlp => {
+                    ExporterKind::Otlp | ExporterKind::Jaeger => {
                         let t = Target::of(settings, signal);
                         let gzip = if t.gzip { ", gzip" } else { "" };
                         format!(
@@ -126,6 +127,14 @@ pub fn export_lines(settings: &Settings) -> Vec<(Signal, String)> {
                     ExporterKind::Console => format!(
                         "console to {}",
                         settings.text(&vars::CONSOLE_OUTPUT).unwrap_or("stdout")
+                    ),
+                    ExporterKind::Zipkin => {
+                        format!("zipkin {}", redact_url(or_default(&vars::ZIPKIN_ENDPOINT)))
+                    }
+                    ExporterKind::Prometheus => format!(
+                        "prometheus scrape endpoint on http://{}:{}/metrics",
+                        or_default(&vars::PROMETHEUS_HOST),
+                        or_default(&vars::PROMETHEUS_PORT)
                     ),
                     ExporterKind::None => e.name().to_string(),
                 })

@@ -205,23 +205,23 @@ var!(
 var!(
     TRACES_EXPORTER,
     "OTEL_TRACES_EXPORTER",
-    Kind::ChoiceList(super::otlp::ExporterKind::NAMES),
+    Kind::ChoiceList(super::otlp::ExporterKind::TRACES),
     Some("otlp"),
     Exporters,
-    "Where spans go: `otlp`, `console` (JSON on stdout, see `--console-output`), `none`; a comma-separated list for several."
+    "Where spans go: `otlp`, `zipkin` (see `--exporter-zipkin-endpoint`), `jaeger` (OTLP to Jaeger, which takes it natively), `console` (JSON on stdout, see `--console-output`), `none`; a comma-separated list for several."
 );
 var!(
     METRICS_EXPORTER,
     "OTEL_METRICS_EXPORTER",
-    Kind::ChoiceList(super::otlp::ExporterKind::NAMES),
+    Kind::ChoiceList(super::otlp::ExporterKind::METRICS),
     Some("otlp"),
     Exporters,
-    "Where the child's metrics go: `otlp`, `console`, `none`."
+    "Where the child's metrics go: `otlp`, `prometheus` (a scrape endpoint while the command runs, see `--exporter-prometheus-port`), `console`, `none`."
 );
 var!(
     LOGS_EXPORTER,
     "OTEL_LOGS_EXPORTER",
-    Kind::ChoiceList(super::otlp::ExporterKind::NAMES),
+    Kind::ChoiceList(super::otlp::ExporterKind::LOGS),
     Some("otlp"),
     Exporters,
     "Where the child's logs go: `otlp`, `console`, `none`."
@@ -249,6 +249,40 @@ var!(
     Some("trace_based"),
     Exporters,
     "Which measurements the child's SDK keeps as exemplars."
+);
+
+// Zipkin and Prometheus exporters.
+var!(
+    ZIPKIN_ENDPOINT,
+    "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+    Kind::Url,
+    Some("http://localhost:9411/api/v2/spans"),
+    Exporters,
+    "Where the `zipkin` exporter posts spans (Zipkin's v2 JSON API)."
+);
+var!(
+    ZIPKIN_TIMEOUT,
+    "OTEL_EXPORTER_ZIPKIN_TIMEOUT",
+    Kind::Millis,
+    Some("10000"),
+    Exporters,
+    "Milliseconds the `zipkin` exporter waits for one export."
+);
+var!(
+    PROMETHEUS_HOST,
+    "OTEL_EXPORTER_PROMETHEUS_HOST",
+    Kind::Text,
+    Some("localhost"),
+    Exporters,
+    "Address the `prometheus` exporter's scrape endpoint listens on while the command runs."
+);
+var!(
+    PROMETHEUS_PORT,
+    "OTEL_EXPORTER_PROMETHEUS_PORT",
+    Kind::Count,
+    Some("9464"),
+    Exporters,
+    "Port of the `prometheus` exporter's scrape endpoint (`/metrics`)."
 );
 
 // OTLP exporter: the general settings, then one set per signal. `$what` names the
@@ -803,6 +837,10 @@ pub static ALL: LazyLock<Vec<&'static Var>> = LazyLock::new(|| {
             &METRIC_EXPORT_INTERVAL,
             &METRIC_EXPORT_TIMEOUT,
             &METRICS_EXEMPLAR_FILTER,
+            &ZIPKIN_ENDPOINT,
+            &ZIPKIN_TIMEOUT,
+            &PROMETHEUS_HOST,
+            &PROMETHEUS_PORT,
         ],
         &OTLP.all(),
         &OTLP_TRACES.all(),

@@ -14,6 +14,7 @@ pub struct Jaeger {
     child: Child,
     pub grpc: u16,
     pub http: u16,
+    pub zipkin: u16,
     query: u16,
     dir: tempfile::TempDir,
 }
@@ -34,14 +35,21 @@ impl Jaeger {
 
     fn try_start(binary: &Path) -> Result<Jaeger, String> {
         let dir = tempfile::tempdir().unwrap();
-        let ports = [free_port(), free_port(), free_port(), free_port()];
-        let [grpc, http, query, query_grpc] = ports;
+        let ports = [
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        ];
+        let [grpc, http, zipkin, query, query_grpc] = ports;
         let config = std::fs::read_to_string(fixture("jaeger.yaml"))
             .unwrap()
             .replace("QUERY_GRPC_PORT", &query_grpc.to_string())
             .replace("QUERY_PORT", &query.to_string())
             .replace("GRPC_PORT", &grpc.to_string())
-            .replace("HTTP_PORT", &http.to_string());
+            .replace("HTTP_PORT", &http.to_string())
+            .replace("ZIPKIN_PORT", &zipkin.to_string());
         let config_path = dir.path().join("jaeger.yaml");
         std::fs::write(&config_path, config).unwrap();
         let child = Command::new(binary)
@@ -55,6 +63,7 @@ impl Jaeger {
             child,
             grpc,
             http,
+            zipkin,
             query,
             dir,
         };
@@ -173,4 +182,132 @@ fn check_nested_trace(protocol: Option<&str>) {
         |s: &Value| trace["processes"][s["processID"].as_str().unwrap()]["serviceName"].clone();
     assert_eq!(service(process), "jaeger-nested");
     assert_eq!(service(work), "jaeger-nested");
+}
+
+/// `--traces_exporter zipkin` (the spelling of the users' documents) to Jaeger's
+/// Zipkin port: the same nested trace, each span under its parent, each
+/// resource with its own service, and the kinds and status mapped.
+#[test]
+fn zipkin_spans_reach_jaegers_zipkin_port_as_one_trace() {
+    let (Some(python), Some(jaeger)) = (python(), Jaeger::start()) else {
+        return;
+    };
+    let endpoint = format!("http://127.0.0.1:{}/api/v2/spans", jaeger.zipkin);
+    let out = otel_run()
+        .args([
+            "--traces_exporter",
+            "zipkin",
+            "--service_name",
+            "zipkin-nested",
+        ])
+        .env("OTEL_EXPORTER_ZIPKIN_ENDPOINT", &endpoint)
+        .arg(python)
+        .arg(fixture("sdk_app.py"))
+        .arg("http")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let traces = jaeger.wait_traces("zipkin-nested", 3);
+    let [trace] = &traces[..] else {
+        panic!("one trace: {traces:#?}");
+    };
+    let (process, work, step) = (
+        span(trace, "python"),
+        span(trace, "work"),
+        span(trace, "step"),
+    );
+    assert_eq!(parent(process), None);
+    assert_eq!(parent(work), process["spanID"].as_str());
+    assert_eq!(parent(step), work["spanID"].as_str());
+    let tag = |s: &Value, key: &str| {
+        s["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == key)
+            .map(|t| t["value"].clone())
+    };
+    // INTERNAL spans carry no kind in Zipkin; attributes and scope are tags.
+    assert_eq!(tag(process, "span.kind"), None, "{process:#}");
+    assert_eq!(tag(process, "otel.scope.name"), Some("otel-run".into()));
+    assert_eq!(
+        tag(process, "process.exit.code"),
+        Some("0".into()),
+        "{process:#}"
+    );
+    assert_eq!(
+        tag(work, "otel.scope.name"),
+        Some("sdk-app".into()),
+        "{work:#}"
+    );
+    let service =
+        |s: &Value| trace["processes"][s["processID"].as_str().unwrap()]["serviceName"].clone();
+    assert_eq!(service(work), "zipkin-nested");
+}
+
+/// `--traces-exporter jaeger`: Jaeger takes OTLP, so spans go as OTLP, and
+/// otel-run says why once.
+#[test]
+fn the_jaeger_exporter_name_sends_otlp_and_says_why_once() {
+    let Some(jaeger) = Jaeger::start() else {
+        return;
+    };
+    let endpoint = format!("http://127.0.0.1:{}", jaeger.grpc);
+    let out = otel_run()
+        .args([
+            "--traces-exporter",
+            "jaeger,otlp",
+            "--service-name",
+            "jaeger-name",
+        ])
+        .args(["--exporter-otlp-endpoint", &endpoint, "--", "true"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("Jaeger takes OTLP natively").count(),
+        1,
+        "{err}"
+    );
+    let traces = jaeger.wait_traces("jaeger-name", 1);
+    assert_eq!(traces.len(), 1, "sent once, not once per name: {traces:#?}");
+    assert_eq!(traces[0]["spans"].as_array().unwrap().len(), 1);
+}
+
+/// Jaeger takes no metrics or logs: each signal is said once, in one line that
+/// names it, counted as dropped, and not sent there again.
+#[test]
+fn a_backend_without_metrics_and_logs_is_said_once_per_signal() {
+    let (Some(python), Some(jaeger)) = (python(), Jaeger::start()) else {
+        return;
+    };
+    for (protocol, port) in [("grpc", jaeger.grpc), ("http/protobuf", jaeger.http)] {
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let out = otel_run()
+            .args(["--metrics-exporter", "otlp", "--logs-exporter", "otlp"])
+            .args(["--exporter-otlp-protocol", protocol])
+            .args(["--exporter-otlp-endpoint", &endpoint])
+            .arg(&python)
+            .arg(fixture("sdk_signals.py"))
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let err = String::from_utf8_lossy(&out.stderr);
+        for signal in ["metrics", "logs"] {
+            let said: Vec<&str> = err
+                .lines()
+                .filter(|l| l.contains(&format!("does not take {signal} (")))
+                .collect();
+            assert_eq!(said.len(), 1, "{protocol}: {err}");
+            assert!(
+                said[0].contains(&format!("{signal} are not sent there again")),
+                "{said:?}"
+            );
+        }
+        assert!(
+            err.contains("0 data points exported, 1 dropped"),
+            "{protocol}: {err}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ mod hosts;
 mod jaeger;
 mod launch;
 mod node;
+mod prometheus;
 mod proxy;
 mod python;
 mod python_exit;

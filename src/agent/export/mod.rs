@@ -1,10 +1,12 @@
 //! Exporters: where a batch of OTLP `Resource*` messages goes.
 //!
-//! One enum, one file per kind: `otlp` (gRPC, http/protobuf, http/json) and
-//! `console`. The three signals are made generic by [`Payload`].
+//! One enum, one module per kind: `otlp` (gRPC, http/protobuf, http/json),
+//! `zipkin`, `prometheus` (a scrape endpoint) and `console`. The three signals are made generic by [`Payload`].
 
 pub mod console;
 pub mod otlp;
+pub mod prometheus;
+pub mod zipkin;
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use crate::settings::otlp::Signal;
 use crate::telemetry::spans::Spans;
@@ -42,6 +45,10 @@ pub enum ExportError {
     /// every later export fails the same way.
     #[error("{0}")]
     Closed(String),
+    /// The destination does not take this signal (gRPC UNIMPLEMENTED, HTTP
+    /// 404): every later export of it would fail the same way.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A signal's OTLP message: what a pipeline carries and an exporter sends.
@@ -69,6 +76,14 @@ pub trait Payload:
     fn to_console(&self) -> Vec<String>;
     /// This message's protobuf encoding, when it is held encoded already.
     fn encoded(&self) -> Option<bytes::Bytes> {
+        None
+    }
+    /// The spans, for exporters of spans only (Zipkin).
+    fn as_spans(&self) -> Option<std::borrow::Cow<'_, ResourceSpans>> {
+        None
+    }
+    /// The metrics, for exporters of metrics only (Prometheus).
+    fn as_metrics(&self) -> Option<&ResourceMetrics> {
         None
     }
     /// The gRPC method the request goes to.
@@ -129,6 +144,9 @@ impl Payload for Spans {
     fn to_console(&self) -> Vec<String> {
         console::spans::records(&self.message())
     }
+    fn as_spans(&self) -> Option<std::borrow::Cow<'_, ResourceSpans>> {
+        Some(self.message())
+    }
 }
 
 impl Payload for ResourceMetrics {
@@ -163,6 +181,9 @@ impl Payload for ResourceMetrics {
     fn to_console(&self) -> Vec<String> {
         vec![console::metrics::record(self)]
     }
+    fn as_metrics(&self) -> Option<&ResourceMetrics> {
+        Some(self)
+    }
 }
 
 impl Payload for ResourceLogs {
@@ -189,6 +210,8 @@ impl Payload for ResourceLogs {
 /// One destination of a pipeline.
 pub enum Exporter {
     Otlp(Box<otlp::Client>),
+    Zipkin(zipkin::Client),
+    Prometheus(prometheus::Scrape),
     Console(console::Console),
 }
 
@@ -196,6 +219,11 @@ impl Exporter {
     pub async fn export<T: Payload>(&self, batch: &[T]) -> Result<(), ExportError> {
         match self {
             Exporter::Otlp(client) => client.export(batch).await,
+            Exporter::Zipkin(client) => client.export(batch).await,
+            Exporter::Prometheus(scrape) => {
+                scrape.add(batch.iter().filter_map(Payload::as_metrics));
+                Ok(())
+            }
             Exporter::Console(console) => console.export(batch).await,
         }
     }
@@ -205,7 +233,8 @@ impl Exporter {
     pub fn timeout(&self) -> Option<Duration> {
         match self {
             Exporter::Otlp(client) => Some(client.timeout()),
-            Exporter::Console(_) => None,
+            Exporter::Zipkin(client) => Some(client.timeout()),
+            Exporter::Prometheus(_) | Exporter::Console(_) => None,
         }
     }
 
@@ -213,6 +242,8 @@ impl Exporter {
     pub fn describe(&self) -> String {
         match self {
             Exporter::Otlp(client) => client.describe(),
+            Exporter::Zipkin(client) => client.describe(),
+            Exporter::Prometheus(scrape) => scrape.describe(),
             Exporter::Console(console) => console.describe(),
         }
     }

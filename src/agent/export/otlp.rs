@@ -59,16 +59,17 @@ struct Pems {
 }
 
 /// The system's root certificates that parse, read once per process.
-struct Roots {
+pub(super) struct Roots {
     /// As rustls holds them, for tonic.
     anchors: rustls::RootCertStore,
     /// The same certificates in DER, for reqwest.
-    ders: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub(super) ders: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 static ROOTS: OnceLock<Roots> = OnceLock::new();
 
-fn roots() -> &'static Roots {
+/// The system's roots, read on the first call (a blocking read of many files).
+pub(super) fn roots() -> &'static Roots {
     ROOTS.get_or_init(|| {
         let loaded = rustls_native_certs::load_native_certs();
         for error in &loaded.errors {
@@ -281,19 +282,28 @@ impl Client {
             .map(|secs| Duration::from_secs(secs).min(MAX_DURATION));
         let text = response.text().await.unwrap_or_default();
         let message = format!("HTTP {status}{}", snippet(&text));
-        // The specification's retryable HTTP statuses.
-        if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
-            Err(ExportError::Retryable {
-                message,
-                retry_after,
-            })
-        } else {
-            Err(ExportError::Permanent(message))
-        }
+        Err(http_status_error(status, message, retry_after))
     }
 }
 
-fn snippet(body: &str) -> String {
+/// A failed HTTP status as an export error: the specification's retryable
+/// statuses are retried, a path the destination does not serve is given up.
+pub(super) fn http_status_error(
+    status: reqwest::StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+) -> ExportError {
+    match status.as_u16() {
+        429 | 502 | 503 | 504 => ExportError::Retryable {
+            message,
+            retry_after,
+        },
+        404 => ExportError::Unsupported(message),
+        _ => ExportError::Permanent(message),
+    }
+}
+
+pub(super) fn snippet(body: &str) -> String {
     let body = body.trim();
     if body.is_empty() || !body.is_ascii() {
         return String::new();
@@ -444,11 +454,12 @@ fn classify_grpc(status: &tonic::Status) -> ExportError {
             message,
             retry_after: None,
         },
+        Code::Unimplemented => ExportError::Unsupported(message),
         _ => ExportError::Permanent(message),
     }
 }
 
-fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
@@ -462,7 +473,7 @@ fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The innermost error's text, which says what actually went wrong.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {
         current = next;
