@@ -311,3 +311,50 @@ fn a_backend_without_metrics_and_logs_is_said_once_per_signal() {
         );
     }
 }
+
+/// A Flask app under `flask run`, as the users' documents run it, with
+/// otel-run's defaults pointed at Jaeger: its SERVER spans are in Jaeger, under
+/// the app's service, with the route.
+#[test]
+fn a_flask_apps_server_spans_are_in_jaeger() {
+    let (Some(python), Some(jaeger)) = (crate::util::apps_python(), Jaeger::start()) else {
+        return;
+    };
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{}", jaeger.grpc);
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = otel_run();
+    command
+        .env_remove("OTEL_TRACES_EXPORTER")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .args(["--service-name", "flask-jaeger"])
+        .args(["--exporter-otlp-endpoint", &endpoint, "--"])
+        .arg(python.with_file_name("flask"))
+        .args(["--app", "flask_app", "run", "-p", &port.to_string()])
+        .current_dir(fixture("python"));
+    let mut server = crate::util::Server::start(command, port, dir.path());
+    for user in [1, 2] {
+        assert_eq!(crate::util::http_get(port, &format!("/users/{user}")), 200);
+    }
+    let traces = jaeger.wait_traces("flask-jaeger", 1);
+    server.stop();
+    let server_spans: Vec<&Value> = traces
+        .iter()
+        .flat_map(|t| t["spans"].as_array().unwrap())
+        .filter(|s| {
+            s["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["key"] == "span.kind" && t["value"] == "server")
+        })
+        .collect();
+    assert!(!server_spans.is_empty(), "{traces:#?}");
+    let route = server_spans[0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == "http.route")
+        .map(|t| t["value"].clone());
+    assert_eq!(route, Some("/users/<int:user_id>".into()), "{traces:#?}");
+}
