@@ -148,3 +148,57 @@ fn a_scrape_port_in_use_is_said_and_the_command_runs() {
         "{err}"
     );
 }
+
+/// The proxy's `http.server.request.duration` is scraped like the children's
+/// metrics: a histogram in seconds, per route and status.
+#[test]
+fn the_proxys_request_duration_is_on_the_scrape_endpoint() {
+    let (Some(python), Some(_)) = (crate::util::tool("python3"), crate::util::tool("curl")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, upstream, scrape) = (free_port(), free_port(), free_port());
+    let mut command = otel_run();
+    command
+        .args([
+            "--proxy",
+            &format!("{proxy}={upstream}"),
+            "--route",
+            "/items/{id}",
+        ])
+        .args([
+            "--metrics-exporter",
+            "prometheus",
+            "--service-name",
+            "proxied",
+        ])
+        .args(["--exporter-prometheus-host", "127.0.0.1"])
+        .args(["--exporter-prometheus-port", &scrape.to_string()])
+        .args(["--metric-export-interval", "300", "--"])
+        .arg(python)
+        .arg(fixture("proxy_upstream.py"))
+        .arg(upstream.to_string());
+    let mut server = crate::util::Server::start(command, upstream, dir.path());
+    for item in 1..=3 {
+        let path = format!("/items/{item}");
+        assert_eq!(crate::util::http_get(proxy, &path), 200);
+    }
+    let count = "http_server_request_duration_seconds_count{";
+    let text = wait_for(Duration::from_secs(15), || {
+        let text = http_get_body(scrape, "/metrics");
+        text.lines()
+            .any(|l| {
+                l.starts_with(count)
+                    && l.contains("http_route=\"/items/{id}\"")
+                    && l.ends_with(" 3")
+            })
+            .then_some(text)
+    });
+    server.stop();
+    let text = text.expect("the proxy's duration histogram on the scrape endpoint");
+    assert!(
+        text.contains("# TYPE http_server_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(text.contains("job=\"proxied\""), "{text}");
+}
