@@ -300,29 +300,6 @@ impl Settings {
             })
     }
 
-    /// The resource attributes: OTEL_RESOURCE_ATTRIBUTES, then the `k8s.*`
-    /// attributes of the downward API that it does not name.
-    pub fn resource_attributes(&self) -> Vec<(String, String)> {
-        let mut attributes = self.key_values(&vars::RESOURCE_ATTRIBUTES);
-        let added: Vec<_> = kubernetes::missing(&attributes, &self.kubernetes)
-            .map(|(key, value)| (key.to_string(), value.clone()))
-            .collect();
-        attributes.extend(added);
-        attributes
-    }
-
-    /// The child's OTEL_RESOURCE_ATTRIBUTES, when otel-run adds `k8s.*`
-    /// attributes to the user's; `None` leaves the child the user's own.
-    pub fn child_resource_attributes(&self) -> Option<String> {
-        let user = self.key_values(&vars::RESOURCE_ATTRIBUTES);
-        let mut added = kubernetes::missing(&user, &self.kubernetes).peekable();
-        added.peek()?;
-        Some(kubernetes::child_value(
-            self.text(&vars::RESOURCE_ATTRIBUTES),
-            added,
-        ))
-    }
-
     pub fn disabled(&self) -> bool {
         self.flag(&vars::SDK_DISABLED)
     }
@@ -557,72 +534,6 @@ mod tests {
         assert_eq!(s.service_name().as_deref(), Some("from-attrs"));
         let s = Settings::resolve(&inputs(&[], &[attrs, (NAME, "named")], &[])).unwrap();
         assert_eq!(s.service_name().as_deref(), Some("named"));
-    }
-
-    #[test]
-    fn downward_api_attributes_join_the_resource_without_overriding_the_users() {
-        let pod = [
-            ("K8S_POD_NAME", "shop-7d9f8-x2x4q"),
-            ("POD_NAMESPACE", "shop"),
-            ("OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "node-1"),
-        ];
-        let s = Settings::resolve(&inputs(&[], &pod, &[])).unwrap();
-        assert_eq!(
-            s.resource_attributes(),
-            [
-                ("k8s.pod.name".to_string(), "shop-7d9f8-x2x4q".to_string()),
-                ("k8s.namespace.name".into(), "shop".into()),
-                ("k8s.node.name".into(), "node-1".into()),
-            ]
-        );
-        assert_eq!(
-            s.child_resource_attributes().as_deref(),
-            Some("k8s.pod.name=shop-7d9f8-x2x4q,k8s.namespace.name=shop,k8s.node.name=node-1")
-        );
-        // The user's value wins from every layer: file, environment, flag.
-        let given = "k8s.pod.name=x,team=a";
-        let attrs = vars::RESOURCE_ATTRIBUTES.name;
-        for s in [
-            inputs(&[(attrs, given)], &pod, &[]),
-            inputs(&[], &[pod[0], pod[1], pod[2], (attrs, given)], &[]),
-            inputs(&[], &pod, &[(attrs, given)]),
-        ]
-        .map(|i| Settings::resolve(&i).unwrap())
-        {
-            let resource = s.resource_attributes();
-            assert_eq!(resource[0], ("k8s.pod.name".into(), "x".into()));
-            assert_eq!(resource.len(), 4, "{resource:?}");
-            assert_eq!(
-                s.child_resource_attributes().as_deref(),
-                Some("k8s.pod.name=x,team=a,k8s.namespace.name=shop,k8s.node.name=node-1")
-            );
-        }
-        // Nothing to add: the child keeps the user's variable as it is.
-        let all = "k8s.pod.name=x,k8s.namespace.name=y,k8s.node.name=z";
-        let s =
-            Settings::resolve(&inputs(&[], &[pod[0], pod[1], pod[2], (attrs, all)], &[])).unwrap();
-        assert_eq!(s.child_resource_attributes(), None);
-        let s = Settings::resolve(&inputs(&[], &[], &[])).unwrap();
-        assert_eq!(s.child_resource_attributes(), None);
-    }
-
-    #[test]
-    fn downward_api_variables_are_read_from_the_environment() {
-        let mut inputs = inputs(&[], &[], &[]);
-        inputs.read_env([
-            ("K8S_NODE_NAME".into(), "node-1".into()),
-            ("OTEL_RESOURCE_ATTRIBUTES_POD_NAME".into(), "pod-1".into()),
-            ("NODE_NAME".into(), "jenkins-agent".into()),
-        ]);
-        let s = Settings::resolve(&inputs).unwrap();
-        assert_eq!(
-            s.kubernetes,
-            [
-                ("k8s.pod.name", "pod-1".to_string()),
-                ("k8s.node.name", "node-1".to_string())
-            ]
-        );
-        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     }
 
     #[test]

@@ -879,8 +879,8 @@ pub struct DownwardApi {
     pub attribute: &'static str,
     /// The pod field a `fieldRef` gives the variables, for the docs.
     pub field: &'static str,
-    /// In order of preference: the OpenTelemetry Operator's name, the attribute's
-    /// own name as a variable, the name common in charts.
+    /// In order of preference: the OpenTelemetry Operator's name (or one of its
+    /// pattern), the attribute's own name as a variable, the name common in charts.
     pub vars: &'static [&'static str],
 }
 
