@@ -15,7 +15,7 @@ impl Settings {
     pub fn resource_attributes(&self) -> Vec<(String, String)> {
         let mut attributes = self.key_values(&vars::RESOURCE_ATTRIBUTES);
         let added: Vec<_> = missing(&attributes, &self.kubernetes)
-            .map(|(key, value)| (key.to_string(), value.clone()))
+            .map(|d| (d.key.to_string(), d.value.clone()))
             .collect();
         attributes.extend(added);
         attributes
@@ -31,6 +31,15 @@ impl Settings {
     }
 }
 
+/// A `k8s.*` attribute found in the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    pub key: &'static str,
+    pub value: String,
+    /// The variable it was read from.
+    pub var: &'static str,
+}
+
 /// What stands unencoded in a value otel-run adds to OTEL_RESOURCE_ATTRIBUTES:
 /// letters, digits and `-._~`. `,`, `=` and `%` must be encoded; pod, namespace
 /// and node names (DNS names) pass as they are.
@@ -42,34 +51,38 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// The attributes the environment gives, in the list's order: each from the
 /// first of its variables that is set and not blank.
-pub fn detect(env: &HashMap<String, String>) -> Vec<(&'static str, String)> {
+pub fn detect(env: &HashMap<String, String>) -> Vec<Detected> {
     vars::KUBERNETES
         .iter()
         .filter_map(|k| {
-            k.vars
-                .iter()
-                .find_map(|name| env.get(*name).map(|v| v.trim()).filter(|v| !v.is_empty()))
-                .map(|value| (k.attribute, value.to_string()))
+            k.vars.iter().find_map(|&var| {
+                let value = env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())?;
+                Some(Detected {
+                    key: k.attribute,
+                    value: value.to_string(),
+                    var,
+                })
+            })
         })
         .collect()
+}
+
+/// True when the user's attributes name `key`: the user's value is kept.
+pub fn given(user: &[(String, String)], key: &str) -> bool {
+    user.iter().any(|(k, _)| k == key)
 }
 
 /// The detected attributes the user's own do not name.
 fn missing<'a>(
     user: &[(String, String)],
-    detected: &'a [(&'static str, String)],
-) -> impl Iterator<Item = &'a (&'static str, String)> {
-    detected
-        .iter()
-        .filter(move |(key, _)| !user.iter().any(|(k, _)| k == key))
+    detected: &'a [Detected],
+) -> impl Iterator<Item = &'a Detected> {
+    detected.iter().filter(move |d| !given(user, d.key))
 }
 
 /// OTEL_RESOURCE_ATTRIBUTES for the child: the user's text as given, then the
 /// added attributes, percent-encoded as the specification reads them.
-fn child_value<'a>(
-    user: Option<&str>,
-    added: impl IntoIterator<Item = &'a (&'static str, String)>,
-) -> String {
+fn child_value<'a>(user: Option<&str>, added: impl IntoIterator<Item = &'a Detected>) -> String {
     let mut parts: Vec<String> = user
         .map(|u| u.trim().trim_end_matches(',').to_string())
         .filter(|u| !u.is_empty())
@@ -78,7 +91,7 @@ fn child_value<'a>(
     parts.extend(
         added
             .into_iter()
-            .map(|(key, value)| format!("{key}={}", utf8_percent_encode(value, VALUE))),
+            .map(|d| format!("{}={}", d.key, utf8_percent_encode(&d.value, VALUE))),
     );
     parts.join(",")
 }
@@ -123,13 +136,18 @@ mod tests {
             ("POD_NAMESPACE", "shop"),
             ("OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "node-1"),
         ]));
+        let found: Vec<_> = detected.iter().map(|d| (d.key, &*d.value, d.var)).collect();
         assert_eq!(
-            detected,
+            found,
             [
-                ("k8s.pod.name", "from-k8s".to_string()),
-                ("k8s.pod.uid", "1f2e".to_string()),
-                ("k8s.namespace.name", "shop".to_string()),
-                ("k8s.node.name", "node-1".to_string()),
+                ("k8s.pod.name", "from-k8s", "K8S_POD_NAME"),
+                ("k8s.pod.uid", "1f2e", "OTEL_RESOURCE_ATTRIBUTES_POD_UID"),
+                ("k8s.namespace.name", "shop", "POD_NAMESPACE"),
+                (
+                    "k8s.node.name",
+                    "node-1",
+                    "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME"
+                ),
             ]
         );
     }
@@ -143,12 +161,12 @@ mod tests {
     #[test]
     fn the_users_attributes_win_and_the_rest_are_added_encoded() {
         let user = parse::key_values("k8s.pod.name=x,team=a").unwrap();
-        let detected = vec![
-            ("k8s.pod.name", "pod-1".to_string()),
-            ("k8s.node.name", "node,1=a b%".to_string()),
-        ];
+        let detected = detect(&env(&[
+            ("K8S_POD_NAME", "pod-1"),
+            ("K8S_NODE_NAME", "node,1=a b%"),
+        ]));
         let added: Vec<_> = missing(&user, &detected).collect();
-        assert_eq!(added, [&("k8s.node.name", "node,1=a b%".to_string())]);
+        assert_eq!(added, [&detected[1]]);
         let text = child_value(Some("k8s.pod.name=x,team=a,"), added);
         assert_eq!(
             text,
@@ -219,12 +237,10 @@ mod tests {
             ("NODE_NAME".into(), "jenkins-agent".into()),
         ]);
         let s = Settings::resolve(&inputs).unwrap();
+        let found: Vec<_> = s.kubernetes.iter().map(|d| (d.key, &*d.value)).collect();
         assert_eq!(
-            s.kubernetes,
-            [
-                ("k8s.pod.name", "pod-1".to_string()),
-                ("k8s.node.name", "node-1".to_string())
-            ]
+            found,
+            [("k8s.pod.name", "pod-1"), ("k8s.node.name", "node-1")]
         );
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     }

@@ -129,7 +129,7 @@ pub struct Settings {
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// The `k8s.*` resource attributes of the downward API's variables.
-    pub kubernetes: Vec<(&'static str, String)>,
+    pub kubernetes: Vec<kubernetes::Detected>,
 }
 
 impl Settings {
