@@ -147,6 +147,9 @@ pub struct Config {
     pub java_agent: Option<PathBuf>,
     /// OTEL_RUN_CACHE_DIR: where the shims are written.
     pub cache_dir: Option<PathBuf>,
+    /// OTEL_RESOURCE_ATTRIBUTES with the downward API's `k8s.*` attributes
+    /// added, when there are any to add.
+    pub resource_attributes: Option<String>,
 }
 
 impl Runtime {
@@ -297,6 +300,9 @@ pub fn plan(config: &Config, target: Option<Target>) -> Plan {
     if config.disabled {
         plan.disabled = true;
         return plan;
+    }
+    if let Some(attributes) = &config.resource_attributes {
+        plan.set(vars::RESOURCE_ATTRIBUTES.name, attributes.clone());
     }
     if let Some(target) = target {
         inject_runtime(&mut plan, config, &target);
@@ -463,6 +469,32 @@ mod tests {
             let s = settings(&[], &[("OTEL_RUN_RUNTIME", runtime.key())]);
             assert_eq!(chosen(&s, program, &[]), runtime);
         }
+    }
+
+    #[test]
+    fn the_child_gets_the_downward_api_attributes_after_the_users() {
+        let pod = [("K8S_POD_NAME", "pod-1"), ("K8S_NAMESPACE_NAME", "shop")];
+        let p = plan(&settings(&pod, &[]), None);
+        assert_eq!(
+            p.get("OTEL_RESOURCE_ATTRIBUTES"),
+            Some("k8s.pod.name=pod-1,k8s.namespace.name=shop")
+        );
+        let flag = [("OTEL_RESOURCE_ATTRIBUTES", "k8s.pod.name=x")];
+        let p = plan(&settings(&pod, &flag), None);
+        assert_eq!(
+            p.get("OTEL_RESOURCE_ATTRIBUTES"),
+            Some("k8s.pod.name=x,k8s.namespace.name=shop")
+        );
+        let p = plan(&settings(&[], &[]), None);
+        assert_eq!(p.get("OTEL_RESOURCE_ATTRIBUTES"), None);
+        let mut disabled = pod.to_vec();
+        disabled.push(("OTEL_SDK_DISABLED", "true"));
+        let p = plan(&settings(&disabled, &[]), None);
+        assert_eq!(
+            p.get("OTEL_RESOURCE_ATTRIBUTES"),
+            None,
+            "disabled: untouched"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! is used, as the specification asks of SDKs. An empty value counts as unset.
 
 pub mod file;
+pub mod kubernetes;
 pub mod otlp;
 pub mod parse;
 pub mod ready;
@@ -98,13 +99,16 @@ impl Inputs {
         }
     }
 
-    /// Takes the OTEL_* variables of an environment (the process's, in `run`).
+    /// Takes the OTEL_* variables of an environment (the process's, in `run`),
+    /// and the downward API's of [`vars::KUBERNETES`].
     /// The environment is read as bytes: a value that is not text is named in
     /// [`Inputs::env_not_utf8`], and every variable reaches the child untouched
     /// all the same, since it inherits otel-run's environment.
     pub fn read_env(&mut self, vars: impl IntoIterator<Item = (OsString, OsString)>) {
         for (name, value) in vars {
-            let Some(name) = name.to_str().filter(|n| n.starts_with("OTEL_")) else {
+            let Some(name) = name.to_str().filter(|n| {
+                n.starts_with("OTEL_") || vars::KUBERNETES.iter().any(|k| k.vars.contains(n))
+            }) else {
                 continue;
             };
             match value.into_string() {
@@ -124,6 +128,8 @@ pub struct Settings {
     pub warnings: Vec<String>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// The `k8s.*` resource attributes of the downward API's variables.
+    pub kubernetes: Vec<kubernetes::Detected>,
 }
 
 impl Settings {
@@ -132,6 +138,7 @@ impl Settings {
             values: HashMap::new(),
             warnings: Vec::new(),
             config_file: inputs.file.as_ref().map(|f| f.path.clone()),
+            kubernetes: kubernetes::detect(&inputs.env),
         };
         for var in vars::ALL.iter().copied() {
             if let Some(resolved) = settings.resolve_one(var, inputs)? {

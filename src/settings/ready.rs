@@ -59,6 +59,7 @@ impl Settings {
             dotnet_auto_home: self.text(&vars::DOTNET_AUTO_HOME).map(PathBuf::from),
             java_agent: self.text(&vars::JAVA_AGENT).map(PathBuf::from),
             cache_dir: self.text(&vars::CACHE_DIR).map(PathBuf::from),
+            resource_attributes: self.child_resource_attributes(),
         }
     }
 
@@ -89,7 +90,7 @@ impl Settings {
         };
         telemetry::Config {
             service_name: self.service_name(),
-            resource_attributes: self.key_values(&vars::RESOURCE_ATTRIBUTES),
+            resource_attributes: self.resource_attributes(),
             sampler: Sampler::new(
                 &self.value(&vars::TRACES_SAMPLER, |s| Some(s.to_string())),
                 self.text(&vars::TRACES_SAMPLER_ARG)

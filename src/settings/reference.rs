@@ -47,6 +47,24 @@ pub fn markdown() -> String {
     for (name, doc) in vars::CONTEXT_CARRIER {
         let _ = writeln!(out, "| `{name}` | {doc} |");
     }
+    out += "\n## Kubernetes\n\n";
+    out += "In a pod, these variables, set from the downward API (`valueFrom.fieldRef`), give the \
+            `k8s.*` resource attributes of otel-run's own spans and of the child's SDK (through the \
+            OTEL_RESOURCE_ATTRIBUTES the child gets). Each attribute is read from the first of its \
+            variables that is set. An attribute given in OTEL_RESOURCE_ATTRIBUTES (or \
+            `--resource-attributes`, or the file's `resource_attributes`) keeps that value. \
+            `NODE_NAME` is not read: Jenkins names its agents with it.\n\n";
+    out += "| Attribute | Pod field | Variables |\n|---|---|---|\n";
+    for k in vars::KUBERNETES {
+        let names: Vec<String> = k.vars.iter().map(|v| format!("`{v}`")).collect();
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {} |",
+            k.attribute,
+            k.field,
+            names.join(", ")
+        );
+    }
     out += "\n## What the child gets\n\n";
     out += "Settings given as flags or in the config file are set in the child's environment under their \
             variable names. With the local agent (the default), the other OTLP settings of the backend \

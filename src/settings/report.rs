@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
+use super::kubernetes::{self, Detected};
 use super::otlp::{ExporterKind, Signal, Target};
 use super::vars::{self, Kind, Var};
 use super::{Settings, parse};
@@ -168,6 +169,25 @@ fn text(settings: &Settings) -> String {
         )
         .unwrap();
     }
+    let pod = kubernetes_rows(settings);
+    if !pod.is_empty() {
+        writeln!(out, "\nresource from the Kubernetes downward API:").unwrap();
+        let key_width = pod.iter().map(|(d, _)| d.key.len()).max().unwrap_or(0);
+        let value_width = pod.iter().map(|(d, _)| d.value.len()).max().unwrap_or(0);
+        for (d, used) in pod {
+            let note = if used {
+                String::new()
+            } else {
+                format!(", unused: {} gives it", vars::RESOURCE_ATTRIBUTES.name)
+            };
+            writeln!(
+                out,
+                "  {:key_width$}  {:value_width$}  ({}{note})",
+                d.key, d.value, d.var
+            )
+            .unwrap();
+        }
+    }
     writeln!(out).unwrap();
     writeln!(out, "export:").unwrap();
     for (signal, line) in export_lines(settings) {
@@ -177,6 +197,17 @@ fn text(settings: &Settings) -> String {
         writeln!(out, "\nwarning: {warning}").unwrap();
     }
     out
+}
+
+/// The downward API's attributes, each with whether it is used (the user's
+/// OTEL_RESOURCE_ATTRIBUTES does not name it).
+fn kubernetes_rows(settings: &Settings) -> Vec<(&Detected, bool)> {
+    let user = settings.key_values(&vars::RESOURCE_ATTRIBUTES);
+    settings
+        .kubernetes
+        .iter()
+        .map(|d| (d, !kubernetes::given(&user, d.key)))
+        .collect()
 }
 
 fn as_json(settings: &Settings) -> serde_json::Value {
@@ -198,6 +229,15 @@ fn as_json(settings: &Settings) -> serde_json::Value {
     json!({
         "config_file": settings.config_file.as_ref().map(|p| p.display().to_string()),
         "settings": settings_json,
+        "kubernetes": kubernetes_rows(settings)
+            .into_iter()
+            .map(|(d, used)| json!({
+                "attribute": d.key,
+                "value": d.value,
+                "variable": d.var,
+                "used": used,
+            }))
+            .collect::<Vec<_>>(),
         "export": export,
         "warnings": settings.warnings,
     })
@@ -206,6 +246,36 @@ fn as_json(settings: &Settings) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pods_attributes_are_shown_with_their_variables() {
+        let inputs = crate::settings::Inputs::of(
+            &[
+                ("K8S_POD_NAME", "pod-1"),
+                ("POD_NAMESPACE", "shop"),
+                ("OTEL_RESOURCE_ATTRIBUTES", "k8s.namespace.name=mine"),
+            ],
+            &[],
+        );
+        let settings = Settings::resolve(&inputs).unwrap();
+        let text = render(&settings, Format::Text);
+        assert!(
+            text.contains(
+                "resource from the Kubernetes downward API:\n  \
+                 k8s.pod.name        pod-1  (K8S_POD_NAME)\n  \
+                 k8s.namespace.name  shop   (POD_NAMESPACE, unused: OTEL_RESOURCE_ATTRIBUTES gives it)\n"
+            ),
+            "{text}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&settings, Format::Json)).unwrap();
+        assert_eq!(
+            json["kubernetes"][1],
+            json!({"attribute": "k8s.namespace.name", "value": "shop", "variable": "POD_NAMESPACE", "used": false})
+        );
+        let none = Settings::resolve(&crate::settings::Inputs::of(&[], &[])).unwrap();
+        assert!(!render(&none, Format::Text).contains("Kubernetes"));
+    }
 
     #[test]
     fn header_values_are_hidden_keys_are_kept() {

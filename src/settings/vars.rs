@@ -910,6 +910,53 @@ pub static CONTEXT_CARRIER: &[(&str, &str)] = &[
     ("BAGGAGE", "W3C baggage, passed on to the child unchanged."),
 ];
 
+/// One `k8s.*` resource attribute and the variables it is read from, for a
+/// container given them by the Kubernetes downward API.
+#[derive(Debug)]
+pub struct DownwardApi {
+    pub attribute: &'static str,
+    /// The pod field a `fieldRef` gives the variables, for the docs.
+    pub field: &'static str,
+    /// In order of preference: the OpenTelemetry Operator's name (or one of its
+    /// pattern), the attribute's own name as a variable, the name common in charts.
+    pub vars: &'static [&'static str],
+}
+
+/// Variables otel-run reads for the `k8s.*` resource attributes of its own spans
+/// and of the child's SDK (through the OTEL_RESOURCE_ATTRIBUTES the child gets).
+/// An attribute the user gives in OTEL_RESOURCE_ATTRIBUTES keeps the user's value.
+/// `NODE_NAME` is not read: Jenkins names its agent with it.
+pub static KUBERNETES: &[DownwardApi] = &[
+    DownwardApi {
+        attribute: "k8s.pod.name",
+        field: "metadata.name",
+        vars: &[
+            "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
+            "K8S_POD_NAME",
+            "POD_NAME",
+        ],
+    },
+    DownwardApi {
+        attribute: "k8s.pod.uid",
+        field: "metadata.uid",
+        vars: &["OTEL_RESOURCE_ATTRIBUTES_POD_UID", "K8S_POD_UID", "POD_UID"],
+    },
+    DownwardApi {
+        attribute: "k8s.namespace.name",
+        field: "metadata.namespace",
+        vars: &[
+            "OTEL_RESOURCE_ATTRIBUTES_POD_NAMESPACE",
+            "K8S_NAMESPACE_NAME",
+            "POD_NAMESPACE",
+        ],
+    },
+    DownwardApi {
+        attribute: "k8s.node.name",
+        field: "spec.nodeName",
+        vars: &["OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "K8S_NODE_NAME"],
+    },
+];
+
 /// Tells shims where otel-run's agent listens.
 pub const AGENT_ENDPOINT: &str = "OTEL_RUN_AGENT_ENDPOINT";
 /// The instrumentors otel-run found for a Python command.
@@ -928,6 +975,10 @@ pub static INJECTED: &[(&str, &str)] = &[
     (
         "TRACEPARENT",
         "otel-run's process span, so the child's own work joins its trace.",
+    ),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "When a Kubernetes variable above gives a `k8s.*` attribute that OTEL_RESOURCE_ATTRIBUTES does not: the user's value with that attribute added.",
     ),
     (
         "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -37,7 +37,8 @@ pub use sampler::Sampler;
 pub struct Config {
     /// OTEL_SERVICE_NAME, else `service.name` of OTEL_RESOURCE_ATTRIBUTES.
     pub service_name: Option<String>,
-    /// OTEL_RESOURCE_ATTRIBUTES.
+    /// OTEL_RESOURCE_ATTRIBUTES, then the `k8s.*` attributes of the downward
+    /// API that it does not name.
     pub resource_attributes: Vec<(String, String)>,
     pub sampler: Sampler,
     pub propagators: Propagators,

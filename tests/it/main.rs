@@ -11,6 +11,7 @@ mod dotnet;
 mod examples;
 mod hosts;
 mod jaeger;
+mod kubernetes;
 mod launch;
 mod node;
 mod prometheus;

@@ -16,13 +16,18 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_otel-run");
 
-/// `otel-run` with a clean environment: no OTEL_* or context variables from the
-/// machine running the tests, exporters off unless a test turns them on.
+/// `otel-run` with a clean environment: no OTEL_*, context or Kubernetes
+/// downward-API variables from the machine running the tests, exporters off
+/// unless a test turns them on.
 pub fn otel_run() -> Command {
     let mut cmd = Command::new(BIN);
+    let kubernetes = otel_run::settings::vars::KUBERNETES;
     for (key, _) in std::env::vars_os() {
         let name = key.to_string_lossy();
-        if name.starts_with("OTEL_") || matches!(&*name, "TRACEPARENT" | "TRACESTATE" | "BAGGAGE") {
+        if name.starts_with("OTEL_")
+            || matches!(&*name, "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
+            || kubernetes.iter().any(|k| k.vars.contains(&&*name))
+        {
             cmd.env_remove(&key);
         }
     }
