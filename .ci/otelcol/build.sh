@@ -38,34 +38,11 @@ cache_root=$(cd "$cache_root" && pwd -P)
 dest_dir=$cache_root/otelcol-$version-$(sha256sum "$manifest" | cut -c1-12)
 bin=$dest_dir/otelcol-test
 
-if [[ -x $bin ]]; then
-  echo "$bin" >&3
-  exit 0
-fi
+# shellcheck source=../go/cached.sh
+source "$here/../go/cached.sh"
+cached_or_lock "$dest_dir" "$bin"
 
-mkdir -p "$dest_dir"
-
-# Serialize concurrent builds of the same version (flock is in util-linux).
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$dest_dir/.lock"
-  flock 9
-  if [[ -x $bin ]]; then
-    echo "$bin" >&3
-    exit 0
-  fi
-fi
-
-if ! command -v go >/dev/null 2>&1; then
-  if [[ -x /usr/local/go/bin/go ]]; then
-    export PATH=/usr/local/go/bin:$PATH
-  else
-    die "go not found in PATH nor at /usr/local/go/bin/go"
-  fi
-fi
-
-# Sane, explicit Go settings: no workspace from a parent directory, no
-# surprising user GOFLAGS (e.g. -mod=vendor) leaking into ocb's go mod/go build.
-export GOWORK=off
+# No surprising user GOFLAGS (e.g. -mod=vendor) leaking into ocb's go mod/go build.
 export GOFLAGS=${OTELCOL_GOFLAGS:--buildvcs=false}
 export GOBIN=$dest_dir/bin
 
