@@ -166,7 +166,13 @@ fn check_nested_trace(protocol: Option<&str>) {
         .output()
         .unwrap();
     assert_success(&out);
-    let traces = jaeger.wait_traces("jaeger-nested", 3);
+    nested_trace(&jaeger, "jaeger-nested");
+}
+
+/// sdk_app.py's trace in Jaeger: the process span at the root, `work` under
+/// it, `step` under `work`, all of `service`; returns the trace.
+fn nested_trace(jaeger: &Jaeger, service: &str) -> Value {
+    let traces = jaeger.wait_traces(service, 3);
     let [trace] = &traces[..] else {
         panic!("one trace: {traces:#?}");
     };
@@ -178,10 +184,11 @@ fn check_nested_trace(protocol: Option<&str>) {
     assert_eq!(parent(process), None, "the process span is the root");
     assert_eq!(parent(work), process["spanID"].as_str());
     assert_eq!(parent(step), work["spanID"].as_str());
-    let service =
+    let of =
         |s: &Value| trace["processes"][s["processID"].as_str().unwrap()]["serviceName"].clone();
-    assert_eq!(service(process), "jaeger-nested");
-    assert_eq!(service(work), "jaeger-nested");
+    assert_eq!(of(process), service);
+    assert_eq!(of(work), service);
+    trace.clone()
 }
 
 /// `--traces_exporter zipkin` (the spelling of the users' documents) to Jaeger's
@@ -207,18 +214,8 @@ fn zipkin_spans_reach_jaegers_zipkin_port_as_one_trace() {
         .output()
         .unwrap();
     assert_success(&out);
-    let traces = jaeger.wait_traces("zipkin-nested", 3);
-    let [trace] = &traces[..] else {
-        panic!("one trace: {traces:#?}");
-    };
-    let (process, work, step) = (
-        span(trace, "python"),
-        span(trace, "work"),
-        span(trace, "step"),
-    );
-    assert_eq!(parent(process), None);
-    assert_eq!(parent(work), process["spanID"].as_str());
-    assert_eq!(parent(step), work["spanID"].as_str());
+    let trace = nested_trace(&jaeger, "zipkin-nested");
+    let (process, work) = (span(&trace, "python"), span(&trace, "work"));
     let tag = |s: &Value, key: &str| {
         s["tags"]
             .as_array()
@@ -240,9 +237,6 @@ fn zipkin_spans_reach_jaegers_zipkin_port_as_one_trace() {
         Some("sdk-app".into()),
         "{work:#}"
     );
-    let service =
-        |s: &Value| trace["processes"][s["processID"].as_str().unwrap()]["serviceName"].clone();
-    assert_eq!(service(work), "zipkin-nested");
 }
 
 /// `--traces-exporter jaeger`: Jaeger takes OTLP, so spans go as OTLP, and

@@ -246,28 +246,7 @@ impl Client {
         {
             return Err(unreachable);
         }
-        let response = sent.map_err(|e| {
-            // The URL may carry credentials; the target is described redacted elsewhere.
-            let e = e.without_url();
-            if e.is_connect() && is_refused(&e) {
-                ExportError::Unreachable("connection refused".into())
-            } else if e.is_connect() {
-                ExportError::Retryable {
-                    message: format!("cannot connect: {}", root_cause(&e)),
-                    retry_after: None,
-                }
-            } else if e.is_timeout() {
-                ExportError::Retryable {
-                    message: format!("timed out after {:?}", self.target.timeout),
-                    retry_after: None,
-                }
-            } else {
-                ExportError::Retryable {
-                    message: root_cause(&e),
-                    retry_after: None,
-                }
-            }
-        })?;
+        let response = sent.map_err(|e| send_error(e, self.target.timeout))?;
         let status = response.status();
         if status.is_success() {
             let body = response.bytes().await.unwrap_or_default();
@@ -283,6 +262,26 @@ impl Client {
         let text = response.text().await.unwrap_or_default();
         let message = format!("HTTP {status}{}", snippet(&text));
         Err(http_status_error(status, message, retry_after))
+    }
+}
+
+/// An HTTP request that got no response, as an export error: nothing
+/// listening is given up, the rest retried.
+pub(super) fn send_error(e: reqwest::Error, timeout: Duration) -> ExportError {
+    // The URL may carry credentials; the destination is described redacted elsewhere.
+    let e = e.without_url();
+    let message = if e.is_connect() && is_refused(&e) {
+        return ExportError::Unreachable("connection refused".into());
+    } else if e.is_connect() {
+        format!("cannot connect: {}", root_cause(&e))
+    } else if e.is_timeout() {
+        format!("timed out after {timeout:?}")
+    } else {
+        root_cause(&e)
+    };
+    ExportError::Retryable {
+        message,
+        retry_after: None,
     }
 }
 

@@ -5,7 +5,7 @@ pub mod model;
 
 use std::time::Duration;
 
-use super::otlp::{http_status_error, is_refused, root_cause, roots, snippet};
+use super::otlp::{http_status_error, roots, send_error, snippet};
 use super::{ExportError, Payload};
 use crate::settings::report::redact_url;
 
@@ -86,22 +86,7 @@ impl Client {
             .body(body)
             .send()
             .await;
-        let response = sent.map_err(|e| {
-            let e = e.without_url();
-            if e.is_connect() && is_refused(&e) {
-                ExportError::Unreachable("connection refused".into())
-            } else if e.is_timeout() {
-                ExportError::Retryable {
-                    message: format!("timed out after {:?}", self.config.timeout),
-                    retry_after: None,
-                }
-            } else {
-                ExportError::Retryable {
-                    message: root_cause(&e),
-                    retry_after: None,
-                }
-            }
-        })?;
+        let response = sent.map_err(|e| send_error(e, self.config.timeout))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
