@@ -195,11 +195,15 @@ impl Agent {
             }
             _ => None,
         };
+        for listener in &listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::debug!("receiving OTLP on http://{addr}");
+            }
+        }
         let receiver = (!listeners.is_empty()).then(|| {
             let max_connections = open_files::connection_budget(receiver::MAX_CONNECTIONS);
             receiver::serve(listeners, sinks.clone(), reporter.clone(), max_connections)
         });
-        tracing::debug!("receiving OTLP on {addrs:?}");
         drop(_guard);
         // Only a run's command, which sends to the receiver, reports its SDK's
         // drops. Without the file the run goes on; only those drops go unsaid.
