@@ -5,7 +5,8 @@
 //! own spans that feed those pipelines: the process span, the [`proxy`] and the
 //! [`probes`]. Everything leaves through the pipelines, and is flushed when the
 //! child has exited, bounded by the export timeouts. A run drives it all through
-//! one [`session::Session`].
+//! one [`session::Session`]; `otel-run agent` runs it alone ([`standalone`]),
+//! receiving on the addresses it is given until it is stopped.
 
 pub mod command_args;
 pub mod export;
