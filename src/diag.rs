@@ -132,6 +132,14 @@ pub fn error(message: &str, hint: Option<&str>) {
     eprint!("{text}");
 }
 
+/// A line otel-run says whatever the level: what a long-running otel-run is
+/// doing (`otel-run agent`'s addresses, its summary at stop).
+pub fn notice(message: &str) {
+    // One write, as `error`'s.
+    let text = format!("otel-run: {message}\n");
+    eprint!("{text}");
+}
+
 /// Writes otel-run's own output to stdout. A reader that went away
 /// (`otel-run config | head`) is not an error worth a message.
 pub fn stdout(text: &str) -> std::io::Result<()> {

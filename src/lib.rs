@@ -20,9 +20,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use agent::Agent;
 use agent::process_span::{CommandInfo, ProcessSpan};
 use agent::session::{Session, parent_from_env};
+use agent::{Agent, open_files};
 use diag::{Failure, USAGE};
 use settings::{Inputs, Settings, vars};
 use telemetry::Telemetry;
@@ -117,6 +117,7 @@ fn run(parsed: cli::Parsed) -> Result<Ending, Failure> {
             let target = command.as_ref().map(|(c, argv)| c.target(argv, &cwd));
             Ok(bootstrap::run(&settings.bootstrap(), &options, target, &cwd)?.into())
         }
+        Some(cli::Sub::Agent { listen }) => run_agent(&settings, &listen).map(Ending::from),
         Some(cli::Sub::Probes {
             action: cli::ProbesAction::List { target, pattern },
         }) => {
@@ -157,6 +158,32 @@ fn run_command(
     };
     let code = session.finish(&exit);
     Ok(Ending::of(&exit, code))
+}
+
+/// `otel-run agent`: the agent alone, receiving from other processes until a
+/// stopping signal, then flushed as a run's agent is after its command. The
+/// exit code is 0 once it has flushed: stopping it is how it is meant to end
+/// (unless lost telemetry was made to fail it, as in a run).
+fn run_agent(settings: &Settings, listen: &[std::net::SocketAddr]) -> Result<u8, Failure> {
+    let listen = if listen.is_empty() {
+        &agent::standalone::DEFAULT_LISTEN[..]
+    } else {
+        listen
+    };
+    let (config, printed) = settings.standalone_agent();
+    let stop = launch::Stop::install().context("cannot handle the stopping signals")?;
+    // No command keeps the limits otel-run was started with: raised before
+    // the receiver sizes its connection budget by them.
+    open_files::raise();
+    let agent = agent::standalone::start(&config, listen, &printed)?;
+    let signal = stop.wait();
+    tracing::info!("stopping on signal {signal}: flushing");
+    let finished = agent.finish();
+    Ok(agent::session::export_outcome(
+        config.fail_on_export_error,
+        &finished,
+        0,
+    ))
 }
 
 /// `otel-run env`: the environment for a whole CI job, printed for its shell.
@@ -224,7 +251,7 @@ fn record_job_span(settings: &Settings) -> String {
     let telemetry = Telemetry::new(&settings.telemetry(), &executable);
     let span = ProcessSpan::start(&telemetry, &settings.process(), None, &info);
     let traceparent = span.context.traceparent();
-    let agent = Agent::start(&settings.agent(), false).unwrap_or_else(|e| {
+    let agent = Agent::start(&settings.agent(), agent::Listen::Nowhere).unwrap_or_else(|e| {
         tracing::warn!("cannot start the exporter ({e}); the job's root span is not recorded");
         None
     });

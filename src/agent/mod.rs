@@ -5,7 +5,8 @@
 //! own spans that feed those pipelines: the process span, the [`proxy`] and the
 //! [`probes`]. Everything leaves through the pipelines, and is flushed when the
 //! child has exited, bounded by the export timeouts. A run drives it all through
-//! one [`session::Session`].
+//! one [`session::Session`]; `otel-run agent` runs it alone ([`standalone`]),
+//! receiving on the addresses it is given until it is stopped.
 
 pub mod command_args;
 pub mod export;
@@ -18,7 +19,9 @@ pub mod receiver;
 pub mod report;
 pub mod sdk_report;
 pub mod session;
+pub mod standalone;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +85,9 @@ pub struct Agent {
     receiver: Option<Arc<Receiver>>,
     reporter: Arc<Reporter>,
     sdk_report: Option<SdkReport>,
+    /// Say the exit summary even when nothing was dropped: a standalone
+    /// agent's user sees nothing else of what it forwarded.
+    summarize: bool,
 }
 
 /// What was exported and dropped, once the agent has flushed.
@@ -106,10 +112,50 @@ struct Workers {
     logs: Option<(Worker, Duration)>,
 }
 
+/// Where the agent's receiver listens.
+#[derive(Debug, Clone, Copy)]
+pub enum Listen<'a> {
+    /// No receiver: only otel-run's own telemetry is exported.
+    Nowhere,
+    /// A loopback port the system picks, for a run's command.
+    Ephemeral,
+    /// The addresses `otel-run agent` was given, for other processes.
+    At(&'a [SocketAddr]),
+}
+
+impl Listen<'_> {
+    /// A run's receiver, unless `--no-agent` turned it off.
+    pub fn ephemeral_if(receive: bool) -> Listen<'static> {
+        if receive {
+            Listen::Ephemeral
+        } else {
+            Listen::Nowhere
+        }
+    }
+}
+
+/// Why the agent did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the agent's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    #[error(transparent)]
+    Bind(#[from] receiver::BindError),
+}
+
+impl crate::diag::Hint for StartError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            StartError::Runtime(_) => None,
+            StartError::Bind(e) => e.hint(),
+        }
+    }
+}
+
 impl Agent {
-    /// Starts the pipelines, and the receiver when `receive` is set. Returns `None`
+    /// Starts the pipelines, and the receiver where `listen` says. Returns `None`
     /// when every exporter is `none`: there is nothing to do.
-    pub fn start(config: &Config, receive: bool) -> std::io::Result<Option<Agent>> {
+    pub fn start(config: &Config, listen: Listen) -> Result<Option<Agent>, StartError> {
         if !Signal::ALL.into_iter().any(|s| config.exports(s)) {
             return Ok(None);
         }
@@ -134,21 +180,38 @@ impl Agent {
             logs: start_pipeline(config, logs, &reporter, &mut workers.logs),
         };
         let sinks = Arc::new(sinks);
-        let (endpoint, receiver) = if receive {
-            let listener = runtime.block_on(receiver::bind())?;
-            let endpoint = format!("http://{}", listener.local_addr()?);
-            let max_connections = open_files::connection_budget(receiver::MAX_CONNECTIONS);
-            let receiver =
-                receiver::serve(listener, sinks.clone(), reporter.clone(), max_connections);
-            tracing::debug!("receiving OTLP on {endpoint}");
-            (Some(endpoint), Some(receiver))
-        } else {
-            (None, None)
+        let addrs = match listen {
+            Listen::Nowhere => &[][..],
+            Listen::Ephemeral => &[receiver::EPHEMERAL][..],
+            Listen::At(addrs) => addrs,
         };
+        let listeners = runtime.block_on(async {
+            let mut listeners = Vec::new();
+            for addr in addrs {
+                listeners.push(receiver::bind(*addr).await?);
+            }
+            Ok::<_, receiver::BindError>(listeners)
+        })?;
+        // A run's command is told where its receiver is: the one port picked.
+        let endpoint = match (listen, listeners.first()) {
+            (Listen::Ephemeral, Some(listener)) => {
+                Some(format!("http://{}", listener.local_addr()?))
+            }
+            _ => None,
+        };
+        for listener in &listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::debug!("receiving OTLP on http://{addr}");
+            }
+        }
+        let receiver = (!listeners.is_empty()).then(|| {
+            let max_connections = open_files::connection_budget(receiver::MAX_CONNECTIONS);
+            receiver::serve(listeners, sinks.clone(), reporter.clone(), max_connections)
+        });
         drop(_guard);
-        // Only a command that sends to the receiver reports its SDK's drops.
-        // Without the file the run goes on; only those drops go unsaid.
-        let sdk_report = receive
+        // Only a run's command, which sends to the receiver, reports its SDK's
+        // drops. Without the file the run goes on; only those drops go unsaid.
+        let sdk_report = matches!(listen, Listen::Ephemeral)
             .then(|| {
                 SdkReport::create()
                     .inspect_err(|e| {
@@ -165,6 +228,7 @@ impl Agent {
             receiver,
             reporter,
             sdk_report,
+            summarize: matches!(listen, Listen::At(_)),
         }))
     }
 
@@ -219,6 +283,7 @@ impl Agent {
             receiver,
             reporter,
             sdk_report,
+            summarize,
             ..
         } = self;
         let totals = runtime.block_on(async {
@@ -234,7 +299,7 @@ impl Agent {
         });
         // Connections still open are not worth waiting for.
         runtime.shutdown_background();
-        reporter.summary(&totals);
+        reporter.summary(&totals, summarize);
         if let Some(receiver) = receiver {
             reporter.connections_refused(receiver.refused_connections());
         }

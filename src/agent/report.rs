@@ -119,8 +119,9 @@ impl Reporter {
         );
     }
 
-    /// The exit line: always at `-v`, and as a warning when anything was dropped.
-    pub fn summary(&self, totals: &[(Signal, Totals)]) {
+    /// The exit line: always at `-v` or with `always`, and as a warning when
+    /// anything was dropped.
+    pub fn summary(&self, totals: &[(Signal, Totals)], always: bool) {
         let dropped: u64 = totals.iter().map(|(_, t)| t.dropped()).sum();
         let parts: Vec<String> = totals
             .iter()
@@ -146,10 +147,15 @@ impl Reporter {
             })
             .collect();
         if parts.is_empty() {
+            if always {
+                crate::diag::notice("nothing was received");
+            }
             return;
         }
         if dropped > 0 {
             tracing::warn!("{}", parts.join("; "));
+        } else if always {
+            crate::diag::notice(&parts.join("; "));
         } else {
             tracing::info!("{}", parts.join("; "));
         }

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::process_span::{CommandInfo, ProcessSpan};
-use super::{Agent, Finished, open_files, probes, proxy};
+use super::{Agent, Finished, Listen, open_files, probes, proxy};
 use crate::diag;
 use crate::launch::{Command, Exit};
 use crate::runtime::{Destination, Start};
@@ -48,10 +48,13 @@ impl Session {
                 &info,
             )
         });
-        let agent = Agent::start(&ready.agent, ready.agent.receive).unwrap_or_else(|e| {
-            tracing::warn!("cannot start the local agent ({e}); running the command without it");
-            None
-        });
+        let agent = Agent::start(&ready.agent, Listen::ephemeral_if(ready.agent.receive))
+            .unwrap_or_else(|e| {
+                tracing::warn!(
+                    "cannot start the local agent ({e}); running the command without it"
+                );
+                None
+            });
         let process = span.as_ref().map(|s| &s.context);
         let proxies = ready.proxy.as_ref().and_then(|config| {
             let run = proxy::Run {
@@ -166,7 +169,9 @@ fn without_probes(e: &probes::ProbeError) -> Option<probes::Session> {
     None
 }
 
-fn export_outcome(fail_on_export_error: bool, finished: &Finished, code: u8) -> u8 {
+/// The exit code once telemetry is flushed: `code`, unless lost telemetry
+/// was made to fail the step (`--fail-on-export-error`).
+pub fn export_outcome(fail_on_export_error: bool, finished: &Finished, code: u8) -> u8 {
     let dropped = finished.dropped();
     if dropped == 0 || !fail_on_export_error {
         return code;

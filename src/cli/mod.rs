@@ -104,6 +104,19 @@ pub enum Sub {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<OsString>,
     },
+    /// Run the agent alone: receive OTLP from other processes and devices and
+    /// forward it to the configured exporters until stopped (Ctrl-C, SIGTERM)
+    Agent {
+        /// An address to receive OTLP on, gRPC and HTTP alike (repeatable);
+        /// beyond loopback only when named, e.g. `0.0.0.0:4318`
+        /// [default: 127.0.0.1:4317, 127.0.0.1:4318]
+        #[arg(
+            long,
+            value_name = "ADDR",
+            value_parser = crate::agent::standalone::parse_listen
+        )]
+        listen: Vec<std::net::SocketAddr>,
+    },
     /// The functions `--uprobe` can turn into spans
     Probes {
         #[command(subcommand)]
@@ -125,6 +138,7 @@ const SUBCOMMANDS: &[&str] = &[
     "env",
     "bootstrap",
     "doctor",
+    "agent",
     "probes",
     "completions",
     "man",

@@ -196,6 +196,33 @@ fn uprobe_repeats_into_one_list() {
 }
 
 #[test]
+fn agent_is_a_subcommand_whose_listen_repeats_and_takes_the_settings() {
+    let parsed = parse_str(&[
+        "--traces_exporter",
+        "console",
+        "agent",
+        "--listen",
+        "0.0.0.0:4317",
+        "--listen",
+        "localhost:4318",
+        "--exporter-otlp-endpoint",
+        "http://backend:4317",
+    ]);
+    let Some(Sub::Agent { listen }) = parsed.cli.subcommand else {
+        panic!("{:?}", parsed.cli.subcommand);
+    };
+    let listen: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
+    assert_eq!(listen, ["0.0.0.0:4317", "127.0.0.1:4318"]);
+    assert_eq!(parsed.flags["OTEL_TRACES_EXPORTER"], "console");
+    assert_eq!(
+        parsed.flags["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        "http://backend:4317"
+    );
+    // A program named `agent` still runs after `--`.
+    assert_eq!(parse_str(&["--", "agent"]).cli.command, ["agent"]);
+}
+
+#[test]
 fn command_and_its_flags_are_the_childs() {
     let p = parse_str(&["--service-name", "a", "python", "-v", "--service-name", "b"]);
     assert_eq!(p.flags["OTEL_SERVICE_NAME"], "a");

@@ -9,7 +9,7 @@ mod stdio;
 mod terminal;
 mod wait;
 
-pub use signals::die_of;
+pub use signals::{Stop, die_of};
 pub use stdio::{closed as closed_stdio, note_closed as note_closed_stdio};
 
 use std::ffi::OsString;

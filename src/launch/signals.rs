@@ -115,6 +115,45 @@ impl Forwarder {
     }
 }
 
+/// What stops a process that runs until it is told to (`otel-run agent`): a
+/// supervisor's SIGTERM, the terminal's Ctrl-C (SIGINT) or hang-up (SIGHUP).
+/// One inherited as ignored stays ignored, as the command's would (above).
+const STOPPING: &[libc::c_int] = &[SIGTERM, SIGINT, SIGHUP];
+
+/// Handlers for the stopping signals, installed before otel-run starts to
+/// serve, so a stop that comes early is not missed (nor kills it unflushed).
+pub struct Stop {
+    signals: signal_hook::iterator::Signals,
+    handled: Vec<libc::c_int>,
+}
+
+impl Stop {
+    pub fn install() -> io::Result<Stop> {
+        let handled: Vec<libc::c_int> = STOPPING
+            .iter()
+            .copied()
+            .filter(|&s| !is_ignored(s))
+            .collect();
+        let signals = signal_hook::iterator::Signals::new(&handled)?;
+        Ok(Stop { signals, handled })
+    }
+
+    /// Waits for a stopping signal and returns it. The signals then get their
+    /// default action back: a second Ctrl-C during the flush stops otel-run
+    /// at once, as it does after a run.
+    pub fn wait(mut self) -> libc::c_int {
+        let signal = self.signals.forever().next().unwrap_or(SIGTERM);
+        self.signals.handle().close();
+        for signal in self.handled {
+            // SAFETY: restoring a default disposition; nothing registers them again.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        signal
+    }
+}
+
 /// The signals otel-run passed on to the command.
 pub struct Forwarded(u64);
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Settings;
-use super::otlp::{Signal, Target};
+use super::otlp::{ExporterKind, Signal, Target};
 use super::vars::{self, Var};
 use crate::agent::pipeline::{BatchConfig, MAX_QUEUE_BYTES};
 use crate::agent::probes::{self, ProbeError, Uprobe};
@@ -132,6 +132,29 @@ impl Settings {
                 port: self.value(&vars::PROMETHEUS_PORT, |p| p.parse().ok()),
             },
         }
+    }
+
+    /// `otel-run agent`'s agent. A signal whose exporter is the default `otlp`
+    /// with no endpoint set would send to localhost:4317, the agent's own
+    /// address: nothing names a destination, so it is printed (`console`)
+    /// instead. Returns the config and the signals so defaulted.
+    pub fn standalone_agent(&self) -> (agent::Config, Vec<Signal>) {
+        let mut config = self.agent();
+        let set = |var: &Var| {
+            self.get(var)
+                .is_some_and(|r| r.source != super::Source::Default)
+        };
+        let mut printed = Vec::new();
+        for (signal, of_signal) in Signal::ALL.into_iter().zip(config.signals.iter_mut()) {
+            let named = set(signal.exporter_var())
+                || set(&vars::OTLP.endpoint)
+                || set(&signal.otlp().endpoint);
+            if !named && !of_signal.exporters.is_empty() {
+                of_signal.exporters = vec![ExporterKind::Console];
+                printed.push(signal);
+            }
+        }
+        (config, printed)
     }
 
     /// Batching per signal: spans follow OTEL_BSP_*, logs OTEL_BLRP_*. Metrics
@@ -313,6 +336,41 @@ mod tests {
             "at least hyper's buffer"
         );
         assert_eq!(r.process.attributes, [("a".into(), "1".into())]);
+    }
+
+    #[test]
+    fn the_standalone_agent_prints_what_no_destination_is_named_for() {
+        let agent = |env: &[(&str, &str)]| {
+            let inputs = Inputs::of(env, &[]);
+            Settings::resolve(&inputs).unwrap().standalone_agent()
+        };
+        let (config, printed) = agent(&[]);
+        assert_eq!(printed, Signal::ALL);
+        assert_eq!(
+            config.signal(Signal::Traces).exporters,
+            [ExporterKind::Console]
+        );
+        // An endpoint for one signal, an exporter named for another, `none` for the last.
+        let (config, printed) = agent(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://backend:4317"),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ]);
+        assert!(printed.is_empty(), "{printed:?}");
+        assert_eq!(
+            config.signal(Signal::Traces).exporters,
+            [ExporterKind::Otlp]
+        );
+        assert_eq!(
+            config.signal(Signal::Metrics).exporters,
+            [ExporterKind::Otlp]
+        );
+        assert!(config.signal(Signal::Logs).exporters.is_empty());
+        let (_, printed) = agent(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://backend:4317")]);
+        assert!(
+            printed.is_empty(),
+            "the general endpoint names every signal's"
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn fish_completes_an_option_with_its_help_and_a_subcommand() {
     let (dir, script) = completion("fish");
     let mut fish = Command::new("fish");
     fish.args(["--no-config", "-c"]).arg(format!(
-        "source '{}'; complete -C 'otel-run --service-n'; complete -C 'otel-run doc'",
+        "source '{}'; complete -C 'otel-run --service-n'; complete -C 'otel-run doc'; complete -C 'otel-run agent --lis'",
         script.display()
     ));
     let text = shell_output(fish, dir.path());
@@ -84,6 +84,7 @@ fn fish_completes_an_option_with_its_help_and_a_subcommand() {
     );
     // (Files and programs whose names start with `doc` may follow: a command's place.)
     assert!(lines.iter().any(|l| l.starts_with("doctor\t")), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("--listen\t")), "{text}");
 }
 
 #[test]
@@ -95,6 +96,7 @@ fn the_man_page_lists_the_options_and_subcommands() {
     assert!(page.contains(".TH otel-run 1"), "{page}");
     assert!(page.contains("\\-\\-service\\-name"), "{page}");
     assert!(page.contains("otel\\-run\\-bootstrap(1)"), "{page}");
+    assert!(page.contains("otel\\-run\\-agent(1)"), "{page}");
 }
 
 #[test]

@@ -22,5 +22,6 @@ mod python_flows;
 mod receiver;
 mod runtimes;
 mod seeds;
+mod standalone;
 mod uprobe;
 mod util;

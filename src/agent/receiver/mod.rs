@@ -1,6 +1,7 @@
 //! The local OTLP receiver the child exports to: one loopback port serving
 //! OTLP/HTTP (protobuf and JSON, optionally gzip) on `/v1/{traces,metrics,logs}`
-//! and OTLP/gRPC (HTTP/2 without TLS) on the same port. Every signal is always
+//! and OTLP/gRPC (HTTP/2 without TLS) on the same port; `otel-run agent` serves
+//! the same on each address it listens on, for other processes. Every signal is always
 //! served, so a child is never pointed at an endpoint that answers 404; what
 //! arrives goes into the signal's pipeline, or is discarded when its exporter is
 //! `none`.
@@ -20,7 +21,7 @@ mod server;
 mod status;
 pub mod wire;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -114,14 +115,47 @@ impl Receiver {
     }
 }
 
-/// Binds the receiver's port on loopback.
-pub async fn bind() -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+/// A run's receiver: a port on loopback that the system picks.
+pub const EPHEMERAL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// An address the receiver could not listen on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {error}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub error: std::io::Error,
 }
 
-/// Serves until the runtime shuts down; `max_connections` may be open at once.
+impl crate::diag::Hint for BindError {
+    fn hint(&self) -> Option<String> {
+        let port = self.addr.port();
+        match self.error.kind() {
+            std::io::ErrorKind::AddrInUse => Some(format!(
+                "another process listens on port {port} (a collector, another `otel-run agent`): stop it, or listen elsewhere with `--listen ADDR`"
+            )),
+            std::io::ErrorKind::PermissionDenied => {
+                Some("ports below 1024 need privileges: choose another with `--listen`".to_string())
+            }
+            std::io::ErrorKind::AddrNotAvailable => Some(format!(
+                "{} is no address of this machine: `--listen` takes a local address, e.g. `127.0.0.1:{port}` or `0.0.0.0:{port}`",
+                self.addr.ip()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Binds one of the receiver's addresses.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| BindError { addr, error })
+}
+
+/// Serves every listener until the runtime shuts down; `max_connections` may
+/// be open at once, on all of them together.
 pub fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     sinks: Arc<Sinks>,
     reporter: Arc<Reporter>,
     max_connections: usize,
@@ -144,7 +178,9 @@ pub fn serve(
         .route(ResourceLogs::GRPC_PATH, post(grpc::export::<ResourceLogs>))
         .fallback(not_found)
         .with_state(receiver.clone());
-    server::spawn(listener, app, receiver.limits.clone());
+    for listener in listeners {
+        server::spawn(listener, app.clone(), receiver.limits.clone());
+    }
     receiver
 }
 
