@@ -150,6 +150,10 @@ pub struct Config {
     /// OTEL_RESOURCE_ATTRIBUTES with the downward API's `k8s.*` attributes
     /// added, when there are any to add.
     pub resource_attributes: Option<String>,
+    /// OTEL_TRACES_EXPORTER as the child's SDK knows it, when it differs from
+    /// the setting: `jaeger` is OTLP, which Jaeger takes (SDKs no longer ship a
+    /// Jaeger exporter).
+    pub child_traces_exporter: Option<String>,
 }
 
 impl Runtime {
@@ -304,6 +308,9 @@ pub fn plan(config: &Config, target: Option<Target>) -> Plan {
     if let Some(attributes) = &config.resource_attributes {
         plan.set(vars::RESOURCE_ATTRIBUTES.name, attributes.clone());
     }
+    if let Some(exporters) = &config.child_traces_exporter {
+        plan.set(vars::TRACES_EXPORTER.name, exporters.clone());
+    }
     if let Some(target) = target {
         inject_runtime(&mut plan, config, &target);
     }
@@ -413,6 +420,17 @@ mod tests {
         assert_eq!(p.get("OTEL_SERVICE_NAME"), Some("shop"));
         assert_eq!(p.get("OTEL_PROPAGATORS"), Some("tracecontext,kontur"));
         assert_eq!(p.get("OTEL_EXPORTER_OTLP_ENDPOINT"), None);
+    }
+
+    #[test]
+    fn exporting_directly_a_childs_jaeger_exporter_is_otlp() {
+        let s = settings(&[("OTEL_TRACES_EXPORTER", "jaeger,console,otlp")], &[]);
+        assert_eq!(
+            plan(&s, None).get("OTEL_TRACES_EXPORTER"),
+            Some("otlp,console")
+        );
+        let s = settings(&[("OTEL_TRACES_EXPORTER", "zipkin")], &[]);
+        assert_eq!(plan(&s, None).get("OTEL_TRACES_EXPORTER"), None);
     }
 
     #[test]

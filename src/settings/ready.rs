@@ -59,6 +59,19 @@ impl Settings {
             dotnet_auto_home: self.text(&vars::DOTNET_AUTO_HOME).map(PathBuf::from),
             java_agent: self.text(&vars::JAVA_AGENT).map(PathBuf::from),
             cache_dir: self.text(&vars::CACHE_DIR).map(PathBuf::from),
+            child_traces_exporter: {
+                let names = self.list(&vars::TRACES_EXPORTER);
+                names.iter().any(|n| n == "jaeger").then(|| {
+                    let mut child: Vec<&str> = Vec::new();
+                    for name in &names {
+                        let name = if name == "jaeger" { "otlp" } else { name };
+                        if !child.contains(&name) {
+                            child.push(name);
+                        }
+                    }
+                    child.join(",")
+                })
+            },
             resource_attributes: self.child_resource_attributes(),
         }
     }
