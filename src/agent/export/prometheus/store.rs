@@ -65,7 +65,13 @@ pub struct Store {
     /// `target_info`: one series per resource.
     pub targets: BTreeMap<Labels, Labels>,
     pub unshown: Unshown,
+    /// Series held, `target_info`'s included.
+    held: usize,
 }
+
+/// The series a scrape shows at most: a child that makes new label values
+/// without end (an ID as a label) cannot make otel-run hold without end.
+pub const MAX_SERIES: usize = 50_000;
 
 impl Store {
     /// Folds one received resource's metrics in.
@@ -80,8 +86,11 @@ impl Store {
                 .iter()
                 .filter(|kv| !IDENTIFYING.contains(&kv.key.as_str())),
         );
-        if !info.is_empty() || !target.is_empty() {
-            self.targets.insert(target.clone(), info);
+        if (!info.is_empty() || !target.is_empty())
+            && (self.targets.contains_key(&target) || self.room())
+            && self.targets.insert(target.clone(), info).is_none()
+        {
+            self.held += 1;
         }
         for scope in &resource.scope_metrics {
             let mut base = target.clone();
@@ -145,15 +154,24 @@ impl Store {
             return;
         }
         let series = &mut family.series;
+        let (held, unshown) = (&mut self.held, &mut self.unshown);
         let mut put = |attributes: &[KeyValue], sample: Sample| {
             let mut labels = base.clone();
             labels.extend(self::labels(attributes.iter()));
             labels.sort();
             labels.dedup_by(|a, b| a.0 == b.0);
-            match (delta, series.get_mut(&labels)) {
-                (true, Some(old)) => accumulate(old, sample),
-                _ => {
+            match series.get_mut(&labels) {
+                Some(old) if delta => accumulate(old, sample),
+                Some(old) => *old = sample,
+                None if *held < MAX_SERIES => {
                     series.insert(labels, sample);
+                    *held += 1;
+                }
+                None => {
+                    unshown.points += 1;
+                    unshown.first.get_or_insert_with(|| {
+                        format!("a scrape shows at most {MAX_SERIES} series (labels that never repeat, such as an ID, make new ones)")
+                    });
                 }
             }
         };
@@ -189,6 +207,16 @@ impl Store {
             }),
             Data::ExponentialHistogram(_) => {}
         }
+    }
+
+    fn room(&mut self) -> bool {
+        let room = self.held < MAX_SERIES;
+        if !room {
+            self.unshown
+                .first
+                .get_or_insert_with(|| format!("a scrape shows at most {MAX_SERIES} series"));
+        }
+        room
     }
 
     fn unshow(&mut self, points: usize, name: &str, what: &str) {
@@ -310,4 +338,51 @@ fn unit_of(name: &str, original: &str) -> String {
     name.strip_prefix(&base)
         .map(|rest| rest.trim_start_matches('_').to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, NumberDataPoint, ScopeMetrics};
+
+    use super::*;
+
+    #[test]
+    fn series_are_bounded_and_what_is_left_out_is_counted() {
+        let points = (0..MAX_SERIES + 10)
+            .map(|i| NumberDataPoint {
+                attributes: vec![KeyValue {
+                    key: "request.id".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(i.to_string())),
+                    }),
+                    ..Default::default()
+                }],
+                value: Some(number_data_point::Value::AsInt(1)),
+                ..Default::default()
+            })
+            .collect();
+        let resource = ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "ids".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut store = Store::default();
+        store.add(&resource);
+        assert_eq!(store.families["ids"].series.len(), MAX_SERIES);
+        assert_eq!(store.unshown.points, 10);
+        assert!(store.unshown.first.as_deref().unwrap().contains("at most"));
+        // A series already held is still updated.
+        store.add(&resource);
+        assert_eq!(store.families["ids"].series.len(), MAX_SERIES);
+        assert_eq!(store.unshown.points, 20);
+    }
 }
