@@ -49,7 +49,7 @@ impl Reporter {
             ExportError::Unsupported(_) => {
                 if self.first(format!("unsupported {} {destination}", signal.name())) {
                     tracing::warn!(
-                        "{destination} does not take {signal} ({err}); {signal} are not sent there again this run, and are counted as dropped\nhint: `--{signal}-exporter none` stops making them, or send them to a backend that takes them",
+                        "{destination} does not take {signal} ({err}); {signal} are not sent there again this run, and are counted as dropped\nhint: if the backend takes {signal}, check the endpoint's path; `--{signal}-exporter none` stops making them",
                         signal = signal.name()
                     );
                 }

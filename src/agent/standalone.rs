@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _, UdpSocket};
 
 use super::{Agent, Config, Listen, StartError};
-use crate::settings::otlp::{ExporterKind, Signal};
+use crate::settings::otlp::Signal;
 
 /// Where `otel-run agent` listens by default: the ports OTLP's exporters send
 /// to by default, gRPC's and HTTP's (each port takes both).
@@ -119,7 +119,7 @@ fn refuse_loops(config: &Config, listening: &[SocketAddr]) -> Result<(), Error> 
     }
     for signal in Signal::ALL {
         let of_signal = config.signal(signal);
-        if !of_signal.exporters.contains(&ExporterKind::Otlp) {
+        if !of_signal.exporters.iter().any(|kind| kind.is_otlp()) {
             continue;
         }
         let url = &of_signal.target.url;

@@ -9,7 +9,6 @@ pub mod store;
 pub mod text;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -32,7 +31,6 @@ pub struct Config {
 pub struct Scrape {
     store: Arc<Mutex<Store>>,
     address: SocketAddr,
-    said: AtomicBool,
 }
 
 impl Scrape {
@@ -48,23 +46,17 @@ impl Scrape {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Scrape {
-            store,
-            address,
-            said: AtomicBool::new(false),
-        })
+        Ok(Scrape { store, address })
     }
 
     /// Folds received metrics into what the next scrape shows; points the
     /// text format cannot show are counted there and said once.
     pub fn add<'a>(&self, batch: impl Iterator<Item = &'a ResourceMetrics>) {
-        let mut store = self.store.lock().expect("prometheus store lock");
+        let mut store = lock(&self.store);
         for resource in batch {
             store.add(resource);
         }
-        if let Some(why) = &store.unshown.first
-            && !self.said.swap(true, Ordering::Relaxed)
-        {
+        for why in store.unshown.unsaid.drain(..) {
             tracing::warn!("metrics a Prometheus scrape cannot show are left out: {why}");
         }
     }
@@ -75,19 +67,6 @@ impl Scrape {
             self.address
         )
     }
-
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
-    /// Points received that no scrape shows.
-    pub fn unshown(&self) -> u64 {
-        self.store
-            .lock()
-            .expect("prometheus store lock")
-            .unshown
-            .points
-    }
 }
 
 async fn scrape(State(store): State<Arc<Mutex<Store>>>, headers: HeaderMap) -> Response {
@@ -96,6 +75,13 @@ async fn scrape(State(store): State<Arc<Mutex<Store>>>, headers: HeaderMap) -> R
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let format = Format::accepted(accept);
-    let body = text::render(&store.lock().expect("prometheus store lock"), format);
+    let body = text::render(&lock(&store), format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// The store, even after a panic while it was held: a scrape shows what it has.
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

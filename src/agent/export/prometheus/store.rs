@@ -51,21 +51,34 @@ pub struct Family {
     pub series: BTreeMap<Labels, Sample>,
 }
 
-/// Points a scrape cannot show, with why, for the one warning.
+/// Points a scrape cannot show: how many, and why, each reason said once.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Unshown {
     pub points: u64,
-    pub first: Option<String>,
+    /// Reasons not said yet.
+    pub unsaid: Vec<String>,
+    /// The kinds of reason said or to be said.
+    kinds: Vec<&'static str>,
+}
+
+impl Unshown {
+    fn note(&mut self, kind: &'static str, points: u64, why: impl FnOnce() -> String) {
+        self.points += points;
+        if !self.kinds.contains(&kind) {
+            self.kinds.push(kind);
+            self.unsaid.push(why());
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct Store {
-    /// By Prometheus name (counters without `_total`, which rendering adds).
+    /// By Prometheus name, as rendered (a counter's ends in `_total`).
     pub families: BTreeMap<String, Family>,
     /// `target_info`: one series per resource.
     pub targets: BTreeMap<Labels, Labels>,
     pub unshown: Unshown,
-    /// Series held, `target_info`'s included.
+    /// Series and families held, `target_info`'s included.
     held: usize,
 }
 
@@ -136,20 +149,31 @@ impl Store {
                 return;
             }
         };
-        let name = names::metric(&metric.name, &metric.unit, false, kind == Kind::Gauge);
-        let unit = unit_of(&name, &metric.name);
-        let family = self.families.entry(name).or_insert_with(|| Family {
-            kind,
-            help: metric.description.clone(),
-            unit,
-            series: BTreeMap::new(),
+        let gauge = kind == Kind::Gauge;
+        // Keyed as rendered: counter `x` and gauge `x_total` are one name.
+        let name = names::metric(&metric.name, &metric.unit, kind == Kind::Counter, gauge);
+        if !self.families.contains_key(&name) && self.held >= MAX_SERIES {
+            self.unshown.note("full", points(data) as u64, full);
+            return;
+        }
+        let unit = unit_of(
+            &names::metric(&metric.name, &metric.unit, false, gauge),
+            &metric.name,
+        );
+        let held = &mut self.held;
+        let family = self.families.entry(name).or_insert_with(|| {
+            *held += 1;
+            Family {
+                kind,
+                help: metric.description.clone(),
+                unit,
+                series: BTreeMap::new(),
+            }
         });
         if family.kind != kind {
-            let points = points(data);
-            let first = &mut self.unshown;
-            first.points += points as u64;
-            first.first.get_or_insert_with(|| {
-                format!("`{}` has the name of a metric of another type", metric.name)
+            let name = &metric.name;
+            self.unshown.note("clash", points(data) as u64, || {
+                format!("`{name}` has the name of a metric of another type")
             });
             return;
         }
@@ -167,12 +191,7 @@ impl Store {
                     series.insert(labels, sample);
                     *held += 1;
                 }
-                None => {
-                    unshown.points += 1;
-                    unshown.first.get_or_insert_with(|| {
-                        format!("a scrape shows at most {MAX_SERIES} series (labels that never repeat, such as an ID, make new ones)")
-                    });
-                }
+                None => unshown.note("full", 1, full),
             }
         };
         match data {
@@ -212,19 +231,22 @@ impl Store {
     fn room(&mut self) -> bool {
         let room = self.held < MAX_SERIES;
         if !room {
-            self.unshown
-                .first
-                .get_or_insert_with(|| format!("a scrape shows at most {MAX_SERIES} series"));
+            self.unshown.note("full", 0, full);
         }
         room
     }
 
     fn unshow(&mut self, points: usize, name: &str, what: &str) {
-        self.unshown.points += points as u64;
-        self.unshown.first.get_or_insert_with(|| {
+        self.unshown.note("kind", points as u64, || {
             format!("`{name}` is {what}, which the text format cannot show")
         });
     }
+}
+
+fn full() -> String {
+    format!(
+        "a scrape shows at most {MAX_SERIES} series (labels that never repeat, such as an ID, make new ones)"
+    )
 }
 
 /// A delta point added to the value so far. Histograms whose bounds changed
@@ -246,9 +268,13 @@ fn accumulate(old: &mut Sample, new: Sample) {
                 counts: n,
             },
         ) if *bounds == b && counts.len() == n.len() => {
-            *count += c;
+            // Counts from the network: they saturate, never overflow.
+            *count = count.saturating_add(c);
             *sum += s;
-            counts.iter_mut().zip(n).for_each(|(old, new)| *old += new);
+            counts
+                .iter_mut()
+                .zip(n)
+                .for_each(|(old, new)| *old = old.saturating_add(new));
         }
         (old, new) => *old = new,
     }
@@ -377,12 +403,80 @@ mod tests {
         };
         let mut store = Store::default();
         store.add(&resource);
-        assert_eq!(store.families["ids"].series.len(), MAX_SERIES);
-        assert_eq!(store.unshown.points, 10);
-        assert!(store.unshown.first.as_deref().unwrap().contains("at most"));
+        // The family is held too.
+        assert_eq!(store.families["ids"].series.len(), MAX_SERIES - 1);
+        assert_eq!(store.unshown.points, 11);
+        assert_eq!(store.unshown.unsaid.len(), 1, "said once");
+        assert!(store.unshown.unsaid[0].contains("at most"));
         // A series already held is still updated.
         store.add(&resource);
-        assert_eq!(store.families["ids"].series.len(), MAX_SERIES);
-        assert_eq!(store.unshown.points, 20);
+        assert_eq!(store.families["ids"].series.len(), MAX_SERIES - 1);
+        assert_eq!(store.unshown.points, 22);
+    }
+
+    fn resource(metrics: Vec<Metric>) -> ResourceMetrics {
+        ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_counter_and_a_gauge_of_one_rendered_name_are_one_family() {
+        use opentelemetry_proto::tonic::metrics::v1::Sum;
+        let point = || NumberDataPoint {
+            value: Some(number_data_point::Value::AsInt(1)),
+            ..Default::default()
+        };
+        let counter = Metric {
+            name: "x".into(),
+            data: Some(Data::Sum(Sum {
+                data_points: vec![point()],
+                is_monotonic: true,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let gauge = Metric {
+            name: "x_total".into(),
+            data: Some(Data::Gauge(Gauge {
+                data_points: vec![point()],
+            })),
+            ..Default::default()
+        };
+        let mut store = Store::default();
+        store.add(&resource(vec![counter, gauge]));
+        assert_eq!(store.families.keys().collect::<Vec<_>>(), ["x_total"]);
+        assert_eq!(store.families["x_total"].kind, Kind::Counter);
+        assert_eq!(store.unshown.points, 1);
+        assert!(store.unshown.unsaid[0].contains("another type"));
+    }
+
+    #[test]
+    fn delta_histograms_saturate_instead_of_overflowing() {
+        use opentelemetry_proto::tonic::metrics::v1::{Histogram, HistogramDataPoint};
+        let histogram = || Metric {
+            name: "h".into(),
+            data: Some(Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    count: u64::MAX,
+                    bucket_counts: vec![u64::MAX],
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+            })),
+            ..Default::default()
+        };
+        let mut store = Store::default();
+        store.add(&resource(vec![histogram()]));
+        store.add(&resource(vec![histogram()]));
+        let series = &store.families["h"].series;
+        let Some(Sample::Histogram { count, counts, .. }) = series.values().next() else {
+            panic!("{series:?}");
+        };
+        assert_eq!((*count, counts[0]), (u64::MAX, u64::MAX));
     }
 }

@@ -51,26 +51,19 @@ pub fn render(store: &Store, format: Format) -> String {
 }
 
 fn family_text(out: &mut String, name: &str, family: &Family, format: Format) {
-    let (kind, sample_name) = match family.kind {
-        Kind::Counter => {
-            let total = if name.ends_with("_total") {
-                name.to_string()
-            } else {
-                format!("{name}_total")
-            };
-            ("counter", total)
-        }
-        Kind::Gauge => ("gauge", name.to_string()),
-        Kind::Histogram => ("histogram", name.to_string()),
-        Kind::Summary => ("summary", name.to_string()),
+    let kind = match family.kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Histogram => "histogram",
+        Kind::Summary => "summary",
     };
     // OpenMetrics names a counter's family without `_total`; the text format
     // names it as its samples.
     let family_name = match (format, family.kind) {
         (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
-        (Format::Text, Kind::Counter) => &sample_name,
         _ => name,
     };
+    let sample_name = name;
     if !family.help.is_empty() {
         let _ = writeln!(out, "# HELP {family_name} {}", escape(&family.help, false));
     }
@@ -80,7 +73,7 @@ fn family_text(out: &mut String, name: &str, family: &Family, format: Format) {
     }
     for (labels, value) in &family.series {
         match value {
-            Sample::Number(v) => sample(out, &sample_name, labels, None, *v),
+            Sample::Number(v) => sample(out, sample_name, labels, None, *v),
             Sample::Histogram {
                 count,
                 sum,

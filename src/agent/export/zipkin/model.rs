@@ -8,6 +8,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, span::SpanKind, status};
 use serde_json::{Map, Value, json};
 
+use crate::telemetry::hex::encode as hex;
+
 /// The attributes that name a span's remote endpoint, best first (the
 /// specification's ranking); an address is joined by its port when present.
 const REMOTE: &[(&str, Option<&str>)] = &[
@@ -76,8 +78,11 @@ fn one(span: &Span, service: &str, resource: &[KeyValue], scope_tags: &[(String,
         .saturating_sub(span.start_time_unix_nano);
     zipkin.insert("duration".into(), micros(duration).into());
     zipkin.insert("localEndpoint".into(), json!({ "serviceName": service }));
-    if let Some(remote) = remote(&span.attributes) {
-        zipkin.insert("remoteEndpoint".into(), json!({ "serviceName": remote }));
+    // Zipkin draws a dependency from a client's or producer's remote endpoint.
+    if matches!(kind, Some("CLIENT" | "PRODUCER"))
+        && let Some(remote) = remote(&span.attributes)
+    {
+        zipkin.insert("remoteEndpoint".into(), remote);
     }
     let annotations: Vec<Value> = span
         .events
@@ -153,13 +158,21 @@ fn tags(span: &Span, resource: &[KeyValue], scope_tags: &[(String, Value)]) -> M
     tags
 }
 
-fn remote(attributes: &[KeyValue]) -> Option<String> {
+/// The best-ranked attribute naming the peer: an IP address goes to `ipv4` or
+/// `ipv6`, a name to `serviceName`, and its port, if given, to `port`.
+fn remote(attributes: &[KeyValue]) -> Option<Value> {
     REMOTE.iter().find_map(|(name, port)| {
-        let name = text(attributes, name)?;
-        match port.and_then(|port| text(attributes, port)) {
-            Some(port) => Some(format!("{name}:{port}")),
-            None => Some(name),
+        let peer = text(attributes, name)?;
+        let mut endpoint = Map::new();
+        match peer.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => endpoint.insert("ipv4".into(), ip.to_string().into()),
+            Ok(std::net::IpAddr::V6(ip)) => endpoint.insert("ipv6".into(), ip.to_string().into()),
+            Err(_) => endpoint.insert("serviceName".into(), peer.into()),
+        };
+        if let Some(port) = port.and_then(|p| text(attributes, p)?.parse::<u16>().ok()) {
+            endpoint.insert("port".into(), port.into());
         }
+        Some(Value::Object(endpoint))
     })
 }
 
@@ -207,14 +220,6 @@ fn json_value(value: Option<&AnyValue>) -> Value {
 /// Whole microseconds, as Zipkin counts time (1234 ns is 1 µs).
 fn micros(nanos: u64) -> u64 {
     nanos / 1_000
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]
@@ -367,10 +372,27 @@ mod tests {
         ];
         let zipkin = &spans(&[request("svc", vec![client.clone()])])[0];
         assert_eq!(zipkin["kind"], "CLIENT");
-        assert_eq!(zipkin["remoteEndpoint"]["serviceName"], "db.local:5432");
+        assert_eq!(
+            zipkin["remoteEndpoint"],
+            json!({"serviceName": "db.local", "port": 5432})
+        );
+        let mut by_address = client.clone();
+        by_address.attributes = vec![
+            kv("network.peer.address", s("10.0.0.7")),
+            kv("network.peer.port", Any::IntValue(5432)),
+        ];
+        let zipkin = &spans(&[request("svc", vec![by_address])])[0];
+        assert_eq!(
+            zipkin["remoteEndpoint"],
+            json!({"ipv4": "10.0.0.7", "port": 5432})
+        );
         client.attributes.push(kv("peer.service", s("postgres")));
+        let zipkin = &spans(&[request("svc", vec![client.clone()])])[0];
+        assert_eq!(zipkin["remoteEndpoint"], json!({"serviceName": "postgres"}));
+        // A server's peer is its caller: no dependency is drawn from it.
+        client.kind = SpanKind::Server as i32;
         let zipkin = &spans(&[request("svc", vec![client])])[0];
-        assert_eq!(zipkin["remoteEndpoint"]["serviceName"], "postgres");
+        assert!(zipkin.get("remoteEndpoint").is_none(), "{zipkin}");
     }
 
     #[test]
