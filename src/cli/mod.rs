@@ -367,6 +367,7 @@ fn value_name(var: &Var) -> &'static str {
         Kind::Text => "TEXT",
         Kind::Bool => "BOOL",
         Kind::Count => "N",
+        Kind::Port => "PORT",
         Kind::Millis => "MS",
         Kind::Choice(_) => "NAME",
         Kind::ChoiceList(_) | Kind::OpenList(_) => "NAMES",

@@ -39,6 +39,12 @@ pub fn normalize(var: &Var, raw: &str) -> Result<String, Invalid> {
             .parse::<u64>()
             .map(|n| n.to_string())
             .map_err(|_| invalid("a whole number, e.g. `512`")),
+        Kind::Port => raw
+            .parse::<u16>()
+            .ok()
+            .filter(|&port| port > 0)
+            .map(|port| port.to_string())
+            .ok_or_else(|| invalid("a port from 1 to 65535, e.g. `9464`")),
         Kind::Millis => raw
             .parse::<u64>()
             .ok()
@@ -225,6 +231,15 @@ mod tests {
             normalize(&vars::PROPAGATORS, "tracecontext,kontur,vostok").unwrap(),
             "tracecontext,kontur,vostok"
         );
+    }
+
+    #[test]
+    fn ports_are_1_to_65535() {
+        assert_eq!(normalize(&vars::PROMETHEUS_PORT, "9464").unwrap(), "9464");
+        for bad in ["0", "65536", "70000", "-1", "http"] {
+            let err = normalize(&vars::PROMETHEUS_PORT, bad).unwrap_err();
+            assert!(err.expected.contains("1 to 65535"), "{bad}");
+        }
     }
 
     #[test]

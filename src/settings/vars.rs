@@ -17,6 +17,8 @@ pub enum Kind {
     Bool,
     /// A non-negative integer.
     Count,
+    /// A TCP port, 1 to 65535.
+    Port,
     /// A non-negative integer of milliseconds, at most [`super::parse::MAX_DURATION`].
     Millis,
     /// One of a closed set of names, case-insensitive.
@@ -279,7 +281,7 @@ var!(
 var!(
     PROMETHEUS_PORT,
     "OTEL_EXPORTER_PROMETHEUS_PORT",
-    Kind::Count,
+    Kind::Port,
     Some("9464"),
     Exporters,
     "Port of the `prometheus` exporter's scrape endpoint (`/metrics`)."
