@@ -186,9 +186,20 @@ impl Collector {
     /// failure under OTEL_RUN_TEST_REQUIRE_ALL).
     pub fn start_on(grpc: u16) -> Option<Collector> {
         let binary = peer("OTEL_RUN_TEST_OTELCOL", "an OpenTelemetry Collector")?;
-        if std::net::TcpListener::bind(("127.0.0.1", grpc)).is_err() {
-            let message =
-                format!("skipped: port {grpc} is taken, and the flow needs its collector there");
+        // Another test may hold it for a moment (a default is everyone's).
+        let free = wait_for(Duration::from_secs(60), || {
+            std::net::TcpListener::bind(("127.0.0.1", grpc)).ok()
+        })
+        .is_some();
+        if !free {
+            let holder = Command::new("ss")
+                .args(["-ltnp", &format!("sport = :{grpc}")])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let message = format!(
+                "skipped: port {grpc} is taken, and the flow needs its collector there:\n{holder}"
+            );
             if std::env::var("OTEL_RUN_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
                 panic!("{message}");
             }
