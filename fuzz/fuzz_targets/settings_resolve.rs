@@ -46,11 +46,15 @@ fuzz_target!(|data: &[u8]| {
 
     let cli::Parsed { cli, flags } = match cli::parse(argv) {
         Ok(parsed) => parsed,
-        Err(e) => {
-            // Help and version are the same whatever else is given: not worth rendering.
+        // Help and version are the same whatever else is given: not worth rendering.
+        Err(cli::Error::Clap(e)) => {
             if e.use_stderr() {
                 e.to_string();
             }
+            return;
+        }
+        Err(cli::Error::Unknown(e)) => {
+            e.to_string();
             return;
         }
     };
