@@ -99,24 +99,8 @@ fn child_value<'a>(user: Option<&str>, added: impl IntoIterator<Item = &'a Detec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{Inputs, parse};
-
-    fn inputs(
-        file: &[(&str, &str)],
-        env: &[(&str, &str)],
-        flags: &[(&'static str, &str)],
-    ) -> Inputs {
-        Inputs {
-            file: (!file.is_empty()).then(|| crate::settings::file::ConfigFile {
-                path: "otel-run.toml".into(),
-                values: file
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            }),
-            ..Inputs::of(env, flags)
-        }
-    }
+    use crate::settings::parse;
+    use crate::settings::tests::inputs;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -322,7 +322,8 @@ fn strict(var: &Var, raw: &str, source: Source) -> Result<Resolved, SettingsErro
 mod tests {
     use super::*;
 
-    fn inputs(
+    /// Inputs from a config file's keys, the environment and flags.
+    pub(in crate::settings) fn inputs(
         file: &[(&str, &str)],
         env: &[(&str, &str)],
         flags: &[(&'static str, &str)],
