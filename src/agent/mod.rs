@@ -20,6 +20,7 @@ pub mod report;
 pub mod sdk_report;
 pub mod session;
 pub mod standalone;
+pub mod viewer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
