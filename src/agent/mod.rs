@@ -10,6 +10,7 @@
 
 pub mod command_args;
 pub mod export;
+mod idle;
 pub mod open_files;
 pub mod pipeline;
 pub mod probes;
@@ -23,7 +24,7 @@ pub mod standalone;
 pub mod viewer;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
@@ -79,16 +80,36 @@ impl Config {
 }
 
 pub struct Agent {
-    runtime: tokio::runtime::Runtime,
-    sinks: Arc<Sinks>,
-    workers: Workers,
+    shared: Arc<Shared>,
+    /// Waits for the receiver's first connection, until the agent has started.
+    watcher: Option<idle::Watcher>,
     endpoint: Option<String>,
-    receiver: Option<Arc<Receiver>>,
-    reporter: Arc<Reporter>,
     sdk_report: Option<SdkReport>,
     /// Say the exit summary even when nothing was dropped: a standalone
     /// agent's user sees nothing else of what it forwarded.
     summarize: bool,
+}
+
+/// What the agent starts from, and what runs once it has.
+struct Shared {
+    config: Config,
+    /// The receiver's sockets: bound at once, served once the agent runs.
+    listeners: Mutex<Vec<std::net::TcpListener>>,
+    /// Each signal's exporters, made at once (their problems are said at the
+    /// start), run once the agent runs.
+    exporters: Mutex<Option<PerSignal>>,
+    /// Started at the first thing to export (see [`idle`]); `None` inside
+    /// when the runtime could not be made.
+    running: OnceLock<Option<Running>>,
+}
+
+/// The runtime, the pipelines and the receiver.
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    sinks: Arc<Sinks>,
+    workers: Workers,
+    receiver: Option<Arc<Receiver>>,
+    reporter: Arc<Reporter>,
 }
 
 /// What was exported and dropped, once the agent has flushed.
@@ -105,6 +126,9 @@ impl Finished {
         self.totals.iter().map(|(_, t)| t.dropped()).sum::<u64>() + self.sdk.total()
     }
 }
+
+/// Each signal's exporters, in the order of [`Signal::ALL`].
+type PerSignal = [Vec<Exporter>; 3];
 
 #[derive(Default)]
 struct Workers {
@@ -154,45 +178,27 @@ impl crate::diag::Hint for StartError {
 }
 
 impl Agent {
-    /// Starts the pipelines, and the receiver where `listen` says. Returns `None`
-    /// when every exporter is `none`: there is nothing to do.
+    /// Binds the receiver where `listen` says. Returns `None` when every
+    /// exporter is `none`: there is nothing to do.
+    ///
+    /// The runtime, the exporters and the pipelines start at the first thing
+    /// to export: the receiver's first connection, or the first of otel-run's
+    /// own spans (the proxy and the probes ask for it as they start). A
+    /// standalone agent, and a Prometheus exporter whose port must be open
+    /// while the command runs, start at once.
     pub fn start(config: &Config, listen: Listen) -> Result<Option<Agent>, StartError> {
         if !Signal::ALL.into_iter().any(|s| config.exports(s)) {
             return Ok(None);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("otel-run-agent")
-            .enable_all()
-            .build()?;
-        // Clients spawn their connection tasks on this runtime.
-        let _guard = runtime.enter();
-        let reporter = Arc::new(Reporter::default());
-        let exporters = |signal: Signal| exporters(config, signal);
-        let (traces, metrics, logs) = (
-            exporters(Signal::Traces),
-            exporters(Signal::Metrics),
-            exporters(Signal::Logs),
-        );
-        let mut workers = Workers::default();
-        let sinks = Sinks {
-            traces: start_pipeline(config, traces, &reporter, &mut workers.traces),
-            metrics: start_pipeline(config, metrics, &reporter, &mut workers.metrics),
-            logs: start_pipeline(config, logs, &reporter, &mut workers.logs),
-        };
-        let sinks = Arc::new(sinks);
         let addrs = match listen {
             Listen::Nowhere => &[][..],
             Listen::Ephemeral => &[receiver::EPHEMERAL][..],
             Listen::At(addrs) => addrs,
         };
-        let listeners = runtime.block_on(async {
-            let mut listeners = Vec::new();
-            for addr in addrs {
-                listeners.push(receiver::bind(*addr).await?);
-            }
-            Ok::<_, receiver::BindError>(listeners)
-        })?;
+        let listeners = addrs
+            .iter()
+            .map(|addr| receiver::bind(*addr))
+            .collect::<Result<Vec<_>, _>>()?;
         // A run's command is told where its receiver is: the one port picked.
         let endpoint = match (listen, listeners.first()) {
             (Listen::Ephemeral, Some(listener)) => {
@@ -205,11 +211,41 @@ impl Agent {
                 tracing::debug!("receiving OTLP on http://{addr}");
             }
         }
-        let receiver = (!listeners.is_empty()).then(|| {
-            let max_connections = open_files::connection_budget(receiver::MAX_CONNECTIONS);
-            receiver::serve(listeners, sinks.clone(), reporter.clone(), max_connections)
+        let waits = !listeners.is_empty();
+        // A scrape endpoint is served on the runtime, from the start.
+        let prometheus = Signal::ALL.into_iter().any(|s| {
+            config
+                .signal(s)
+                .exporters
+                .contains(&ExporterKind::Prometheus)
         });
-        drop(_guard);
+        let eager = matches!(listen, Listen::At(_)) || prometheus;
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            listeners: Mutex::new(listeners),
+            exporters: Mutex::new((!eager).then(|| Signal::ALL.map(|s| exporters(config, s)))),
+            running: OnceLock::new(),
+        });
+        let mut watcher = None;
+        if eager {
+            shared.running();
+        } else if waits {
+            let listeners = shared.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            let on_connection = {
+                let shared = shared.clone();
+                move || {
+                    shared.running();
+                }
+            };
+            match idle::Watcher::spawn(&listeners, on_connection) {
+                Ok(w) => watcher = Some(w),
+                Err(e) => {
+                    tracing::debug!("no thread to wait for a connection ({e}): serving at once");
+                    drop(listeners);
+                    shared.running();
+                }
+            }
+        }
         // Only a run's command, which sends to the receiver, reports its SDK's
         // drops. Without the file the run goes on; only those drops go unsaid.
         let sdk_report = matches!(listen, Listen::Ephemeral)
@@ -222,12 +258,9 @@ impl Agent {
             })
             .flatten();
         Ok(Some(Agent {
-            runtime,
-            sinks,
-            workers,
+            shared,
+            watcher,
             endpoint,
-            receiver,
-            reporter,
             sdk_report,
             summarize: matches!(listen, Listen::At(_)),
         }))
@@ -243,34 +276,38 @@ impl Agent {
         self.sdk_report.as_ref().map(SdkReport::path)
     }
 
-    /// Whether a signal is exported at all.
+    /// Whether a signal is exported at all (has an exporter that is not `none`).
     pub fn exports(&self, signal: Signal) -> bool {
-        match signal {
-            Signal::Traces => self.sinks.traces.is_some(),
-            Signal::Metrics => self.sinks.metrics.is_some(),
-            Signal::Logs => self.sinks.logs.is_some(),
-        }
+        self.shared.config.exports(signal)
     }
 
     /// Queues one of otel-run's own spans.
     pub fn record(&self, spans: ResourceSpans) {
-        self.recorder().spans(spans);
+        if self.exports(Signal::Traces) {
+            self.recorder().spans(spans);
+        }
     }
 
     /// A handle that records otel-run's own telemetry from any task.
     pub fn recorder(&self) -> Recorder {
-        Recorder(self.sinks.clone())
+        let sinks = self.shared.running().map(|r| r.sinks.clone());
+        Recorder(sinks.unwrap_or_default())
     }
 
-    /// The agent's runtime, for otel-run's own servers (the proxy).
-    pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.handle().clone()
+    /// The agent's runtime, for otel-run's own servers (the proxy); `None`
+    /// when it could not be made.
+    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.shared.running().map(|r| r.runtime.handle().clone())
     }
 
     /// Where spans made outside the agent's runtime go (the probes' reader
     /// thread); `None` when traces are not exported.
     pub fn traces_sink(&self) -> Option<SpanSink> {
-        self.sinks.traces.clone().map(SpanSink)
+        if !self.exports(Signal::Traces) {
+            return None;
+        }
+        let running = self.shared.running()?;
+        running.sinks.traces.clone().map(SpanSink)
     }
 
     /// Flushes every pipeline, each bounded by its export timeout, and reports
@@ -278,14 +315,99 @@ impl Agent {
     /// all written their reports: the command has exited).
     pub fn finish(self) -> Finished {
         let Agent {
+            shared,
+            watcher,
+            sdk_report,
+            summarize,
+            ..
+        } = self;
+        // After this, nothing else holds `shared`.
+        if let Some(watcher) = watcher {
+            watcher.stop();
+        }
+        let running = Arc::into_inner(shared).and_then(|s| s.running.into_inner().flatten());
+        let (totals, reporter) = match running {
+            Some(running) => running.finish(),
+            // Nothing was ever sent or recorded: nothing to flush.
+            None => (Vec::new(), Arc::new(Reporter::default())),
+        };
+        reporter.summary(&totals, summarize);
+        let sdk = sdk_report.map(|r| r.read()).unwrap_or_default();
+        reporter.sdk_dropped(&sdk);
+        Finished { totals, sdk }
+    }
+}
+
+impl Shared {
+    /// The running agent, started now if it was not.
+    fn running(&self) -> Option<&Running> {
+        self.running
+            .get_or_init(|| {
+                let listeners =
+                    std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+                let exporters = self
+                    .exporters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                Running::start(&self.config, exporters, listeners)
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            "cannot start the local agent ({e}); telemetry is not exported"
+                        )
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+impl Running {
+    /// Starts the runtime, and on it the pipelines of `exporters` (made now
+    /// when `None`) and the receiver on `listeners`.
+    fn start(
+        config: &Config,
+        exporters: Option<PerSignal>,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> std::io::Result<Running> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("otel-run-agent")
+            .enable_all()
+            .build()?;
+        // Clients spawn their connection tasks on this runtime.
+        let _guard = runtime.enter();
+        let reporter = Arc::new(Reporter::default());
+        let [traces, metrics, logs] =
+            exporters.unwrap_or_else(|| Signal::ALL.map(|s| self::exporters(config, s)));
+        let mut workers = Workers::default();
+        let sinks = Sinks {
+            traces: start_pipeline(config, traces, &reporter, &mut workers.traces),
+            metrics: start_pipeline(config, metrics, &reporter, &mut workers.metrics),
+            logs: start_pipeline(config, logs, &reporter, &mut workers.logs),
+        };
+        let sinks = Arc::new(sinks);
+        let receiver = (!listeners.is_empty()).then(|| {
+            let max_connections = open_files::connection_budget(receiver::MAX_CONNECTIONS);
+            receiver::serve(listeners, sinks.clone(), reporter.clone(), max_connections)
+        });
+        drop(_guard);
+        Ok(Running {
             runtime,
             sinks,
             workers,
             receiver,
             reporter,
-            sdk_report,
-            summarize,
-            ..
+        })
+    }
+
+    fn finish(self) -> (Vec<(Signal, Totals)>, Arc<Reporter>) {
+        let Running {
+            runtime,
+            sinks,
+            workers,
+            receiver,
+            reporter,
         } = self;
         let totals = runtime.block_on(async {
             let (t, m, l) = tokio::join!(
@@ -300,13 +422,10 @@ impl Agent {
         });
         // Connections still open are not worth waiting for.
         runtime.shutdown_background();
-        reporter.summary(&totals, summarize);
         if let Some(receiver) = receiver {
             reporter.connections_refused(receiver.refused_connections());
         }
-        let sdk = sdk_report.map(|r| r.read()).unwrap_or_default();
-        reporter.sdk_dropped(&sdk);
-        Finished { totals, sdk }
+        (totals, reporter)
     }
 }
 

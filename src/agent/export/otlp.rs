@@ -105,16 +105,11 @@ impl Client {
                 _ => None,
             },
         };
-        let client = Client {
+        Ok(Client {
             target,
             pems,
             transport: tokio::sync::OnceCell::new(),
-        };
-        if !client.is_https() {
-            let transport = client.build(None)?;
-            let _ = client.transport.set(transport);
-        }
-        Ok(client)
+        })
     }
 
     fn is_https(&self) -> bool {
@@ -130,14 +125,21 @@ impl Client {
         })
     }
 
-    /// The transport; for `https://`, built with the roots on the first call.
+    /// The transport, built on the first call, on the agent's runtime (a
+    /// gRPC channel lives on one): a run that never exports never builds it.
+    /// For `https://` with the system's roots, read off the start-up path.
     async fn transport(&self) -> Result<&Transport, ExportError> {
         self.transport
             .get_or_try_init(|| async {
-                let roots = tokio::task::spawn_blocking(roots)
-                    .await
-                    .map_err(|e| ExportError::Permanent(e.to_string()))?;
-                self.build(Some(roots))
+                let roots = if self.is_https() {
+                    let roots = tokio::task::spawn_blocking(roots)
+                        .await
+                        .map_err(|e| ExportError::Permanent(e.to_string()))?;
+                    Some(roots)
+                } else {
+                    None
+                };
+                self.build(roots)
                     .map_err(|e| ExportError::Permanent(e.to_string()))
             })
             .await

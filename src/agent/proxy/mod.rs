@@ -214,8 +214,8 @@ pub struct Run<'a> {
 /// Starts the proxies. A port that cannot be bound is a warning: the command
 /// still runs, without that proxy.
 pub fn start(config: &Config, run: Run) -> std::io::Result<Proxies> {
-    let (handle, own_runtime) = match run.agent {
-        Some(agent) => (agent.handle(), None),
+    let (handle, own_runtime) = match run.agent.and_then(Agent::handle) {
+        Some(handle) => (handle, None),
         None => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -146,16 +146,16 @@ impl crate::diag::Hint for BindError {
 }
 
 /// Binds one of the receiver's addresses.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
+    std::net::TcpListener::bind(addr)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
         .map_err(|error| BindError { addr, error })
 }
 
 /// Serves every listener until the runtime shuts down; `max_connections` may
 /// be open at once, on all of them together.
 pub fn serve(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<std::net::TcpListener>,
     sinks: Arc<Sinks>,
     reporter: Arc<Reporter>,
     max_connections: usize,
@@ -179,7 +179,10 @@ pub fn serve(
         .fallback(not_found)
         .with_state(receiver.clone());
     for listener in listeners {
-        server::spawn(listener, app.clone(), receiver.limits.clone());
+        match TcpListener::from_std(listener) {
+            Ok(listener) => server::spawn(listener, app.clone(), receiver.limits.clone()),
+            Err(e) => tracing::warn!("the local OTLP receiver cannot serve a socket: {e}"),
+        }
     }
     receiver
 }
