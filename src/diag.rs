@@ -1,12 +1,11 @@
 //! otel-run's own diagnostics: stderr only, each line behind `otel-run:`, quiet
 //! (warnings and errors) unless `-v` or OTEL_LOG_LEVEL asks for more.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 /// The level from `-v` (which wins) or OTEL_LOG_LEVEL.
 pub fn level(verbose: u8, otel_log_level: Option<&str>) -> Option<Level> {
@@ -41,21 +40,7 @@ pub fn level_name(level: Option<Level>) -> &'static str {
 /// Installs the stderr logger; only otel-run's own modules log through it (a
 /// filter by target: no directives to parse at every start).
 pub fn init(level: Option<Level>) {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::filter::Targets::new();
-    let filter = match level {
-        Some(level) => filter.with_target("otel_run", level),
-        None => filter,
-    };
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .event_format(Prefixed),
-        )
-        .try_init();
+    let _ = tracing::subscriber::set_global_default(Stderr { max: level });
 }
 
 /// Exit code for bad usage or configuration, as clap uses.
@@ -151,19 +136,35 @@ pub fn stdout(text: &str) -> std::io::Result<()> {
     }
 }
 
-struct Prefixed;
+/// otel-run's logger: each event of otel-run's own modules at or above `max`
+/// is one line on stderr. otel-run makes no tracing spans, so none are kept
+/// (a registry of spans costs more at start-up than the whole settings).
+struct Stderr {
+    max: Option<Level>,
+}
 
-impl<S, N> FormatEvent<S, N> for Prefixed
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+impl Subscriber for Stderr {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.max.is_some_and(|max| *metadata.level() <= max)
+            && metadata.target().starts_with("otel_run")
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(
+            self.max
+                .map_or(tracing::level_filters::LevelFilter::OFF, Into::into),
+        )
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
         let label = match *event.metadata().level() {
             Level::ERROR => "error: ",
             Level::WARN => "warning: ",
@@ -171,9 +172,36 @@ where
             Level::DEBUG => "debug: ",
             Level::TRACE => "trace: ",
         };
-        write!(writer, "otel-run: {label}")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        let mut line = Line(format!("otel-run: {label}"));
+        event.record(&mut line);
+        line.0.push('\n');
+        // One write: lines of concurrent writers do not interleave.
+        eprint!("{}", line.0);
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+/// An event's message, then its other fields as `name=value`.
+struct Line(String);
+
+impl Visit for Line {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! `service_name = "checkout"`. Lists may be TOML arrays, key-value settings
 //! (`resource_attributes`, `exporter_otlp_headers`) may be tables.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -79,7 +79,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, FileError> {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })?;
-    let mut values = HashMap::new();
+    let mut values = HashMap::default();
     for (key, value) in table {
         let var = vars::find(&key)
             .filter(|v| v.key() == key.replace('-', "_"))

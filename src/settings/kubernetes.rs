@@ -3,7 +3,7 @@
 //! OTEL_RESOURCE_ATTRIBUTES: an attribute the user gives keeps the user's value,
 //! whichever layer (flag, environment, file) it came from.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 

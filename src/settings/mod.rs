@@ -14,7 +14,7 @@ pub mod reference;
 pub mod report;
 pub mod vars;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -135,7 +135,7 @@ pub struct Settings {
 impl Settings {
     pub fn resolve(inputs: &Inputs) -> Result<Self, SettingsError> {
         let mut settings = Settings {
-            values: HashMap::new(),
+            values: HashMap::default(),
             warnings: Vec::new(),
             config_file: inputs.file.as_ref().map(|f| f.path.clone()),
             kubernetes: kubernetes::detect(&inputs.env),
