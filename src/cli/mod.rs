@@ -10,7 +10,7 @@
 
 mod lex;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -238,7 +238,7 @@ fn parse_with_clap(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
 impl Parsed {
     /// From the settings given as flags, in the order given.
     fn new(cli: Cli, given: Vec<(&'static Var, String)>) -> Parsed {
-        let mut flags: HashMap<&'static str, String> = HashMap::new();
+        let mut flags: HashMap<&'static str, String> = HashMap::default();
         for (var, value) in given {
             // A repeated flag (`--uprobe`) gives its values as one comma-separated list.
             flags
@@ -274,6 +274,9 @@ pub fn generated(sub: &Sub) -> Option<String> {
     match sub {
         Sub::Completions { shell } => {
             clap_complete::generate(*shell, &mut command(), "otel-run", &mut out);
+            if *shell == clap_complete::Shell::Bash {
+                return Some(bash_arms_fixed(&String::from_utf8_lossy(&out)));
+            }
         }
         Sub::Man => clap_mangen::Man::new(command())
             .render(&mut out)
@@ -281,6 +284,15 @@ pub fn generated(sub: &Sub) -> Option<String> {
         _ => return None,
     }
     Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// clap_complete's bash script spells a hyphenated name two ways: the loop
+/// that walks the words says `otel__run__subcmd__agent`, the arms that list
+/// each subcommand's options `otel__subcmd__run__subcmd__agent`, so no
+/// subcommand's option ever completed (clap-rs/clap#6421). The arms are
+/// spelled as the loop spells them.
+fn bash_arms_fixed(script: &str) -> String {
+    script.replace("otel__subcmd__run", "otel__run")
 }
 
 /// Settings whose flag may be given more than once; the values join into one list.

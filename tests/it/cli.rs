@@ -59,12 +59,14 @@ complete_line() {{
     printf '%s\n' "${{COMPREPLY[@]}}"
 }}
 complete_line otel-run --service-n
-complete_line otel-run doc"#,
+complete_line otel-run doc
+complete_line otel-run agent --lis
+complete_line otel-run probes li"#,
         script.display()
     ));
     let lines = shell_output(bash, dir.path());
     let lines: Vec<&str> = lines.lines().collect();
-    assert_eq!(lines, ["--service-name", "doctor"]);
+    assert_eq!(lines, ["--service-name", "doctor", "--listen", "list"]);
 }
 
 #[test]
