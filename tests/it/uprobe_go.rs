@@ -43,7 +43,7 @@ fn time(span: &Value, key: &str) -> SystemTime {
     humantime::parse_rfc3339(span[key].as_str().unwrap()).unwrap()
 }
 
-fn id<'a>(span: &'a Value) -> &'a Value {
+fn id(span: &Value) -> &Value {
     &span["context"]["span_id"]
 }
 
