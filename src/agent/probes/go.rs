@@ -191,4 +191,29 @@ mod tests {
         assert!(old.contains("built with go1.17.13"), "{old}");
         assert!(GoBinary::default().unsupported().is_some());
     }
+
+    #[test]
+    fn reads_the_go_tools_own_version_and_returns() {
+        // Go is on every machine of this kind; its own binary was built by Go.
+        let Some(go) = which::which("go")
+            .ok()
+            .and_then(|p| std::fs::canonicalize(p).ok())
+        else {
+            assert_ne!(
+                std::env::var("OTEL_RUN_TEST_REQUIRE_ALL").as_deref(),
+                Ok("1"),
+                "missing `go` on PATH"
+            );
+            return;
+        };
+        let binary = super::super::symbols::Binary::read(&go).unwrap();
+        let info = binary.go.as_ref().expect("a Go binary");
+        assert!(
+            info.version.as_deref().unwrap().starts_with("go1."),
+            "{info:?}"
+        );
+        assert_eq!(info.unsupported(), None);
+        let main = binary.matching("main.main").next().unwrap();
+        assert!(!returns(&binary.code(main).unwrap()).is_empty());
+    }
 }
