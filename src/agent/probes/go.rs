@@ -21,14 +21,16 @@ pub struct GoBinary {
 }
 
 impl GoBinary {
-    /// `None` when `file` was not built by Go.
-    pub fn read(file: &object::File) -> Option<GoBinary> {
-        let info = file.section_by_name(".go.buildinfo")?;
-        let version = info.data().ok().and_then(build_version);
-        Some(GoBinary {
+    /// Reads a file `runtime::elf` found was built by Go.
+    pub fn read(file: &object::File) -> GoBinary {
+        let version = file
+            .section_by_name(".go.buildinfo")
+            .and_then(|s| s.data().ok())
+            .and_then(build_version);
+        GoBinary {
             version,
             inlined: inlined(file),
-        })
+        }
     }
 
     /// Why the probes cannot follow this program's goroutines, if they cannot.

@@ -11,6 +11,7 @@ use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use super::ProbeError;
 use super::go::GoBinary;
+use crate::runtime::elf::{self, Toolchain};
 
 /// A function that can be probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,7 @@ impl Binary {
             path: path.to_path_buf(),
             functions: by_offset.into_values().collect(),
             stripped,
-            go: GoBinary::read(&file),
+            go: (elf::toolchain(path) == Some(Toolchain::Go)).then(|| GoBinary::read(&file)),
         })
     }
 
