@@ -9,7 +9,7 @@ usage() {
   cat <<'USAGE'
 Usage: bench/uprobe-go/run.sh [OPTIONS]
 
-Interleaved rounds of six commands, each calling one function N times back to
+Interleaved rounds of seven commands, each calling one function N times back to
 back and reporting its loop's CPU time per call (user + kernel):
   go bare          examples/uprobe-go `bench N` (N calls of main.work)
   go bpftrace      bpftrace -e 'uprobe:uprobe-go:"main.work" { @ = count(); }' (entry only)
@@ -17,6 +17,9 @@ back and reporting its loop's CPU time per call (user + kernel):
   c bare           examples/uprobe-c `work N`
   c bpftrace       bpftrace on work's entry and return (uprobe + uretprobe)
   c otel-run       otel-run --uprobe :work
+  c bpftrace leaf  bpftrace on the entry of work's callee leaf, whose first
+                   instruction (lea) the kernel steps out of line, as it does
+                   main.work's (a C function's push is emulated instead)
 The probe cost of each is its CPU per call minus its bare program's.
 
 Options:
@@ -74,6 +77,7 @@ OTEL_FLAGS=(--traces-exporter console --console-output /dev/null
             --metrics-exporter none --logs-exporter none)
 GO_BPFTRACE="uprobe:$GO_BIN:\"main.work\" { @enter = count(); }"
 C_BPFTRACE="uprobe:$C_BIN:work { @enter = count(); } uretprobe:$C_BIN:work { @return = count(); }"
+C_LEAF_BPFTRACE="uprobe:$C_BIN:leaf { @enter = count(); }"
 
 # Sanity: the probes really attach (a run that silently ran unprobed would look free).
 check="$("$OTEL_RUN_BIN" -v "${OTEL_FLAGS[@]}" --uprobe :main.work -- "$GO_BIN" bench 1000 2>&1 >/dev/null)"
@@ -102,6 +106,7 @@ for ((r = 0; r < ROUNDS; r++)); do
   one "c bare" "$C_BIN" "$CALLS"
   one "c bpftrace" bpftrace -e "$C_BPFTRACE" -c "$C_BIN $CALLS"
   one "c otel-run" "$OTEL_RUN_BIN" "${OTEL_FLAGS[@]}" --uprobe :work -- "$C_BIN" "$CALLS"
+  one "c bpftrace leaf" bpftrace -e "$C_LEAF_BPFTRACE" -c "$C_BIN $CALLS"
 done
 read -r LOAD_AFTER _ < /proc/loadavg
 
@@ -124,7 +129,7 @@ out = [
     "| command | CPU per call, median (ns) | min–max (ns) | probe cost over bare (ns) |",
     "|---|---:|---:|---:|",
 ]
-for name in ("go bare", "go bpftrace", "go otel-run", "c bare", "c bpftrace", "c otel-run"):
+for name in ("go bare", "go bpftrace", "go otel-run", "c bare", "c bpftrace", "c otel-run", "c bpftrace leaf"):
     v = rows[name]
     extra = "—" if name.endswith("bare") else f"{cost(name):.0f}"
     out.append(f"| {name} | {med[name]:.0f} | {min(v):.0f}–{max(v):.0f} | {extra} |")
@@ -133,6 +138,8 @@ out += [
     f"- Go otel-run (entry + ret uprobes, per-goroutine) / Go bpftrace (entry only): {cost('go otel-run') / cost('go bpftrace'):.2f}x",
     f"- Go otel-run / C otel-run (uprobe + uretprobe, per-thread): {cost('go otel-run') / cost('c otel-run'):.2f}x",
     f"- C otel-run / C bpftrace (uprobe + uretprobe): {cost('c otel-run') / cost('c bpftrace'):.2f}x",
+    f"- one probe on an instruction stepped out of line (C leaf's lea, bpftrace): {cost('c bpftrace leaf'):.0f} ns;"
+    f" Go otel-run pays two (entry, ret): {cost('go otel-run') / cost('c bpftrace leaf'):.2f}x that",
 ]
 text = "\n".join(out) + "\n"
 print("\n" + text)
