@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Function-call spans for otel-run.
  *
- * Every probed function gets this uprobe and uretprobe, each attached with a
- * cookie naming the function. Only processes in `traced` are observed: the
+ * Every probed function of a native program gets this uprobe and uretprobe,
+ * each attached with a cookie naming the function; a Go function gets
+ * `go_enter` on its entry and `go_return` on each of its `ret` instructions
+ * (see below). Only processes in `traced` are observed: the
  * child otel-run spawns (caught when otel-run forks it, before it execs) and
  * every process it forks in turn. Each call becomes one ring-buffer record at
  * return, with its own span id and its parent's, so user space builds spans
  * without reassembling entry/return pairs. */
 #include <linux/bpf.h>
+#if defined(__TARGET_ARCH_x86)
+#include <asm/ptrace.h>
+#endif
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
@@ -80,11 +85,16 @@ struct {
  * Set by otel-run at load time (a quarter of the ring buffer by default). */
 volatile const __u64 wakeup_bytes = 1 << 20;
 
-static __always_inline void count_lost(__u32 slot)
+static __always_inline void count_lost_n(__u32 slot, __u64 count)
 {
 	__u64 *n = bpf_map_lookup_elem(&lost, &slot);
 	if (n)
-		*n += 1;
+		*n += count;
+}
+
+static __always_inline void count_lost(__u32 slot)
+{
+	count_lost_n(slot, 1);
 }
 
 static __always_inline int is_traced(__u32 tgid)
@@ -164,6 +174,202 @@ int call_return(struct pt_regs *ctx)
 	return 0;
 }
 
+/* Go programs.
+ *
+ * The Go runtime moves a goroutine's stack when it grows it, and walks stacks
+ * for the garbage collector and for panics: a uretprobe's rewritten return
+ * address would crash the program. So a Go function has a plain uprobe on its
+ * entry and one on each `ret` instruction (found by otel-run by disassembling
+ * it), and goroutines move between threads, so calls in progress are kept per
+ * goroutine: with Go's register ABI (Go 1.17 and later, amd64) R14 holds the
+ * running goroutine's `g`.
+ *
+ * A frame's place is `g.stack.hi - sp` at entry: where it is below the top of
+ * its goroutine's stack, which stays the same when the runtime copies the
+ * stack elsewhere. At a `ret`, sp is back where it was at entry, so the place
+ * finds the call's frame; frames deeper than it were unwound by a panic
+ * without reaching their `ret`, and so are frames at or below the place of a
+ * new call. Those are dropped and counted (OTEL_RUN_LOST_UNWOUND); calls that
+ * return are never affected. A goroutine's entry is deleted when its last
+ * probed call returns, so `goroutines` holds only goroutines with probed
+ * calls in progress; those of a process are deleted when it exits. Only on
+ * amd64 for now: otel-run refuses Go programs elsewhere. */
+#if defined(__TARGET_ARCH_x86)
+
+struct go_frame {
+	__u64 start_ns;
+	__u64 span_id;
+	__u64 place;  /* g.stack.hi - sp at entry */
+	__u64 cookie; /* which function */
+};
+
+struct go_frames {
+	__u32 depth;
+	__u32 _pad;
+	__u64 root_span_id;
+	struct go_frame frame[OTEL_RUN_MAX_DEPTH];
+};
+
+struct go_key {
+	__u64 g;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* Preallocated: an insert on a hot path allocates nothing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct go_key);
+	__type(value, struct go_frames);
+} goroutines SEC(".maps");
+
+/* An empty `go_frames` to insert from: too large for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct go_frames);
+} go_empty SEC(".maps");
+
+/* Offset of `stack.hi` in the runtime's `g` (`stack` is its first field,
+ * `{lo, hi uintptr}`, unchanged since Go 1.0). */
+#define GO_G_STACK_HI 8
+
+/* The running goroutine and the place of the stack pointer in its stack;
+ * 0 when R14 does not point at a readable `g`. */
+static __always_inline int go_where(struct pt_regs *ctx, struct go_key *key, __u64 *place)
+{
+	__u64 hi = 0;
+	key->g = ctx->r14;
+	key->tgid = bpf_get_current_pid_tgid() >> 32;
+	key->_pad = 0;
+	if (!key->g || bpf_probe_read_user(&hi, sizeof(hi), (void *)(key->g + GO_G_STACK_HI)))
+		return 0;
+	if (hi < ctx->rsp)
+		return 0;
+	*place = hi - ctx->rsp;
+	return 1;
+}
+
+SEC("uprobe")
+int go_enter(struct pt_regs *ctx)
+{
+	struct go_key key;
+	__u64 place;
+	if (!is_traced(bpf_get_current_pid_tgid() >> 32) || !go_where(ctx, &key, &place))
+		return 0;
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct go_frames *f = bpf_map_lookup_elem(&goroutines, &key);
+	if (!f) {
+		__u32 zero = 0;
+		struct go_frames *empty = bpf_map_lookup_elem(&go_empty, &zero);
+		if (!empty)
+			return 0;
+		if (bpf_map_update_elem(&goroutines, &key, empty, BPF_NOEXIST)) {
+			count_lost(OTEL_RUN_LOST_GOROUTINES);
+			return 0;
+		}
+		f = bpf_map_lookup_elem(&goroutines, &key);
+		if (!f)
+			return 0;
+	}
+	for (int i = 0; i < OTEL_RUN_MAX_DEPTH; i++) {
+		__u64 depth = f->depth;
+		if (depth == 0 || depth > OTEL_RUN_MAX_DEPTH)
+			break;
+		struct go_frame *top = &f->frame[depth - 1];
+		if (top->place < place)
+			break;
+		/* The same call again at the same place: the function's prologue
+		 * grew the stack and restarted it. The call began at the first entry. */
+		if (top->place == place && top->cookie == cookie)
+			return 0;
+		f->depth = depth - 1;
+		count_lost(OTEL_RUN_LOST_UNWOUND);
+	}
+	__u64 depth = f->depth;
+	if (depth >= OTEL_RUN_MAX_DEPTH) {
+		count_lost(OTEL_RUN_LOST_DEPTH);
+		return 0;
+	}
+	__u64 now = bpf_ktime_get_ns();
+	__u64 span_id = new_span_id(now);
+	if (depth == 0)
+		f->root_span_id = span_id;
+	f->frame[depth].start_ns = now;
+	f->frame[depth].span_id = span_id;
+	f->frame[depth].place = place;
+	f->frame[depth].cookie = cookie;
+	f->depth = depth + 1;
+	return 0;
+}
+
+SEC("uprobe")
+int go_return(struct pt_regs *ctx)
+{
+	__u64 end_ns = bpf_ktime_get_ns();
+	struct go_key key;
+	__u64 place;
+	if (!go_where(ctx, &key, &place))
+		return 0;
+	struct go_frames *f = bpf_map_lookup_elem(&goroutines, &key);
+	if (!f)
+		return 0;
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct go_frame *top = 0;
+	__u64 depth = 0;
+	for (int i = 0; i < OTEL_RUN_MAX_DEPTH; i++) {
+		depth = f->depth;
+		if (depth == 0 || depth > OTEL_RUN_MAX_DEPTH)
+			break;
+		top = &f->frame[depth - 1];
+		if (top->place <= place)
+			break;
+		f->depth = depth - 1;
+		count_lost(OTEL_RUN_LOST_UNWOUND);
+		top = 0;
+	}
+	/* No frame here: the call began before the probes, or too deep. */
+	if (!top || top->place != place || top->cookie != cookie)
+		goto done;
+	depth -= 1;
+	f->depth = depth;
+	struct otel_run_call *call = bpf_ringbuf_reserve(&calls, sizeof(*call), 0);
+	if (!call) {
+		count_lost(OTEL_RUN_LOST_RINGBUF);
+		goto done;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	call->start_ns = top->start_ns;
+	call->end_ns = end_ns;
+	call->span_id = top->span_id;
+	call->parent_span_id = depth > 0 && depth < OTEL_RUN_MAX_DEPTH ? f->frame[depth - 1].span_id : 0;
+	call->root_span_id = f->root_span_id;
+	call->cookie = cookie;
+	call->pid = pid_tgid >> 32;
+	call->tid = (__u32)pid_tgid;
+	call->depth = depth;
+	call->_pad = 0;
+	__u64 unread = bpf_ringbuf_query(&calls, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(call, unread >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+done:
+	if (f->depth == 0)
+		bpf_map_delete_elem(&goroutines, &key);
+	return 0;
+}
+
+/* Deletes one exited process's goroutines (`for_each` callback). */
+static long forget_goroutine(void *map, struct go_key *key, struct go_frames *f, __u32 *tgid)
+{
+	if (key->tgid == *tgid) {
+		count_lost_n(OTEL_RUN_LOST_UNWOUND, f->depth);
+		bpf_map_delete_elem(map, key);
+	}
+	return 0;
+}
+#endif
+
 /* A traced process's children are traced, and so is the child otel-run spawns. */
 SEC("raw_tracepoint/sched_process_fork")
 int follow_fork(struct bpf_raw_tracepoint_args *ctx)
@@ -198,7 +404,10 @@ int forget_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	if (tid == tgid)
-		bpf_map_delete_elem(&traced, &tgid);
+	if (tid == tgid && bpf_map_delete_elem(&traced, &tgid) == 0) {
+#if defined(__TARGET_ARCH_x86)
+		bpf_for_each_map_elem(&goroutines, forget_goroutine, &tgid, 0);
+#endif
+	}
 	return 0;
 }

@@ -24,4 +24,5 @@ mod runtimes;
 mod seeds;
 mod standalone;
 mod uprobe;
+mod uprobe_go;
 mod util;

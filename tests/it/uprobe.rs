@@ -2,7 +2,7 @@
 //!
 //! The programs are `examples/uprobe-c` (`work` calls `leaf`) and
 //! `examples/uprobe-rust` (`handlers::handle` calls `handlers::parse`), built by
-//! `.ci/run`. Loading probes needs root and an otel-run built with clang.
+//! `.ci/run`; Go programs are in `uprobe_go.rs`. Loading probes needs root and an otel-run built with clang.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -28,17 +28,17 @@ fn rust_example() -> Option<PathBuf> {
     )
 }
 
-fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
+pub(crate) fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
     spans.iter().filter(|s| s["name"] == name).collect()
 }
 
-fn int(span: &Value, key: &str) -> i64 {
+pub(crate) fn int(span: &Value, key: &str) -> i64 {
     attr(span, key)
         .as_i64()
         .unwrap_or_else(|| panic!("{key} in {span:#}"))
 }
 
-fn millis(span: &Value) -> f64 {
+pub(crate) fn millis(span: &Value) -> f64 {
     let time = |key: &str| {
         humantime::parse_rfc3339(span[key].as_str().unwrap())
             .unwrap()
@@ -63,7 +63,11 @@ fn assert_nested(children: &[&Value], parents: &[&Value]) {
 
 /// Runs `otel-run FLAGS -- PROGRAM ARGS` with the console exporter; returns its
 /// output and the spans.
-fn run(flags: &[&str], program: &Path, args: &[&str]) -> (std::process::Output, Vec<Value>) {
+pub(crate) fn run(
+    flags: &[&str],
+    program: &Path,
+    args: &[&str],
+) -> (std::process::Output, Vec<Value>) {
     let console = ConsoleFile::new();
     let out = otel_run()
         .args(console.flags())
@@ -249,22 +253,6 @@ fn a_stripped_binary_is_named_as_such() {
     assert_success(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is stripped"), "{stderr}");
-}
-
-#[test]
-fn go_programs_are_refused_and_still_run() {
-    let Some(work) = c_example() else { return };
-    let Some(go) = tool("go") else { return };
-    let go = std::fs::canonicalize(go).unwrap();
-    let target = format!("{}:main.main", go.display());
-    let (out, _) = run(&["--uprobe", &target], &work, &["1"]);
-    assert_success(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is a Go program"), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "work: 1 calls, sum 1\n"
-    );
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! Loading `probes/uprobe.bpf.c` with aya, attaching it, and reading its ring buffer.
+//! Loading `probes/uprobe.bpf.c` with aya, attaching it (a native function's
+//! uprobe and uretprobe, or a Go function's uprobes on entry and on each `ret`),
+//! and reading its ring buffer.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use aya::programs::{RawTracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 
 use super::events::{Call, Spans};
-use super::{Probe, ProbeError, Sink};
+use super::{Probe, ProbeError, Returns, Sink};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/uprobe.bpf.o"));
 
@@ -23,6 +25,8 @@ const BATCH: usize = 512;
 /// Slots of the `lost` counters, as in `probes/event.h`.
 const LOST_RINGBUF: u32 = 0;
 const LOST_DEPTH: u32 = 1;
+const LOST_UNWOUND: u32 = 2;
+const LOST_GOROUTINES: u32 = 3;
 
 pub struct Session {
     ebpf: Ebpf,
@@ -83,16 +87,38 @@ impl Session {
             program.load().map_err(load_error)?;
             program.attach(tracepoint).map_err(load_error)?;
         }
-        for name in ["call_enter", "call_return"] {
+        // What each program is attached to: (program, cookie, file offset);
+        // `None` for a uretprobe, which the kernel places at the return.
+        let mut points: Vec<(&str, usize, &Probe, Option<u64>)> = Vec::new();
+        for (cookie, probe) in probes.iter().enumerate() {
+            match &probe.returns {
+                Returns::Uretprobe => {
+                    points.push(("call_enter", cookie, probe, Some(probe.offset)));
+                    points.push(("call_return", cookie, probe, None));
+                }
+                Returns::Go(returns) => {
+                    points.push(("go_enter", cookie, probe, Some(probe.offset)));
+                    points.extend(
+                        returns
+                            .iter()
+                            .map(|&r| ("go_return", cookie, probe, Some(r))),
+                    );
+                }
+            }
+        }
+        for name in ["call_enter", "call_return", "go_enter", "go_return"] {
+            if !points.iter().any(|p| p.0 == name) {
+                continue;
+            }
             let program: &mut UProbe = ebpf
                 .program_mut(name)
                 .ok_or_else(|| missing(name))?
                 .try_into()
                 .map_err(load_error)?;
             program.load().map_err(load_error)?;
-            for (cookie, probe) in probes.iter().enumerate() {
+            for &(_, cookie, probe, at) in points.iter().filter(|p| p.0 == name) {
                 let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(probe.offset),
+                    location: UProbeAttachLocation::AbsoluteOffset(at.unwrap_or(probe.offset)),
                     cookie: Some(cookie as u64),
                 };
                 program
@@ -163,6 +189,7 @@ impl Session {
                 .map_or(0, |values| values.iter().sum())
         };
         let (full, deep) = (lost(LOST_RINGBUF), lost(LOST_DEPTH));
+        let (unwound, goroutines) = (lost(LOST_UNWOUND), lost(LOST_GOROUTINES));
         tracing::info!("{calls} probed calls recorded");
         if full > 0 {
             tracing::warn!(
@@ -172,6 +199,16 @@ impl Session {
         if deep > 0 {
             tracing::warn!(
                 "{deep} probed calls were not recorded: they were nested more than 32 deep on one thread"
+            );
+        }
+        if unwound > 0 {
+            tracing::warn!(
+                "{unwound} probed Go calls did not return: a panic unwound them, or the program ended during them, so they have no spans"
+            );
+        }
+        if goroutines > 0 {
+            tracing::warn!(
+                "{goroutines} probed Go calls were not recorded: more than 4096 goroutines were in probed calls at once"
             );
         }
     }

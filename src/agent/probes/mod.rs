@@ -9,6 +9,11 @@
 //! gate in the launcher. Its descendants are added as they fork. Other processes
 //! running the same file hit the probes but are filtered out in the kernel.
 //!
+//! A Go function gets no uretprobe, which would crash the program when the Go
+//! runtime walks or moves the goroutine's stack: it gets a uprobe on its entry
+//! and one on each `ret` instruction, found by disassembling it ([`go`]), and
+//! its calls in progress are kept per goroutine rather than per thread.
+//!
 //! Each call is one ring-buffer record at return ([`events::Call`]); a reader
 //! thread drains the buffer in batches, on a timer or when it is a quarter full
 //! (the probes wake it only then), and hands spans to the agent's bounded traces
@@ -19,6 +24,7 @@
 mod checks;
 mod clock;
 pub mod events;
+pub mod go;
 #[cfg(otel_run_probes)]
 mod loader;
 pub mod pattern;
@@ -26,9 +32,9 @@ pub mod symbols;
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::elf::{self, Toolchain};
 use crate::telemetry::Telemetry;
 use crate::telemetry::context::SpanContext;
+use go::GoBinary;
 pub use pattern::Uprobe;
 use symbols::Binary;
 
@@ -69,8 +75,14 @@ pub enum ProbeError {
     },
     #[error("`{}` is not an ELF binary or shared library", target.display())]
     NotElf { target: PathBuf },
-    #[error("`{}` is a Go program: Go moves goroutine stacks, which uretprobes would corrupt", target.display())]
-    Go { target: PathBuf },
+    #[error("cannot probe the Go program `{}`: {why}", target.display())]
+    Go { target: PathBuf, why: String },
+    #[error("`{pattern}` matches only functions of `{}` that the compiler inlined ({names}): they have no code of their own to probe", target.display())]
+    Inlined {
+        target: PathBuf,
+        pattern: String,
+        names: String,
+    },
     #[error("no function of `{}` matches `{pattern}`", target.display())]
     NotFound { target: PathBuf, pattern: String },
     #[error("`{}` is stripped (it has no symbol table) and none of its exported functions matches `{pattern}`", target.display())]
@@ -94,7 +106,8 @@ impl crate::diag::Hint for ProbeError {
             ProbeError::OldKernel { .. } => "run on a newer kernel".into(),
             ProbeError::Spec(_) => "write `--uprobe 'TARGET:PATTERN'`, e.g. `--uprobe ':app::handlers::*'` for the command's own functions".into(),
             ProbeError::TargetNotFound { .. } | ProbeError::NoTarget => "give a path (`./app:main`) or a library name (`libc.so.6:malloc`)".into(),
-            ProbeError::Go { .. } => "trace Go programs with a Go-aware instrumentation such as OpenTelemetry Go auto-instrumentation".into(),
+            ProbeError::Go { .. } => "rebuild the program with a recent Go, or trace it with the OpenTelemetry Go SDK".into(),
+            ProbeError::Inlined { .. } => "probe the functions that call them, or build with `go build -gcflags=all=-l` (no inlining)".into(),
             ProbeError::NotFound { target, .. } => format!("`otel-run probes list {}` lists the functions that can be probed", target.display()),
             ProbeError::Stripped { target, .. } => format!("probe a build that keeps its symbols (not `strip`ped, no `-s`); `otel-run probes list {}` shows what is exported", target.display()),
             ProbeError::TooMany { .. } => "narrow the patterns; `otel-run probes list TARGET PATTERN` shows what they match".into(),
@@ -109,6 +122,17 @@ pub struct Probe {
     pub path: PathBuf,
     pub offset: u64,
     pub name: String,
+    pub returns: Returns,
+}
+
+/// How a probed call's return is seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Returns {
+    /// A uretprobe: the kernel swaps the return address for a trampoline.
+    Uretprobe,
+    /// A Go function: a uprobe on each `ret` instruction, at these file offsets
+    /// (Go walks and moves its stacks, and would find the trampoline's address).
+    Go(Vec<u64>),
 }
 
 /// The functions the specifications name, each once.
@@ -120,15 +144,39 @@ pub fn plan(
     let mut probes: Vec<Probe> = Vec::new();
     for spec in specs {
         let path = symbols::resolve_target(&spec.target, program, cwd)?;
-        if elf::toolchain(&path) == Some(Toolchain::Go) {
-            return Err(ProbeError::Go { target: path });
-        }
         let binary = Binary::read(&path)?;
-        for function in binary.matching(&spec.pattern) {
+        if let Some(why) = binary.go.as_ref().and_then(GoBinary::unsupported) {
+            return Err(ProbeError::Go { target: path, why });
+        }
+        let matched: Vec<&symbols::Function> = binary.matching(&spec.pattern).collect();
+        if matched.is_empty() {
+            return Err(unmatched(&binary, &spec.pattern));
+        }
+        for function in matched {
+            let returns = if binary.go.is_some() {
+                let at = go::returns(&binary.code(function)?);
+                if at.is_empty() {
+                    tracing::warn!(
+                        "`{}` has no `ret` instruction (it ends by jumping to another function): its calls cannot be timed, so it is not probed",
+                        function.name
+                    );
+                    continue;
+                }
+                if binary.also_inlined(&function.name) {
+                    tracing::info!(
+                        "`{}` is also inlined into some of its callers: those calls are not seen",
+                        function.name
+                    );
+                }
+                Returns::Go(at.into_iter().map(|r| function.offset + r).collect())
+            } else {
+                Returns::Uretprobe
+            };
             let probe = Probe {
                 path: path.clone(),
                 offset: function.offset,
                 name: function.name.clone(),
+                returns,
             };
             if !probes
                 .iter()
@@ -137,14 +185,6 @@ pub fn plan(
                 probes.push(probe);
             }
         }
-        if binary.matching(&spec.pattern).next().is_none() {
-            let (target, pattern) = (path, spec.pattern.clone());
-            return Err(if binary.stripped {
-                ProbeError::Stripped { target, pattern }
-            } else {
-                ProbeError::NotFound { target, pattern }
-            });
-        }
     }
     if probes.len() > MAX_FUNCTIONS {
         return Err(ProbeError::TooMany {
@@ -152,6 +192,36 @@ pub fn plan(
         });
     }
     Ok(probes)
+}
+
+/// Why `pattern` matches no function of `binary` that can be probed.
+fn unmatched(binary: &Binary, pattern: &str) -> ProbeError {
+    let (target, pattern) = (binary.path.clone(), pattern.to_string());
+    let inlined: Vec<&str> = binary
+        .inlined_only()
+        .filter(|name| pattern::matches(&pattern, name))
+        .collect();
+    if !inlined.is_empty() {
+        const SHOWN: usize = 5;
+        let mut names = inlined[..inlined.len().min(SHOWN)]
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if inlined.len() > SHOWN {
+            names.push_str(&format!(" and {} more", inlined.len() - SHOWN));
+        }
+        return ProbeError::Inlined {
+            target,
+            pattern,
+            names,
+        };
+    }
+    if binary.stripped {
+        ProbeError::Stripped { target, pattern }
+    } else {
+        ProbeError::NotFound { target, pattern }
+    }
 }
 
 /// What `--uprobe` asks for, validated.
@@ -254,44 +324,50 @@ impl Session {
 }
 
 /// `otel-run probes list TARGET [PATTERN]`: the functions a pattern would probe,
-/// one demangled name a line.
+/// one name a line; in a Go program, functions the compiler inlined everywhere
+/// are listed too, marked as such.
 pub fn list(target: &str, pattern: Option<&str>, cwd: &Path) -> Result<String, ProbeError> {
     let path = symbols::resolve_target(target, None, cwd)?;
     let binary = Binary::read(&path)?;
     let pattern = pattern.unwrap_or("*");
-    let mut names: Vec<&str> = binary.matching(pattern).map(|f| f.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    if names.is_empty() {
-        return Err(if binary.stripped {
-            ProbeError::Stripped {
-                target: path,
-                pattern: pattern.into(),
+    let mut lines: Vec<String> = binary
+        .matching(pattern)
+        .map(|f| {
+            if binary.also_inlined(&f.name) {
+                format!("{} (also inlined: calls made inline are not seen)", f.name)
+            } else {
+                f.name.clone()
             }
-        } else {
-            ProbeError::NotFound {
-                target: path,
-                pattern: pattern.into(),
-            }
-        });
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(unmatched(&binary, pattern));
     }
-    let mut out = String::new();
+    lines.extend(
+        binary
+            .inlined_only()
+            .filter(|name| pattern::matches(pattern, name))
+            .map(|name| format!("{name} (inlined: cannot be probed)")),
+    );
+    lines.sort_unstable();
+    lines.dedup();
     if binary.stripped {
         tracing::warn!(
             "`{}` is stripped: only its exported functions are listed",
             path.display()
         );
     }
-    if elf::toolchain(&path) == Some(Toolchain::Go) {
+    if let Some(why) = binary.go.as_ref().and_then(GoBinary::unsupported) {
+        tracing::warn!("{}", ProbeError::Go { target: path, why });
+    } else if binary.go.as_ref().is_some_and(|g| g.inlined.is_none()) {
         tracing::warn!(
-            "{}",
-            ProbeError::Go {
-                target: path.clone()
-            }
+            "`{}` has no DWARF (built with `-ldflags=-w`): functions the compiler inlined cannot be told apart",
+            path.display()
         );
     }
-    for name in names {
-        out.push_str(name);
+    let mut out = String::new();
+    for line in lines {
+        out.push_str(&line);
         out.push('\n');
     }
     Ok(out)

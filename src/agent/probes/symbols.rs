@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use super::ProbeError;
+use super::go::GoBinary;
+use crate::runtime::elf::{self, Toolchain};
 
 /// A function that can be probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub struct Function {
     pub symbol: String,
     /// Where its first instruction is in the file.
     pub offset: u64,
+    /// Bytes of machine code, as the symbol table says (0 when it does not).
+    pub size: u64,
 }
 
 #[derive(Debug)]
@@ -29,6 +33,8 @@ pub struct Binary {
     pub functions: Vec<Function>,
     /// No `.symtab`: only exported functions are known.
     pub stripped: bool,
+    /// Built by Go: its version and inlined functions.
+    pub go: Option<GoBinary>,
 }
 
 impl Binary {
@@ -67,13 +73,54 @@ impl Binary {
                 name: demangle(raw),
                 symbol: raw.to_string(),
                 offset,
+                size: symbol.size(),
             });
         }
         Ok(Binary {
             path: path.to_path_buf(),
             functions: by_offset.into_values().collect(),
             stripped,
+            go: (elf::toolchain(path) == Some(Toolchain::Go)).then(|| GoBinary::read(&file)),
         })
+    }
+
+    /// Go functions inlined everywhere: they have DWARF but no symbol.
+    pub fn inlined_only(&self) -> impl Iterator<Item = &str> + '_ {
+        let inlined = self.go.as_ref().and_then(|g| g.inlined.as_ref());
+        let with_code: std::collections::HashSet<&str> = match inlined {
+            Some(_) => self.functions.iter().map(|f| f.name.as_str()).collect(),
+            None => Default::default(),
+        };
+        inlined
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(move |name| !with_code.contains(name))
+    }
+
+    /// A Go function that has code of its own and is also inlined somewhere.
+    pub fn also_inlined(&self, name: &str) -> bool {
+        self.go
+            .as_ref()
+            .and_then(|g| g.inlined.as_ref())
+            .is_some_and(|set| set.contains(name))
+    }
+
+    /// The machine code of `function`, read from the file.
+    pub fn code(&self, function: &Function) -> Result<Vec<u8>, ProbeError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let read_error = |source| ProbeError::Read {
+            target: self.path.clone(),
+            source,
+        };
+        let mut file = std::fs::File::open(&self.path).map_err(read_error)?;
+        file.seek(SeekFrom::Start(function.offset))
+            .map_err(read_error)?;
+        let mut code = Vec::new();
+        file.take(function.size)
+            .read_to_end(&mut code)
+            .map_err(read_error)?;
+        Ok(code)
     }
 
     /// The functions whose demangled name (or raw symbol) matches `pattern`.

@@ -1,0 +1,3 @@
+module otel-run.example/uprobe-go
+
+go 1.21
