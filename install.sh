@@ -46,7 +46,12 @@ fi
 command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs) and re-run"; exit 1; }
 
 say "building otel-run (release)"
-cargo build --release --locked >&2
+# Statically linked (see .cargo/config.toml); a machine without the C
+# library's static archive (libc.a) gets the usual dynamic binary.
+if ! cargo build-installed >&2; then
+  say "note: the static link failed; building the dynamically linked binary (it starts slower)"
+  cargo build --release --locked >&2
+fi
 mkdir -p "$prefix/bin"
 install -m 0755 target/release/otel-run "$prefix/bin/otel-run"
 say "installed $("$prefix/bin/otel-run" --version) to $prefix/bin/otel-run"

@@ -42,9 +42,10 @@ find_otel_run() {
     [[ "$target_dir" = /* ]] || target_dir="$REPO_ROOT/$target_dir"
     OTEL_RUN_BIN="$target_dir/release/otel-run"
     if [[ ! -x "$OTEL_RUN_BIN" ]]; then
-      log "$OTEL_RUN_BIN missing: cargo build --release"
-      (cd "$REPO_ROOT" && cargo build --release)
-      [[ -x "$OTEL_RUN_BIN" ]] || die "cargo build --release did not produce $OTEL_RUN_BIN"
+      # Built as install.sh builds it (.cargo/config.toml).
+      log "$OTEL_RUN_BIN missing: cargo build-installed"
+      (cd "$REPO_ROOT" && cargo build-installed)
+      [[ -x "$OTEL_RUN_BIN" ]] || die "cargo build-installed did not produce $OTEL_RUN_BIN"
     fi
   fi
   OTEL_RUN_BIN="$(cd "$(dirname "$OTEL_RUN_BIN")" && pwd -P)/$(basename "$OTEL_RUN_BIN")"

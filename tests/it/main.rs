@@ -10,6 +10,7 @@ mod container;
 mod dotnet;
 mod examples;
 mod hosts;
+mod installed;
 mod jaeger;
 mod kubernetes;
 mod launch;
