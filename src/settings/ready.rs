@@ -29,6 +29,8 @@ pub struct Ready {
     /// `Ok(None)` when no probe is asked for; an error is a warning: the
     /// command runs without probes.
     pub probes: Result<Option<probes::Config>, ProbeError>,
+    /// `--trace-processes`.
+    pub trace_processes: bool,
 }
 
 impl Settings {
@@ -42,6 +44,7 @@ impl Settings {
             agent: self.agent(),
             proxy: self.proxy()?,
             probes: self.probes(),
+            trace_processes: self.flag(&vars::TRACE_PROCESSES),
         })
     }
 

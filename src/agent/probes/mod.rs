@@ -16,11 +16,11 @@
 //! stalls the traced program. Records that find the buffer full are counted in
 //! the kernel and reported once at the end.
 
-mod checks;
-mod clock;
+pub(crate) mod checks;
+pub(crate) mod clock;
 pub mod events;
 #[cfg(otel_run_probes)]
-mod loader;
+pub(crate) mod loader;
 pub mod pattern;
 pub mod symbols;
 
