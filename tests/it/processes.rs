@@ -263,3 +263,45 @@ fn without_privilege_one_warning_and_the_command_runs_unchanged() {
     assert!(stderr.contains("hint: run otel-run as root"), "{stderr}");
     assert!(stderr.lines().any(|l| l == "err"), "{stderr}");
 }
+
+/// Threads that outlive the main one, and a thread that ends the process.
+const THREADS_C: &str = r#"
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static void *work(void *last) {
+    usleep(last ? 50000 : 20000);
+    if (last)
+        exit(5);
+    return NULL;
+}
+
+int main(void) {
+    pthread_t t;
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t, NULL, work, i == 3 ? &t : NULL);
+    pthread_exit(NULL);
+}
+"#;
+
+#[test]
+fn threads_are_not_processes_and_the_last_one_gives_the_exit_code() {
+    let Some(collector) = ready() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("threads.c"), THREADS_C).unwrap();
+    let built = Command::new("cc")
+        .current_dir(dir.path())
+        .args(["-pthread", "-o", "threads", "threads.c"])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let out = run(&collector, dir.path(), &[], "./threads; echo $?");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "5\n");
+    let (spans, root) = spans_with_root(&collector);
+    let threads = one(&spans, "threads");
+    assert!(is_child_of(threads, &root));
+    assert_eq!(threads["attributes"]["process.exit.code"], 5);
+    assert_eq!(threads["status"]["code"], 2);
+    assert_eq!(spans.len(), 2, "bash and threads only: {spans:#?}");
+}
