@@ -11,7 +11,8 @@ use aya::EbpfLoader;
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::RawTracePoint;
 
-use super::events::{Context, Event, Tree};
+use super::events::Event;
+use super::tree::{Context, Tree};
 use super::{ProcessError, Sink};
 use crate::agent::probes::clock::monotonic_ns;
 use crate::agent::probes::loader::{load_error, missing};

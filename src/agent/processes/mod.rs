@@ -7,7 +7,7 @@
 //! its fork, and so is every process it forks in turn, at any depth, with no
 //! race. Each fork, exec and exit of a followed process is one ring-buffer
 //! record; a reader thread pairs them into spans in a process tree
-//! ([`events::Tree`]) whose root is otel-run's process span, and hands them to
+//! ([`tree::Tree`]) whose root is otel-run's process span, and hands them to
 //! the agent's bounded traces pipeline, which drops and counts rather than
 //! waits. Records that find the buffer full, and processes that find the set of
 //! followed processes full, are counted in the kernel and reported once.
@@ -19,6 +19,7 @@
 pub mod events;
 #[cfg(otel_run_probes)]
 mod loader;
+pub mod tree;
 
 use crate::agent::probes::{self, ProbeError};
 use crate::telemetry::Telemetry;
@@ -75,7 +76,7 @@ pub fn start(
         return Err(ProcessError::NotBuilt);
     }
     probes::checks::system().map_err(ProcessError::System)?;
-    let context = events::Context {
+    let context = tree::Context {
         process: process.clone(),
         launcher: std::process::id(),
         clock: probes::clock::Clock::now(),
@@ -87,13 +88,13 @@ pub fn start(
 }
 
 #[cfg(otel_run_probes)]
-fn start_loaded(context: events::Context, sink: Sink) -> Result<Option<Session>, ProcessError> {
+fn start_loaded(context: tree::Context, sink: Sink) -> Result<Option<Session>, ProcessError> {
     let inner = loader::Session::start(context, sink)?;
     Ok(Some(Session { inner }))
 }
 
 #[cfg(not(otel_run_probes))]
-fn start_loaded(_: events::Context, _: Sink) -> Result<Option<Session>, ProcessError> {
+fn start_loaded(_: tree::Context, _: Sink) -> Result<Option<Session>, ProcessError> {
     Err(ProcessError::NotBuilt)
 }
 
