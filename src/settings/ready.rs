@@ -329,6 +329,7 @@ mod tests {
         assert_eq!(r.agent.console_output, "stdout");
         assert!(r.proxy.is_none());
         assert!(matches!(r.probes, Ok(None)));
+        assert!(!r.trace_processes);
     }
 
     #[test]
@@ -340,6 +341,7 @@ mod tests {
             ("OTEL_RUN_PROXY_MAX_HEADER_BYTES", "10"),
             ("OTEL_LOGS_EXPORTER", "none"),
             ("OTEL_RUN_SPAN_ATTRIBUTES", "a=1"),
+            ("OTEL_RUN_TRACE_PROCESSES", "true"),
         ]);
         let traces = r.agent.signal(Signal::Traces);
         assert_eq!(traces.batch.schedule_delay, Duration::from_millis(250));
@@ -352,6 +354,7 @@ mod tests {
             "at least hyper's buffer"
         );
         assert_eq!(r.process.attributes, [("a".into(), "1".into())]);
+        assert!(r.trace_processes);
     }
 
     #[test]
