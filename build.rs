@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every eBPF source, compiled to `$OUT_DIR/<name>.o`.
-const PROBES: &[&str] = &["uprobe"];
+const PROBES: &[&str] = &["uprobe", "process"];
 /// Headers the sources include.
-const HEADERS: &[&str] = &["probes/event.h"];
+const HEADERS: &[&str] = &["probes/event.h", "probes/process.h"];
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(otel_run_probes)");

@@ -15,6 +15,7 @@ pub mod open_files;
 pub mod pipeline;
 pub mod probes;
 pub mod process_span;
+pub mod processes;
 pub mod proxy;
 pub mod receiver;
 pub mod report;

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::process_span::{CommandInfo, ProcessSpan};
-use super::{Agent, Finished, Listen, open_files, probes, proxy};
+use super::{Agent, Finished, Listen, open_files, probes, processes, proxy};
 use crate::diag;
 use crate::launch::{Command, Exit};
 use crate::runtime::{Destination, Start};
@@ -25,6 +25,7 @@ pub struct Session {
     agent: Option<Agent>,
     proxies: Option<proxy::Proxies>,
     probes: Option<probes::Session>,
+    processes: Option<processes::Session>,
     fail_on_export_error: bool,
     pid: u32,
 }
@@ -77,12 +78,26 @@ impl Session {
             probes::start(config, &telemetry, &command.program, cwd, process, sink)
                 .unwrap_or_else(|e| without_probes(&e))
         });
+        let processes = agent
+            .as_ref()
+            .filter(|_| ready.trace_processes)
+            .and_then(|agent| {
+                let sink = agent.traces_sink()?;
+                processes::start(&telemetry, process, ready.process.redact_args, sink)
+                    .unwrap_or_else(|e| {
+                        use crate::diag::Hint as _;
+                        let message = format!("{e}; running the command without process spans");
+                        diag::warn(&message, e.hint().as_deref());
+                        None
+                    })
+            });
         Session {
             telemetry,
             span,
             agent,
             proxies,
             probes,
+            processes,
             fail_on_export_error: ready.agent.fail_on_export_error,
             pid: 0,
         }
@@ -124,6 +139,9 @@ impl Session {
         if let Some(probes) = self.probes.as_mut() {
             probes.spawned(pid);
         }
+        if let Some(processes) = self.processes.as_mut() {
+            processes.spawned(pid);
+        }
     }
 
     /// The child has exited: the producers stop, the process span ends, and
@@ -154,6 +172,9 @@ impl Session {
     fn stop_producers(&mut self) {
         if let Some(probes) = self.probes.take() {
             probes.finish();
+        }
+        if let Some(processes) = self.processes.take() {
+            processes.finish();
         }
         if let Some(proxies) = self.proxies.take() {
             proxies.stop();

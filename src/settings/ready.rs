@@ -29,6 +29,8 @@ pub struct Ready {
     /// `Ok(None)` when no probe is asked for; an error is a warning: the
     /// command runs without probes.
     pub probes: Result<Option<probes::Config>, ProbeError>,
+    /// `--trace-processes`.
+    pub trace_processes: bool,
 }
 
 impl Settings {
@@ -42,6 +44,7 @@ impl Settings {
             agent: self.agent(),
             proxy: self.proxy()?,
             probes: self.probes(),
+            trace_processes: self.flag(&vars::TRACE_PROCESSES),
         })
     }
 
@@ -326,6 +329,7 @@ mod tests {
         assert_eq!(r.agent.console_output, "stdout");
         assert!(r.proxy.is_none());
         assert!(matches!(r.probes, Ok(None)));
+        assert!(!r.trace_processes);
     }
 
     #[test]
@@ -337,6 +341,7 @@ mod tests {
             ("OTEL_RUN_PROXY_MAX_HEADER_BYTES", "10"),
             ("OTEL_LOGS_EXPORTER", "none"),
             ("OTEL_RUN_SPAN_ATTRIBUTES", "a=1"),
+            ("OTEL_RUN_TRACE_PROCESSES", "true"),
         ]);
         let traces = r.agent.signal(Signal::Traces);
         assert_eq!(traces.batch.schedule_delay, Duration::from_millis(250));
@@ -349,6 +354,7 @@ mod tests {
             "at least hyper's buffer"
         );
         assert_eq!(r.process.attributes, [("a".into(), "1".into())]);
+        assert!(r.trace_processes);
     }
 
     #[test]

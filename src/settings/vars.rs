@@ -767,6 +767,15 @@ var!(
     "Bytes of the ring buffer probed calls reach otel-run through (a power of two, at least 4096; 64 bytes a call). Calls that find it full are counted and reported."
 );
 
+var!(
+    TRACE_PROCESSES,
+    "OTEL_RUN_TRACE_PROCESSES",
+    Kind::Bool,
+    Some("false"),
+    Launcher,
+    "Record every process the command starts, at any depth, as a span under the process span (from its exec to its exit, with its arguments and exit code), through eBPF tracepoints. Needs root or CAP_BPF+CAP_PERFMON; without, one warning and the command runs unchanged."
+);
+
 // The HTTP sidecar proxy.
 var!(
     PROXY,
@@ -885,6 +894,7 @@ pub static ALL: LazyLock<Vec<&'static Var>> = LazyLock::new(|| {
             &UPROBE,
             &UPROBE_PARENT,
             &UPROBE_BUFFER_SIZE,
+            &TRACE_PROCESSES,
             &PROXY,
             &PROXY_ROUTES,
             &EGRESS_PROXY,

@@ -15,6 +15,7 @@ mod jaeger;
 mod kubernetes;
 mod launch;
 mod node;
+mod processes;
 mod prometheus;
 mod proxy;
 mod python;

@@ -37,7 +37,7 @@ pub struct Session {
 }
 
 /// The error in one line; the verifier's log, when there is one, only at `-vv`.
-fn load_error(e: impl Into<anyhow::Error>) -> ProbeError {
+pub(crate) fn load_error(e: impl Into<anyhow::Error>) -> ProbeError {
     let text = format!("{:#}", e.into());
     let mut lines = text.lines();
     let first = lines.next().unwrap_or_default().to_string();
@@ -214,7 +214,7 @@ impl Session {
     }
 }
 
-fn missing(name: &str) -> ProbeError {
+pub(crate) fn missing(name: &str) -> ProbeError {
     ProbeError::Load(format!("the probes object has no `{name}`"))
 }
 

@@ -21,12 +21,12 @@
 //! stalls the traced program. Records that find the buffer full are counted in
 //! the kernel and reported once at the end.
 
-mod checks;
-mod clock;
+pub(crate) mod checks;
+pub(crate) mod clock;
 pub mod events;
 pub mod go;
 #[cfg(otel_run_probes)]
-mod loader;
+pub(crate) mod loader;
 pub mod pattern;
 pub mod symbols;
 
