@@ -52,6 +52,10 @@ pub struct Config {
     pub fail_on_export_error: bool,
     pub zipkin: export::zipkin::Config,
     pub prometheus: export::prometheus::Config,
+    /// `--console-format tree`: spans printed as one tree per trace.
+    pub console_tree: bool,
+    /// `--ui`: keep every signal for the built-in viewer.
+    pub viewer: Option<viewer::Config>,
 }
 
 /// One signal's exporters, OTLP target and batching.
@@ -69,12 +73,14 @@ impl Config {
         &self.signals[i.expect("every signal is in ALL")]
     }
 
-    /// Whether a signal has an exporter that is not `none`.
+    /// Whether a signal has an exporter that is not `none`, or the viewer keeps it.
     pub fn exports(&self, signal: Signal) -> bool {
-        self.signal(signal)
-            .exporters
-            .iter()
-            .any(|e| *e != ExporterKind::None)
+        self.viewer.is_some()
+            || self
+                .signal(signal)
+                .exporters
+                .iter()
+                .any(|e| *e != ExporterKind::None)
     }
 }
 
@@ -89,6 +95,7 @@ pub struct Agent {
     /// Say the exit summary even when nothing was dropped: a standalone
     /// agent's user sees nothing else of what it forwarded.
     summarize: bool,
+    viewer_url: Option<String>,
 }
 
 /// What was exported and dropped, once the agent has flushed.
@@ -142,6 +149,8 @@ pub enum StartError {
     Runtime(#[from] std::io::Error),
     #[error(transparent)]
     Bind(#[from] receiver::BindError),
+    #[error(transparent)]
+    Viewer(#[from] viewer::Error),
 }
 
 impl crate::diag::Hint for StartError {
@@ -149,6 +158,7 @@ impl crate::diag::Hint for StartError {
         match self {
             StartError::Runtime(_) => None,
             StartError::Bind(e) => e.hint(),
+            StartError::Viewer(e) => e.hint(),
         }
     }
 }
@@ -168,7 +178,15 @@ impl Agent {
         // Clients spawn their connection tasks on this runtime.
         let _guard = runtime.enter();
         let reporter = Arc::new(Reporter::default());
-        let exporters = |signal: Signal| exporters(config, signal);
+        let viewer = match &config.viewer {
+            Some(at) => Some(Arc::new(viewer::Viewer::start(at)?)),
+            None => None,
+        };
+        let exporters = |signal: Signal| {
+            let mut all = exporters(config, signal);
+            all.extend(viewer.clone().map(Exporter::Viewer));
+            all
+        };
         let (traces, metrics, logs) = (
             exporters(Signal::Traces),
             exporters(Signal::Metrics),
@@ -230,12 +248,21 @@ impl Agent {
             reporter,
             sdk_report,
             summarize: matches!(listen, Listen::At(_)),
+            viewer_url: viewer.map(|v| {
+                crate::diag::notice(&format!("the trace viewer is on {}", v.url()));
+                v.url()
+            }),
         }))
     }
 
     /// The receiver's base URL, for the child's OTEL_EXPORTER_OTLP_ENDPOINT.
     pub fn endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
+    }
+
+    /// Where the viewer's UI is served (`--ui`).
+    pub fn viewer_url(&self) -> Option<&str> {
+        self.viewer_url.as_deref()
     }
 
     /// The file the command's SDKs report their drops to, for OTEL_RUN_SDK_REPORT.
@@ -421,7 +448,7 @@ fn exporters(config: &Config, signal: Signal) -> Vec<Exporter> {
                 }
                 ExporterKind::Console => {
                     let output = &config.console_output;
-                    export::console::Console::open(output)
+                    export::console::Console::open(output, config.console_tree)
                         .map(Exporter::Console)
                         .map_err(|e| format!("cannot open console output `{output}`: {e}"))
                 }

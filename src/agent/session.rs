@@ -143,6 +143,9 @@ impl Session {
         {
             agent.record(spans);
         }
+        if let Some(url) = agent.viewer_url() {
+            super::viewer::hold_after_exit(url);
+        }
         export_outcome(self.fail_on_export_error, &agent.finish(), code)
     }
 
