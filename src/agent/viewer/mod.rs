@@ -147,6 +147,11 @@ impl Viewer {
         listener.set_nonblocking(true).map_err(bind)?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(bind)?;
         let address = listener.local_addr().map_err(bind)?;
+        if !address.ip().is_loopback() {
+            tracing::warn!(
+                "the trace viewer on {address} serves every span it holds to any host that reaches it"
+            );
+        }
         let app = server::router(store.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
