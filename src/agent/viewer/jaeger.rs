@@ -17,13 +17,18 @@ use super::store::{Stored, Trace};
 pub const NO_SERVICE: &str = "OTLPResourceNoServiceName";
 
 pub fn service_name(resource: Option<&Resource>) -> String {
+    service(resource).to_string()
+}
+
+/// The service of a resource, borrowed: searches compare it for every span.
+pub fn service(resource: Option<&Resource>) -> &str {
     resource
         .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
         .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
+            any_value::Value::StringValue(s) => Some(s.as_str()),
             _ => None,
         })
-        .unwrap_or_else(|| NO_SERVICE.to_string())
+        .unwrap_or(NO_SERVICE)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -126,8 +131,8 @@ pub fn span_tags(stored: &Stored<Span>) -> Vec<Value> {
 
 /// One trace in Jaeger's JSON; `None` when it holds no span (only logs).
 pub fn trace_json(trace: &Trace) -> Option<Value> {
-    let first = trace.spans.first()?;
-    let trace_id = hex(&first.item.trace_id);
+    let first = trace.spans.first()?.item.decode();
+    let trace_id = hex(&first.trace_id);
     let mut processes: Vec<(String, Value)> = Vec::new();
     let mut process_of: HashMap<*const Resource, String> = HashMap::new();
     let spans: Vec<Value> = trace
@@ -149,7 +154,7 @@ pub fn trace_json(trace: &Trace) -> Option<Value> {
                     }
                 })
                 .clone();
-            span_json(stored, &process_id)
+            span_json(&stored.decoded(), &process_id)
         })
         .collect();
     Some(json!({

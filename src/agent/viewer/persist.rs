@@ -132,7 +132,7 @@ fn write_store(out: &mut impl Write, store: &Store) -> std::io::Result<()> {
                 resource: Some((*span.resource).clone()),
                 scope_spans: vec![ScopeSpans {
                     scope: Some((*span.scope).clone()),
-                    spans: vec![span.item.clone()],
+                    spans: vec![span.item.decode()],
                     ..ScopeSpans::default()
                 }],
                 ..ResourceSpans::default()

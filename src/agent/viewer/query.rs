@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::jaeger::{self, service_name, span_tags, tag_text};
-use super::store::{Store, Stored, Trace};
+use super::jaeger::{self, service, span_tags, tag_text};
+use super::store::{SpanEntry, Store, Stored, Trace};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 /// Traces answered when the query names no limit.
@@ -83,17 +83,17 @@ impl Query {
         Ok(query)
     }
 
-    fn matches(&self, span: &Stored<Span>) -> bool {
+    fn matches(&self, span: &Stored<SpanEntry>) -> bool {
         let s = &span.item;
-        let start = s.start_time_unix_nano / 1000;
-        let duration = s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano) / 1000;
-        service_name(Some(&span.resource)) == self.service
-            && self.operation.as_ref().is_none_or(|o| *o == s.name)
+        let start = s.start / 1000;
+        let duration = s.end.saturating_sub(s.start) / 1000;
+        service(Some(&span.resource)) == self.service
+            && self.operation.as_ref().is_none_or(|o| **o == *s.name)
             && self.min_duration.is_none_or(|d| duration >= d)
             && self.max_duration.is_none_or(|d| duration <= d)
             && self.start.is_none_or(|t| start >= t)
             && self.end.is_none_or(|t| start <= t)
-            && (self.tags.is_empty() || self.tags_match(span))
+            && (self.tags.is_empty() || self.tags_match(&span.decoded()))
     }
 
     /// Every tag is one of the span's, its resource's or its events'.
@@ -163,36 +163,40 @@ pub fn duration(text: &str) -> Result<u64, String> {
 /// The traces `query` finds, newest first, in Jaeger's JSON.
 pub fn search(store: &Store, query: &Query) -> Vec<Value> {
     store.read(|traces| {
-        let mut found: Vec<&Trace> = traces
+        let mut found: Vec<(u64, &Trace)> = traces
             .values()
             .filter(|t| t.spans.iter().any(|s| query.matches(s)))
+            .map(|t| (t.start(), t))
             .collect();
-        found.sort_by_key(|t| std::cmp::Reverse(t.start()));
+        found.sort_unstable_by_key(|(start, _)| std::cmp::Reverse(*start));
         found.truncate(query.limit.max(1));
-        found.into_iter().filter_map(jaeger::trace_json).collect()
+        found
+            .into_iter()
+            .filter_map(|(_, t)| jaeger::trace_json(t))
+            .collect()
     })
 }
 
 /// Every service with a span stored, sorted.
 pub fn services(store: &Store) -> Vec<String> {
     store.read(|traces| {
-        let names: BTreeSet<String> = traces
+        let names: BTreeSet<&str> = traces
             .values()
             .flat_map(|t| &t.spans)
-            .map(|s| service_name(Some(&s.resource)))
+            .map(|s| service(Some(&s.resource)))
             .collect();
-        names.into_iter().collect()
+        names.into_iter().map(str::to_string).collect()
     })
 }
 
 /// The span names of a service, sorted, each with its kinds (for `/api/operations`).
-pub fn operations(store: &Store, service: &str) -> BTreeMap<String, BTreeSet<i32>> {
+pub fn operations(store: &Store, service_name: &str) -> BTreeMap<String, BTreeSet<i32>> {
     store.read(|traces| {
         let mut names: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
         for span in traces.values().flat_map(|t| &t.spans) {
-            if service_name(Some(&span.resource)) == service {
+            if jaeger::service(Some(&span.resource)) == service_name {
                 names
-                    .entry(span.item.name.clone())
+                    .entry(span.item.name.to_string())
                     .or_default()
                     .insert(span.item.kind);
             }

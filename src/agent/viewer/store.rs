@@ -6,7 +6,9 @@
 //! oldest first (by when their first span arrived): a trace is never shown with
 //! some of its spans missing because of the bound. What is evicted is counted
 //! for `/api/otel-run/summary`. Resources and scopes are shared by the spans of
-//! one message, so a span costs its own fields only.
+//! one message, and a span is kept in protobuf, with the few fields a search
+//! reads beside it: it costs about its size on the wire, a fraction of its
+//! decoded form, and is decoded only to be shown.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -39,12 +41,51 @@ pub struct Stored<T> {
     pub scope: Arc<InstrumentationScope>,
 }
 
+/// One span, encoded, with what a search reads without decoding it.
+#[derive(Debug, Clone)]
+pub struct SpanEntry {
+    encoded: Box<[u8]>,
+    pub name: Box<str>,
+    pub start: u64,
+    pub end: u64,
+    pub kind: i32,
+}
+
+impl SpanEntry {
+    fn new(span: &Span) -> SpanEntry {
+        SpanEntry {
+            encoded: span.encode_to_vec().into_boxed_slice(),
+            name: span.name.as_str().into(),
+            start: span.start_time_unix_nano,
+            end: span.end_time_unix_nano,
+            kind: span.kind,
+        }
+    }
+
+    /// The span. Encoded in this process from a valid message: decoding it
+    /// again cannot fail.
+    pub fn decode(&self) -> Span {
+        Span::decode(&self.encoded[..]).unwrap_or_default()
+    }
+}
+
+impl Stored<SpanEntry> {
+    /// The span decoded, with its resource and scope.
+    pub fn decoded(&self) -> Stored<Span> {
+        Stored {
+            item: self.item.decode(),
+            resource: self.resource.clone(),
+            scope: self.scope.clone(),
+        }
+    }
+}
+
 /// One trace: its spans and logs in arrival order.
 #[derive(Debug, Default)]
 pub struct Trace {
     /// When its first item arrived, in the store's order: what eviction follows.
     seq: u64,
-    pub spans: Vec<Stored<Span>>,
+    pub spans: Vec<Stored<SpanEntry>>,
     pub logs: Vec<Stored<LogRecord>>,
     bytes: usize,
 }
@@ -52,11 +93,7 @@ pub struct Trace {
 impl Trace {
     /// The earliest span start, in Unix nanoseconds.
     pub fn start(&self) -> u64 {
-        self.spans
-            .iter()
-            .map(|s| s.item.start_time_unix_nano)
-            .min()
-            .unwrap_or(0)
+        self.spans.iter().map(|s| s.item.start).min().unwrap_or(0)
     }
 }
 
@@ -123,10 +160,11 @@ impl Store {
                 let Ok(id) = TraceId::try_from(span.trace_id.as_slice()) else {
                     continue;
                 };
-                // 64: the span's own structs and its place in the indexes.
-                let bytes = span.encoded_len() + std::mem::take(&mut shared) + 64;
+                let item = SpanEntry::new(span);
+                // 96: the entry's own fields and its place in the indexes.
+                let bytes = item.encoded.len() + item.name.len() + std::mem::take(&mut shared) + 96;
                 let stored = Stored {
-                    item: span.clone(),
+                    item,
                     resource: resource.clone(),
                     scope: scope.clone(),
                 };
