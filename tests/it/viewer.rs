@@ -229,6 +229,7 @@ fn a_full_store_evicts_the_oldest_whole_trace_and_counts_it() {
         "{s}"
     );
     assert_eq!(s["evicted_spans"], 2, "{s}");
+    assert_eq!(s["received_spans"], 6, "{s}");
     assert_eq!(s["max_spans"], 5, "{s}");
     assert_eq!(http_get(ui, &format!("/api/traces/{:032x}", 1)), 404);
     assert_eq!(http_get(ui, &format!("/api/traces/{:032x}", 3)), 200);

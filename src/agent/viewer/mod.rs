@@ -15,7 +15,8 @@
 //!   `errors` as Jaeger's do. `/api/operations?service=&spanKind=` answers
 //!   `[{"name", "spanKind"}]` as Jaeger's does too.
 //! - otel-run's own, under `/api/otel-run/`: `summary` (what the store holds and
-//!   has evicted: `traces`, `spans`, `logs`, `bytes`, `max_spans`, `max_bytes`,
+//!   has evicted: `traces`, `spans`, `logs`, `bytes`, `received_spans` (every
+//!   span ever stored: a change means new spans), `max_spans`, `max_bytes`,
 //!   `evicted_traces`, `evicted_spans`, `evicted_logs`, `rejected_spans`,
 //!   `metric_series`, `dropped_metric_series`; a plain object), `logs?traceID=`
 //!   (the logs of one trace, in Jaeger's envelope, each `{timestamp,
@@ -50,10 +51,6 @@ use store::{Limits, Store};
 /// documents' `http://localhost:16686` opens it.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:16686";
 
-/// Spans kept by default. A span as SDKs send them (a dozen attributes) takes
-/// about 1 KiB here; 200 000 of them fit in a few hundred MiB, room on a laptop
-/// for hours of a development server's requests.
-pub const DEFAULT_MAX_SPANS: usize = 200_000;
 /// Bytes kept at most, whatever the spans' count: spans with large attributes
 /// cannot take more than this.
 pub const MAX_BYTES: usize = 512 << 20;

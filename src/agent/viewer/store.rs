@@ -104,6 +104,9 @@ pub struct Summary {
     pub spans: usize,
     pub logs: usize,
     pub bytes: usize,
+    /// Every span ever stored: it changes whenever one arrives, for a UI
+    /// that shows new traces without reloading.
+    pub received_spans: u64,
     pub max_spans: usize,
     pub max_bytes: usize,
     pub evicted_traces: u64,
@@ -124,6 +127,7 @@ struct Inner {
     spans: usize,
     logs: usize,
     bytes: usize,
+    received_spans: u64,
     untraced_logs: VecDeque<Stored<LogRecord>>,
     evicted_traces: u64,
     evicted_spans: u64,
@@ -243,6 +247,7 @@ impl Store {
             spans: inner.spans,
             logs: inner.logs + inner.untraced_logs.len(),
             bytes: inner.bytes,
+            received_spans: inner.received_spans,
             max_spans: self.limits.max_spans,
             max_bytes: self.limits.max_bytes,
             evicted_traces: inner.evicted_traces,
@@ -303,6 +308,7 @@ impl Inner {
         trace.bytes += bytes;
         self.bytes += bytes;
         self.spans += spans;
+        self.received_spans += spans as u64;
         self.logs += 1 - spans;
     }
 
