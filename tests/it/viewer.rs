@@ -402,3 +402,71 @@ fn every_span_field_reads_as_jaeger_writes_it() {
         assert_eq!(normalized(&ours), normalized(&theirs), "{path}");
     }
 }
+
+/// Logs are found by their trace, a sum's points make its latest value and
+/// history, and every path outside `/api/` is the UI's page.
+#[test]
+fn logs_metrics_and_the_ui_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, ui) = (free_port(), free_port());
+    let server = Server::start(viewer_agent(grpc, ui), ui, dir.path());
+    let trace = format!("{:032x}", 5);
+    let logs = json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "logger"}}]},
+        "scopeLogs": [{"scope": {"name": "app"}, "logRecords": [
+            {"timeUnixNano": "1000000", "severityText": "WARN", "severityNumber": 13,
+             "body": {"stringValue": "disk almost full"}, "traceId": trace, "spanId": format!("{:016x}", 1),
+             "attributes": [{"key": "disk", "value": {"stringValue": "/dev/sda"}}]},
+            {"timeUnixNano": "2000000", "body": {"stringValue": "no trace"}}]}]}]});
+    assert_eq!(post_json(grpc, "/v1/logs", &logs), 200);
+    for value in [1u32, 4] {
+        let sum = json!({"resourceMetrics": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "counter"}}]},
+            "scopeMetrics": [{"scope": {"name": "app"}, "metrics": [{"name": "requests", "unit": "1",
+                "sum": {"aggregationTemporality": 2, "isMonotonic": true, "dataPoints": [
+                    {"timeUnixNano": (u64::from(value) * 1_000_000).to_string(), "asInt": value.to_string()}]}}]}]}]});
+        assert_eq!(post_json(grpc, "/v1/metrics", &sum), 200);
+    }
+    let found = wait_for(Duration::from_secs(20), || {
+        let logs = get_json(ui, &format!("/api/otel-run/logs?traceID={trace}"));
+        let metrics = get_json(ui, "/api/otel-run/metrics");
+        let history = metrics["data"][0]["series"][0]["history"]
+            .as_array()
+            .map_or(0, Vec::len);
+        (logs["data"].as_array().is_some_and(|l| !l.is_empty()) && history == 2)
+            .then_some((logs, metrics))
+    });
+    let (logs, metrics) =
+        found.unwrap_or_else(|| panic!("nothing stored: {}", server.stderr_text()));
+    let [log] = &logs["data"].as_array().unwrap()[..] else {
+        panic!("the trace's one log: {logs:#}");
+    };
+    assert_eq!(log["body"], "disk almost full");
+    assert_eq!(log["severityText"], "WARN");
+    assert_eq!(log["serviceName"], "logger");
+    assert_eq!(log["attributes"]["disk"], "/dev/sda");
+    let untraced = get_json(ui, "/api/otel-run/logs");
+    assert_eq!(untraced["data"][0]["body"], "no trace", "{untraced:#}");
+    let metric = &metrics["data"][0];
+    assert_eq!(
+        (&metric["name"], &metric["type"], &metric["service"]),
+        (&json!("requests"), &json!("sum"), &json!("counter"))
+    );
+    assert_eq!(metric["series"][0]["value"], 4.0);
+    assert_eq!(
+        metric["series"][0]["history"],
+        json!([[1000, 1.0], [4000, 4.0]])
+    );
+
+    let page = http_get_body(ui, "/");
+    assert!(
+        page.to_ascii_lowercase().starts_with("<!doctype html"),
+        "{page}"
+    );
+    assert_eq!(
+        http_get_body(ui, "/trace/abc"),
+        page,
+        "a UI route is its page"
+    );
+    assert_eq!(http_get(ui, "/api/nothing"), 404);
+}
