@@ -470,3 +470,65 @@ fn logs_metrics_and_the_ui_are_served() {
     );
     assert_eq!(http_get(ui, "/api/nothing"), 404);
 }
+
+/// `otel-run --ui -- COMMAND` at a terminal: after the command exits the
+/// viewer stays, said once, until Ctrl-C; then the exit code is the command's.
+#[test]
+fn at_a_terminal_the_viewer_stays_after_the_command_until_ctrl_c() {
+    if crate::util::tool("script").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("otel-run.pid");
+    let ui = free_port();
+    let line = format!(
+        "{} --ui --ui-listen 127.0.0.1:{ui} -- sh -c 'echo $PPID > {}; exit 4'; echo after-$?",
+        crate::util::BIN,
+        pid_file.display()
+    );
+    let mut child = Command::new("script")
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .args(["-qfec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let printed = printed.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                printed
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let text = || printed.lock().unwrap().clone();
+    let stays = wait_for(Duration::from_secs(30), || {
+        text().contains("until Ctrl-C").then_some(())
+    });
+    assert!(stays.is_some(), "{}", text());
+    assert_eq!(http_get(ui, "/api/otel-run/summary"), 200, "still served");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let ended = wait_for(Duration::from_secs(30), || child.try_wait().unwrap());
+    reader.join().unwrap();
+    let out = text().replace('\r', "");
+    assert!(ended.is_some(), "{out}");
+    assert!(out.contains("after-4"), "{out}");
+    assert_eq!(out.matches("the trace viewer is on").count(), 1, "{out}");
+}

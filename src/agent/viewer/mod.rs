@@ -97,17 +97,66 @@ pub fn hold_after_exit(url: &str) {
     if !std::io::stdout().is_terminal() {
         return;
     }
-    let stop = match crate::launch::Stop::install() {
-        Ok(stop) => stop,
-        Err(e) => {
-            tracing::warn!("cannot wait for Ctrl-C ({e}): the viewer stops with the command");
-            return;
-        }
-    };
     crate::diag::notice(&format!(
         "the command has exited; the trace viewer stays on {url} until Ctrl-C"
     ));
-    stop.wait();
+    if let Err(e) = wait_for_stop() {
+        tracing::warn!("cannot wait for Ctrl-C ({e}): the viewer stops with the command");
+    }
+}
+
+/// The write end of the pipe the stopping signals are told through.
+static STOP_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    let fd = STOP_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe; a full pipe only loses a wake-up
+    // that is already pending.
+    unsafe {
+        libc::write(fd, b"x".as_ptr().cast(), 1);
+    }
+}
+
+/// Blocks until SIGINT, SIGTERM or SIGHUP, then gives them their default
+/// action back. Its own handlers, not the launcher's `signal_hook` ones: those
+/// were reset behind `signal_hook`'s back when the command exited, and it
+/// would not install them again.
+fn wait_for_stop() -> std::io::Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    STOP_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    let mut signals = Vec::new();
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: `on_stop` only calls write(2). A signal otel-run was
+        // started with ignored (nohup, a background job) stays ignored.
+        unsafe {
+            if libc::signal(signal, on_stop as *const () as libc::sighandler_t) == libc::SIG_IGN {
+                libc::signal(signal, libc::SIG_IGN);
+            } else {
+                signals.push(signal);
+            }
+        }
+    }
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reading one byte into a buffer of one.
+        let n = unsafe { libc::read(fds[0], byte.as_mut_ptr().cast(), 1) };
+        if n == 1 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    // SAFETY: restoring default dispositions and closing the pipe's own fds.
+    unsafe {
+        for signal in signals {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    Ok(())
 }
 
 /// The store and its server: what the agent's pipelines export to.
