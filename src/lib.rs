@@ -170,7 +170,8 @@ fn run_agent(settings: &Settings, listen: &[std::net::SocketAddr]) -> Result<u8,
     } else {
         listen
     };
-    let (config, printed) = settings.standalone_agent();
+    let (mut config, printed) = settings.standalone_agent();
+    config.viewer = settings.viewer()?;
     let stop = launch::Stop::install().context("cannot handle the stopping signals")?;
     // No command keeps the limits otel-run was started with: raised before
     // the receiver sizes its connection budget by them.

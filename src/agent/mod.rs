@@ -54,6 +54,10 @@ pub struct Config {
     pub fail_on_export_error: bool,
     pub zipkin: export::zipkin::Config,
     pub prometheus: export::prometheus::Config,
+    /// `--console-format tree`: spans printed as one tree per trace.
+    pub console_tree: bool,
+    /// `--ui`: keep every signal for the built-in viewer.
+    pub viewer: Option<viewer::Config>,
 }
 
 /// One signal's exporters, OTLP target and batching.
@@ -71,12 +75,14 @@ impl Config {
         &self.signals[i.expect("every signal is in ALL")]
     }
 
-    /// Whether a signal has an exporter that is not `none`.
+    /// Whether a signal has an exporter that is not `none`, or the viewer keeps it.
     pub fn exports(&self, signal: Signal) -> bool {
-        self.signal(signal)
-            .exporters
-            .iter()
-            .any(|e| *e != ExporterKind::None)
+        self.viewer.is_some()
+            || self
+                .signal(signal)
+                .exporters
+                .iter()
+                .any(|e| *e != ExporterKind::None)
     }
 }
 
@@ -111,6 +117,8 @@ struct Running {
     workers: Workers,
     receiver: Option<Arc<Receiver>>,
     reporter: Arc<Reporter>,
+    /// Where the viewer's UI is served (`--ui`).
+    viewer_url: Option<String>,
 }
 
 /// What was exported and dropped, once the agent has flushed.
@@ -167,6 +175,8 @@ pub enum StartError {
     Runtime(#[from] std::io::Error),
     #[error(transparent)]
     Bind(#[from] receiver::BindError),
+    #[error(transparent)]
+    Viewer(#[from] viewer::Error),
 }
 
 impl crate::diag::Hint for StartError {
@@ -174,6 +184,7 @@ impl crate::diag::Hint for StartError {
         match self {
             StartError::Runtime(_) => None,
             StartError::Bind(e) => e.hint(),
+            StartError::Viewer(e) => e.hint(),
         }
     }
 }
@@ -220,7 +231,8 @@ impl Agent {
                 .exporters
                 .contains(&ExporterKind::Prometheus)
         });
-        let eager = matches!(listen, Listen::At(_)) || prometheus;
+        // So is the viewer's UI, whose address is printed at the start.
+        let eager = matches!(listen, Listen::At(_)) || prometheus || config.viewer.is_some();
         let shared = Arc::new(Shared {
             config: config.clone(),
             listeners: Mutex::new(listeners),
@@ -229,7 +241,10 @@ impl Agent {
         });
         let mut watcher = None;
         if eager {
-            shared.running();
+            let listeners =
+                std::mem::take(&mut *shared.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+            let running = Running::start(config, None, listeners)?;
+            let _ = shared.running.set(Some(running));
         } else if waits {
             let listeners = shared.listeners.lock().unwrap_or_else(|e| e.into_inner());
             let on_connection = {
@@ -270,6 +285,12 @@ impl Agent {
     /// The receiver's base URL, for the child's OTEL_EXPORTER_OTLP_ENDPOINT.
     pub fn endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
+    }
+
+    /// Where the viewer's UI is served (`--ui`).
+    pub fn viewer_url(&self) -> Option<&str> {
+        let running = self.shared.running.get()?.as_ref()?;
+        running.viewer_url.as_deref()
     }
 
     /// The file the command's SDKs report their drops to, for OTEL_RUN_SDK_REPORT.
@@ -370,7 +391,7 @@ impl Running {
         config: &Config,
         exporters: Option<PerSignal>,
         listeners: Vec<std::net::TcpListener>,
-    ) -> std::io::Result<Running> {
+    ) -> Result<Running, StartError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("otel-run-agent")
@@ -379,8 +400,19 @@ impl Running {
         // Clients spawn their connection tasks on this runtime.
         let _guard = runtime.enter();
         let reporter = Arc::new(Reporter::default());
-        let [traces, metrics, logs] =
+        let mut per_signal =
             exporters.unwrap_or_else(|| Signal::ALL.map(|s| self::exporters(config, s)));
+        let viewer = match &config.viewer {
+            Some(at) => Some(Arc::new(viewer::Viewer::start(at)?)),
+            None => None,
+        };
+        if let Some(viewer) = &viewer {
+            crate::diag::notice(&format!("the trace viewer is on {}", viewer.url()));
+            for exporters in &mut per_signal {
+                exporters.push(Exporter::Viewer(viewer.clone()));
+            }
+        }
+        let [traces, metrics, logs] = per_signal;
         let mut workers = Workers::default();
         let sinks = Sinks {
             traces: start_pipeline(config, traces, &reporter, &mut workers.traces),
@@ -399,6 +431,7 @@ impl Running {
             workers,
             receiver,
             reporter,
+            viewer_url: viewer.map(|v| v.url()),
         })
     }
 
@@ -409,6 +442,7 @@ impl Running {
             workers,
             receiver,
             reporter,
+            ..
         } = self;
         let totals = runtime.block_on(async {
             let (t, m, l) = tokio::join!(
@@ -541,7 +575,7 @@ fn exporters(config: &Config, signal: Signal) -> Vec<Exporter> {
                 }
                 ExporterKind::Console => {
                     let output = &config.console_output;
-                    export::console::Console::open(output)
+                    export::console::Console::open(output, config.console_tree)
                         .map(Exporter::Console)
                         .map_err(|e| format!("cannot open console output `{output}`: {e}"))
                 }

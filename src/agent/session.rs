@@ -70,11 +70,15 @@ impl Session {
                 .ok()
         });
         let probes = agent.as_ref().and_then(|agent| {
-            let sink = agent.traces_sink()?;
+            if !agent.exports(Signal::Traces) {
+                return None;
+            }
+            // Only then the sink: asking for it starts the agent.
             let config = match &ready.probes {
                 Ok(config) => config.as_ref()?,
                 Err(e) => return without_probes(e),
             };
+            let sink = agent.traces_sink()?;
             probes::start(config, &telemetry, &command.program, cwd, process, sink)
                 .unwrap_or_else(|e| without_probes(&e))
         });
@@ -160,6 +164,9 @@ impl Session {
             .and_then(|s| s.finish(&self.telemetry, self.pid, exit))
         {
             agent.record(spans);
+        }
+        if let Some(url) = agent.viewer_url() {
+            super::viewer::hold_after_exit(url);
         }
         export_outcome(self.fail_on_export_error, &agent.finish(), code)
     }

@@ -41,7 +41,10 @@ impl Settings {
             runtime: self.runtime(),
             telemetry: self.telemetry(),
             process: self.process(),
-            agent: self.agent(),
+            agent: agent::Config {
+                viewer: self.viewer()?,
+                ..self.agent()
+            },
             proxy: self.proxy()?,
             probes: self.probes(),
             trace_processes: self.flag(&vars::TRACE_PROCESSES),
@@ -126,10 +129,13 @@ impl Settings {
         }
     }
 
-    /// The agent: its pipelines and exporters, one set per signal.
+    /// The agent: its pipelines and exporters, one set per signal. With
+    /// `--ui`, a signal goes only to exporters named explicitly: the viewer
+    /// keeps it (the viewer itself is [`Settings::viewer`]).
     pub fn agent(&self) -> agent::Config {
+        let ui = self.flag(&vars::UI);
         let signal = |signal: Signal| agent::SignalConfig {
-            exporters: if self.exports(signal) {
+            exporters: if self.exports(signal) && (!ui || self.destination_named(signal)) {
                 self.exporters(signal)
             } else {
                 Vec::new()
@@ -147,7 +153,42 @@ impl Settings {
                 host: self.value(&vars::PROMETHEUS_HOST, |h| Some(h.to_string())),
                 port: self.value(&vars::PROMETHEUS_PORT, |p| p.parse().ok()),
             },
+            console_tree: self.text(&vars::CONSOLE_FORMAT) == Some("tree"),
+            viewer: None,
         }
+    }
+
+    /// Whether the user named where a signal goes (its exporter or an OTLP
+    /// endpoint), rather than leaving the defaults.
+    fn destination_named(&self, signal: Signal) -> bool {
+        let set = |var: &Var| {
+            self.get(var)
+                .is_some_and(|r| r.source != super::Source::Default)
+        };
+        set(signal.exporter_var()) || set(&vars::OTLP.endpoint) || set(&signal.otlp().endpoint)
+    }
+
+    /// The viewer (`--ui`), validated before anything starts; `None` without `--ui`.
+    pub fn viewer(&self) -> Result<Option<agent::viewer::Config>, ConfigError> {
+        if !self.flag(&vars::UI) || self.disabled() {
+            return Ok(None);
+        }
+        let text = self
+            .text(&vars::UI_LISTEN)
+            .unwrap_or(agent::viewer::DEFAULT_LISTEN);
+        let listen = agent::standalone::parse_listen(text).map_err(|why| {
+            let place = self.get(&vars::UI_LISTEN).map_or_else(
+                || vars::UI_LISTEN.name.to_string(),
+                |r| r.source.describe(&vars::UI_LISTEN),
+            );
+            ConfigError::new(place, text.to_string(), why)
+        })?;
+        Ok(Some(agent::viewer::Config {
+            listen,
+            max_spans: self.number(&vars::MAX_SPANS) as usize,
+            max_bytes: agent::viewer::MAX_BYTES,
+            store: self.text(&vars::STORE).map(PathBuf::from),
+        }))
     }
 
     /// `otel-run agent`'s agent. A signal whose exporter is the default `otlp`
@@ -156,16 +197,9 @@ impl Settings {
     /// instead. Returns the config and the signals so defaulted.
     pub fn standalone_agent(&self) -> (agent::Config, Vec<Signal>) {
         let mut config = self.agent();
-        let set = |var: &Var| {
-            self.get(var)
-                .is_some_and(|r| r.source != super::Source::Default)
-        };
         let mut printed = Vec::new();
         for (signal, of_signal) in Signal::ALL.into_iter().zip(config.signals.iter_mut()) {
-            let named = set(signal.exporter_var())
-                || set(&vars::OTLP.endpoint)
-                || set(&signal.otlp().endpoint);
-            if !named && !of_signal.exporters.is_empty() {
+            if !self.destination_named(signal) && !of_signal.exporters.is_empty() {
                 of_signal.exporters = vec![ExporterKind::Console];
                 printed.push(signal);
             }

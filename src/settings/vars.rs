@@ -740,6 +740,53 @@ var!(
     "Where the `console` exporter writes: `stdout` (as Python's console exporters do), `stderr`, or a file path (appended to)."
 );
 
+var!(
+    CONSOLE_FORMAT,
+    "OTEL_RUN_CONSOLE_FORMAT",
+    Kind::Choice(CONSOLE_FORMATS),
+    Some("json"),
+    Launcher,
+    "How the `console` exporter prints spans: `json`, one object per span as Python's console exporter does, or `tree`, each finished trace as an indented tree with durations."
+);
+const CONSOLE_FORMATS: &[&str] = &["json", "tree"];
+
+// The built-in viewer.
+var!(
+    UI,
+    "OTEL_RUN_UI",
+    Kind::Bool,
+    Some("false"),
+    Launcher,
+    "Keep the telemetry received in a bounded store and serve a trace viewer (and Jaeger's query API) on `--ui-listen`; telemetry is then forwarded only to exporters set explicitly."
+);
+var!(
+    UI_LISTEN,
+    "OTEL_RUN_UI_LISTEN",
+    Kind::Text,
+    Some("127.0.0.1:16686"),
+    Launcher,
+    "Address the viewer (`--ui`) serves on, `IP:PORT` or `localhost:PORT`; Jaeger's UI port by default."
+);
+// An HTTP server span (8 attributes) takes about 550 bytes in the store
+// (`bench/viewer`): 200 000 are about 110 MiB, room on a laptop for hours of a
+// development server's requests; the 512 MiB bound holds for far larger spans.
+var!(
+    MAX_SPANS,
+    "OTEL_RUN_MAX_SPANS",
+    Kind::Count,
+    Some("200000"),
+    Launcher,
+    "Spans the viewer's store keeps (`--ui`); the oldest whole traces are evicted beyond it, or beyond 512 MiB, and counted."
+);
+var!(
+    STORE,
+    "OTEL_RUN_STORE",
+    Kind::Path,
+    None,
+    Launcher,
+    "A file the viewer's store (`--ui`) is kept in, so a restart keeps the traces; in memory only when unset."
+);
+
 // eBPF uprobes.
 const UPROBE_PARENTS: &[&str] = &["root", "process"];
 var!(
@@ -891,6 +938,11 @@ pub static ALL: LazyLock<Vec<&'static Var>> = LazyLock::new(|| {
             &AGENT,
             &CACHE_DIR,
             &CONSOLE_OUTPUT,
+            &CONSOLE_FORMAT,
+            &UI,
+            &UI_LISTEN,
+            &MAX_SPANS,
+            &STORE,
             &UPROBE,
             &UPROBE_PARENT,
             &UPROBE_BUFFER_SIZE,

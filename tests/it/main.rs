@@ -28,3 +28,4 @@ mod standalone;
 mod uprobe;
 mod uprobe_go;
 mod util;
+mod viewer;

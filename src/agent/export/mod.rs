@@ -1,7 +1,8 @@
 //! Exporters: where a batch of OTLP `Resource*` messages goes.
 //!
 //! One enum, one module per kind: `otlp` (gRPC, http/protobuf, http/json),
-//! `zipkin`, `prometheus` (a scrape endpoint) and `console`. The three signals are made generic by [`Payload`].
+//! `zipkin`, `prometheus` (a scrape endpoint) and `console`; the viewer's
+//! store ([`crate::agent::viewer`]) takes batches as one too. The three signals are made generic by [`Payload`].
 
 pub mod console;
 pub mod otlp;
@@ -84,6 +85,10 @@ pub trait Payload:
     }
     /// The metrics, for exporters of metrics only (Prometheus).
     fn as_metrics(&self) -> Option<&ResourceMetrics> {
+        None
+    }
+    /// The logs, for the viewer's store.
+    fn as_logs(&self) -> Option<&ResourceLogs> {
         None
     }
     /// The gRPC method the request goes to.
@@ -205,6 +210,9 @@ impl Payload for ResourceLogs {
     fn to_console(&self) -> Vec<String> {
         console::logs::records(self)
     }
+    fn as_logs(&self) -> Option<&ResourceLogs> {
+        Some(self)
+    }
 }
 
 /// One destination of a pipeline.
@@ -213,6 +221,8 @@ pub enum Exporter {
     Zipkin(zipkin::Client),
     Prometheus(prometheus::Scrape),
     Console(console::Console),
+    /// The built-in viewer's store (`--ui`).
+    Viewer(std::sync::Arc<crate::agent::viewer::Viewer>),
 }
 
 impl Exporter {
@@ -225,6 +235,7 @@ impl Exporter {
                 Ok(())
             }
             Exporter::Console(console) => console.export(batch).await,
+            Exporter::Viewer(viewer) => viewer.export(batch).await,
         }
     }
 
@@ -234,7 +245,7 @@ impl Exporter {
         match self {
             Exporter::Otlp(client) => Some(client.timeout()),
             Exporter::Zipkin(client) => Some(client.timeout()),
-            Exporter::Prometheus(_) | Exporter::Console(_) => None,
+            Exporter::Prometheus(_) | Exporter::Console(_) | Exporter::Viewer(_) => None,
         }
     }
 
@@ -245,6 +256,7 @@ impl Exporter {
             Exporter::Zipkin(client) => client.describe(),
             Exporter::Prometheus(scrape) => scrape.describe(),
             Exporter::Console(console) => console.describe(),
+            Exporter::Viewer(viewer) => viewer.describe(),
         }
     }
 }

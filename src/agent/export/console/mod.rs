@@ -8,11 +8,13 @@
 //! write (Python's buffered stdout splits at its buffer size). Writes run on the
 //! blocking pool: a terminal or pipe that stops reading holds up only the console.
 //! A closed pipe (`| head`) ends the console output: the rest is counted dropped.
+//! With `--console-format tree`, spans are printed as one tree per trace ([`tree`]).
 
 mod json;
 pub mod logs;
 pub mod metrics;
 pub mod spans;
+pub mod tree;
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -38,11 +40,14 @@ pub struct Console {
     closed: AtomicBool,
     /// Why nothing can be printed once `closed`.
     why: &'static str,
+    /// `--console-format tree`: spans held per trace until it is finished.
+    trees: Option<tree::Trees>,
 }
 
 impl Console {
-    /// `stdout`, `stderr`, or a file path (created, appended to).
-    pub fn open(target: &str) -> std::io::Result<Console> {
+    /// `stdout`, `stderr`, or a file path (created, appended to); `tree`
+    /// prints spans as trees.
+    pub fn open(target: &str, tree: bool) -> std::io::Result<Console> {
         let (output, file) = match target {
             "stdout" => (
                 Output::Stdout,
@@ -74,6 +79,7 @@ impl Console {
             } else {
                 "its reader has gone (broken pipe)"
             },
+            trees: tree.then(tree::Trees::default),
         })
     }
 
@@ -81,7 +87,17 @@ impl Console {
         if self.closed.load(Ordering::Relaxed) {
             return Err(ExportError::Closed(self.why.into()));
         }
-        let records: Vec<String> = batch.iter().flat_map(Payload::to_console).collect();
+        let records: Vec<String> = match &self.trees {
+            Some(trees) if T::SIGNAL == crate::settings::otlp::Signal::Traces => batch
+                .iter()
+                .filter_map(Payload::as_spans)
+                .flat_map(|spans| trees.add(&spans))
+                .collect(),
+            _ => batch.iter().flat_map(Payload::to_console).collect(),
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
         let file = self.file.clone();
         let written = tokio::task::spawn_blocking(move || {
             records
@@ -107,6 +123,22 @@ impl Console {
             Output::Stdout => "console (stdout)".into(),
             Output::Stderr => "console (stderr)".into(),
             Output::File(path) => format!("console (`{}`)", path.display()),
+        }
+    }
+}
+
+impl Drop for Console {
+    /// Traces still waiting for their root are printed as they are: the
+    /// console closes with the agent, and nothing more of them will come.
+    fn drop(&mut self) {
+        let Some(trees) = &self.trees else { return };
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        for record in trees.rest() {
+            if (&*self.file).write_all(record.as_bytes()).is_err() {
+                return;
+            }
         }
     }
 }
