@@ -1,0 +1,57 @@
+// The viewer's entry: the header with the store's summary, the router over
+// `#/` (traces), `#/trace/ID` and `#/metrics`, and the poll that shows what
+// arrives without a reload.
+import * as api from "./api.js";
+import { h } from "./dom.js";
+import { ListPage } from "./list.js";
+import { MetricsPage } from "./metrics.js";
+import { TracePage } from "./trace.js";
+const POLL_MS = 2000;
+const main = document.getElementById("main");
+const store = document.getElementById("store");
+let page = null;
+let route = "";
+function pageFor(hash) {
+    const trace = /^#\/trace\/([0-9a-fA-F]+)/.exec(hash);
+    if (trace)
+        return new TracePage(trace[1]);
+    if (hash.startsWith("#/metrics"))
+        return new MetricsPage();
+    return new ListPage();
+}
+function navigate() {
+    const hash = location.hash || "#/";
+    if (hash === route)
+        return;
+    route = hash;
+    page = pageFor(hash);
+    for (const link of document.querySelectorAll("nav a")) {
+        const target = link.getAttribute("href");
+        link.classList.toggle("current", target === "#/" ? !hash.startsWith("#/metrics") : hash.startsWith(target));
+    }
+    main.replaceChildren(page.root);
+    void page.refresh();
+}
+async function refreshSummary() {
+    const answer = await api.summary();
+    if (!answer.ok) {
+        store.replaceChildren(answer.missing ? "" : h("span", { class: "mark error" }, "store: no answer"));
+        return;
+    }
+    const s = answer.data;
+    const n = (v) => (v ?? 0).toLocaleString("en");
+    const evicted = (s.evicted?.traces ?? 0) > 0;
+    store.replaceChildren(h("span", {}, `${n(s.held?.traces)} traces, ${n(s.held?.spans)} spans held`), s.limits?.spans ? h("span", {}, ` of ${n(s.limits.spans)}`) : "", h("span", { class: evicted ? "evicted mark warn" : "evicted", title: "whole oldest traces evicted to stay within the limits" }, ` · evicted: ${n(s.evicted?.traces)} traces (${n(s.evicted?.spans)} spans)`));
+}
+async function poll() {
+    try {
+        await Promise.all([page?.refresh(), refreshSummary()]);
+    }
+    finally {
+        setTimeout(() => void poll(), POLL_MS);
+    }
+}
+window.addEventListener("hashchange", navigate);
+navigate();
+setTimeout(() => void poll(), POLL_MS);
+void refreshSummary();
