@@ -15,7 +15,7 @@ pub struct Jaeger {
     pub grpc: u16,
     pub http: u16,
     pub zipkin: u16,
-    query: u16,
+    pub query: u16,
     dir: tempfile::TempDir,
 }
 

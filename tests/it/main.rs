@@ -25,3 +25,4 @@ mod seeds;
 mod standalone;
 mod uprobe;
 mod util;
+mod viewer_browser;
