@@ -23,11 +23,11 @@ export class ListPage {
     serviceSelect = h("select", { name: "service", "aria-label": "service" });
     operationSelect = h("select", { name: "operation", "aria-label": "operation" });
     statusSelect = h("select", { name: "status", "aria-label": "status" }, h("option", { value: "" }, "any status"), h("option", { value: "error" }, "error"), h("option", { value: "ok" }, "no error"));
-    minInput = h("input", { name: "min", placeholder: "min duration (e.g. 5ms)", size: 16 });
-    maxInput = h("input", { name: "max", placeholder: "max duration (e.g. 2s)", size: 16 });
+    minInput = h("input", { name: "min", placeholder: "min duration, e.g. 5ms", size: 20 });
+    maxInput = h("input", { name: "max", placeholder: "max duration, e.g. 2s", size: 20 });
     message = h("div", { class: "message" });
     body = h("tbody");
-    services = [];
+    services = null;
     shown = "";
     constructor() {
         this.serviceSelect.value = filters.service;
@@ -45,6 +45,7 @@ export class ListPage {
         this.minInput.addEventListener("input", changed);
         this.maxInput.addEventListener("input", changed);
         this.root.append(h("form", { class: "filters", onsubmit: (e) => e.preventDefault() }, this.serviceSelect, this.operationSelect, this.statusSelect, this.minInput, this.maxInput), this.message, h("table", { class: "traces" }, h("thead", {}, h("tr", {}, h("th", {}, "Start"), h("th", {}, "Service"), h("th", {}, "Root span"), h("th", { class: "num" }, "Duration"), h("th", { class: "num" }, "Spans"), h("th", {}, "Errors"))), this.body));
+        this.setServices([]);
         void this.loadOperations();
     }
     readFilters() {
@@ -68,7 +69,7 @@ export class ListPage {
     }
     setServices(list) {
         const sorted = [...list].sort();
-        if (sorted.join("\n") === this.services.join("\n"))
+        if (this.services !== null && sorted.join("\n") === this.services.join("\n"))
             return;
         this.services = sorted;
         this.serviceSelect.replaceChildren(h("option", { value: "" }, "all services"), ...sorted.map((s) => h("option", { value: s }, s)));
@@ -89,7 +90,8 @@ export class ListPage {
             return;
         }
         // Jaeger's API lists the traces of one service: ask each one and merge.
-        const wanted = filters.service ? [filters.service] : this.services;
+        const all = this.services ?? [];
+        const wanted = filters.service ? [filters.service] : all;
         const answers = await Promise.all(wanted.map((service) => api.traces({ service, operation: filters.service ? filters.operation : "", minDuration: "", maxDuration: "", limit: LIMIT })));
         const failed = answers.find((a) => !a.ok);
         const byID = new Map();
@@ -110,7 +112,7 @@ export class ListPage {
         this.message.replaceChildren(failed && !failed.ok
             ? notice(`Some traces could not be read: ${failed.error}`, "error")
             : rows.length === 0
-                ? notice(this.services.length === 0
+                ? notice(all.length === 0
                     ? "No traces yet. Send OTLP to this agent (otel-run -- COMMAND exports to it); they appear here as they arrive."
                     : "No trace matches these filters.")
                 : "");

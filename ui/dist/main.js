@@ -40,8 +40,9 @@ async function refreshSummary() {
     }
     const s = answer.data;
     const n = (v) => (v ?? 0).toLocaleString("en");
+    const of = (v, noun) => `${n(v)} ${noun}${v === 1 ? "" : "s"}`;
     const evicted = (s.evicted?.traces ?? 0) > 0;
-    store.replaceChildren(h("span", {}, `${n(s.held?.traces)} traces, ${n(s.held?.spans)} spans held`), s.limits?.spans ? h("span", {}, ` of ${n(s.limits.spans)}`) : "", h("span", { class: evicted ? "evicted mark warn" : "evicted", title: "whole oldest traces evicted to stay within the limits" }, ` · evicted: ${n(s.evicted?.traces)} traces (${n(s.evicted?.spans)} spans)`));
+    store.replaceChildren(h("span", {}, `${of(s.held?.traces, "trace")}, ${of(s.held?.spans, "span")} held`), s.limits?.spans ? h("span", {}, ` of ${n(s.limits.spans)}`) : "", h("span", { class: evicted ? "evicted mark warn" : "evicted", title: "whole oldest traces evicted to stay within the limits" }, ` · evicted: ${of(s.evicted?.traces, "trace")} (${of(s.evicted?.spans, "span")})`));
 }
 async function poll() {
     try {

@@ -39,7 +39,7 @@ function row(m) {
 function format(n) {
     if (Number.isInteger(n))
         return String(n);
-    return Math.abs(n) >= 100 ? n.toFixed(1) : n.toPrecision(4);
+    return Math.abs(n) >= 100 ? n.toFixed(1) : String(Number(n.toPrecision(4)));
 }
 const W = 120;
 const HEIGHT = 28;

@@ -32,11 +32,11 @@ export class ListPage {
     h("option", { value: "error" }, "error"),
     h("option", { value: "ok" }, "no error"),
   );
-  private readonly minInput = h("input", { name: "min", placeholder: "min duration (e.g. 5ms)", size: 16 });
-  private readonly maxInput = h("input", { name: "max", placeholder: "max duration (e.g. 2s)", size: 16 });
+  private readonly minInput = h("input", { name: "min", placeholder: "min duration, e.g. 5ms", size: 20 });
+  private readonly maxInput = h("input", { name: "max", placeholder: "max duration, e.g. 2s", size: 20 });
   private readonly message = h("div", { class: "message" });
   private readonly body = h("tbody");
-  private services: string[] = [];
+  private services: string[] | null = null;
   private shown = "";
 
   constructor() {
@@ -85,6 +85,7 @@ export class ListPage {
         this.body,
       ),
     );
+    this.setServices([]);
     void this.loadOperations();
   }
 
@@ -110,7 +111,7 @@ export class ListPage {
 
   private setServices(list: string[]): void {
     const sorted = [...list].sort();
-    if (sorted.join("\n") === this.services.join("\n")) return;
+    if (this.services !== null && sorted.join("\n") === this.services.join("\n")) return;
     this.services = sorted;
     this.serviceSelect.replaceChildren(
       h("option", { value: "" }, "all services"),
@@ -136,7 +137,8 @@ export class ListPage {
       return;
     }
     // Jaeger's API lists the traces of one service: ask each one and merge.
-    const wanted = filters.service ? [filters.service] : this.services;
+    const all = this.services ?? [];
+    const wanted = filters.service ? [filters.service] : all;
     const answers = await Promise.all(
       wanted.map((service) =>
         api.traces({ service, operation: filters.service ? filters.operation : "", minDuration: "", maxDuration: "", limit: LIMIT }),
@@ -161,7 +163,7 @@ export class ListPage {
         ? notice(`Some traces could not be read: ${failed.error}`, "error")
         : rows.length === 0
           ? notice(
-              this.services.length === 0
+              all.length === 0
                 ? "No traces yet. Send OTLP to this agent (otel-run -- COMMAND exports to it); they appear here as they arrive."
                 : "No trace matches these filters.",
             )

@@ -48,14 +48,15 @@ async function refreshSummary(): Promise<void> {
   }
   const s = answer.data;
   const n = (v: number | undefined) => (v ?? 0).toLocaleString("en");
+  const of = (v: number | undefined, noun: string) => `${n(v)} ${noun}${v === 1 ? "" : "s"}`;
   const evicted = (s.evicted?.traces ?? 0) > 0;
   store.replaceChildren(
-    h("span", {}, `${n(s.held?.traces)} traces, ${n(s.held?.spans)} spans held`),
+    h("span", {}, `${of(s.held?.traces, "trace")}, ${of(s.held?.spans, "span")} held`),
     s.limits?.spans ? h("span", {}, ` of ${n(s.limits.spans)}`) : "",
     h(
       "span",
       { class: evicted ? "evicted mark warn" : "evicted", title: "whole oldest traces evicted to stay within the limits" },
-      ` · evicted: ${n(s.evicted?.traces)} traces (${n(s.evicted?.spans)} spans)`,
+      ` · evicted: ${of(s.evicted?.traces, "trace")} (${of(s.evicted?.spans, "span")})`,
     ),
   );
 }
