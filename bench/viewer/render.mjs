@@ -77,11 +77,13 @@ const trace = makeTrace(spans);
 const traceJSON = JSON.stringify({ data: [trace], total: 0, limit: 0, offset: 0, errors: null });
 const logsJSON = JSON.stringify({
   data: Array.from({ length: 50 }, (_, i) => ({
-    time: trace.spans[i * 3].startTime,
-    severity: i % 11 ? "INFO" : "ERROR",
+    timestamp: trace.spans[i * 3].startTime,
+    severityText: i % 11 ? "INFO" : "ERROR",
     body: `log record ${i}`,
+    attributes: { "code.lineno": i },
+    traceID: trace.traceID,
     spanID: trace.spans[i * 3].spanID,
-    service: "frontend",
+    serviceName: "frontend",
   })),
 });
 
@@ -91,7 +93,7 @@ function api(req, res) {
   if (path === `/api/traces/${trace.traceID}`) return json(traceJSON);
   if (path === "/api/otel-run/logs") return json(logsJSON);
   if (path === "/api/otel-run/summary")
-    return json(JSON.stringify({ held: { traces: 1, spans }, evicted: { traces: 0, spans: 0 }, limits: { spans: 100000 } }));
+    return json(JSON.stringify({ traces: 1, spans, max_spans: 200000, evicted_traces: 0, evicted_spans: 0 }));
   return res.writeHead(404).end();
 }
 

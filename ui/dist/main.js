@@ -40,9 +40,15 @@ async function refreshSummary() {
     }
     const s = answer.data;
     const n = (v) => (v ?? 0).toLocaleString("en");
-    const of = (v, noun) => `${n(v)} ${noun}${v === 1 ? "" : "s"}`;
-    const evicted = (s.evicted?.traces ?? 0) > 0;
-    store.replaceChildren(h("span", {}, `${of(s.held?.traces, "trace")}, ${of(s.held?.spans, "span")} held`), s.limits?.spans ? h("span", {}, ` of ${n(s.limits.spans)}`) : "", h("span", { class: evicted ? "evicted mark warn" : "evicted", title: "whole oldest traces evicted to stay within the limits" }, ` · evicted: ${of(s.evicted?.traces, "trace")} (${of(s.evicted?.spans, "span")})`));
+    const of = (v, noun, plural = `${noun}s`) => `${n(v)} ${v === 1 ? noun : plural}`;
+    // Whatever the store dropped is said: evicted to stay within its limits, or refused.
+    const dropped = [
+        s.evicted_traces ? `evicted ${of(s.evicted_traces, "trace")} (${of(s.evicted_spans, "span")})` : "",
+        s.evicted_logs ? `evicted ${of(s.evicted_logs, "log")}` : "",
+        s.rejected_spans ? `rejected ${of(s.rejected_spans, "span")}` : "",
+        s.dropped_metric_series ? `dropped ${of(s.dropped_metric_series, "metric series", "metric series")}` : "",
+    ].filter(Boolean);
+    store.replaceChildren(h("span", { title: s.max_bytes ? `at most ${n(s.max_spans)} spans and ${n(s.max_bytes)} bytes` : "" }, `${of(s.traces, "trace")}, ${of(s.spans, "span")}${s.max_spans ? ` of ${n(s.max_spans)}` : ""} held`), h("span", { class: dropped.length ? "evicted mark warn" : "evicted", title: "whole oldest traces are evicted to stay within the limits" }, ` · ${dropped.length ? dropped.join(", ") : "evicted: none"}`));
 }
 async function poll() {
     try {

@@ -55,17 +55,18 @@ export class TracePage {
             this.logsPanel.replaceChildren(head, notice("No logs in this trace."));
             return;
         }
-        const records = [...answer.data].sort((a, b) => a.time - b.time);
+        const records = [...answer.data].sort((a, b) => at(a) - at(b));
         this.logsPanel.replaceChildren(head, ...records.map((r) => this.logRecord(r, start)));
     }
     logRecord(r, start) {
-        const severity = (r.severity ?? "").toUpperCase();
+        const severity = (r.severityText || severityName(r.severityNumber)).toUpperCase();
         const level = /ERROR|FATAL/.test(severity) ? "error" : /WARN/.test(severity) ? "warn" : "info";
         const span = r.spanID ? this.rows.get(r.spanID) : undefined;
-        return h("details", { class: `log ${level}` }, h("summary", {}, h("span", { class: "offset" }, `+${duration(Math.max(0, r.time - start))}`), severity ? h("span", { class: `severity ${level}` }, severity) : "", h("span", { class: "body" }, text(r.body ?? ""))), kvTable([
-            ...(r.service ? [{ key: "service", value: r.service }] : []),
+        return h("details", { class: `log ${level}` }, h("summary", {}, h("span", { class: "offset" }, `+${duration(Math.max(0, at(r) - start))}`), severity ? h("span", { class: `severity ${level}` }, severity) : "", h("span", { class: "body" }, text(r.body ?? ""))), kvTable([
+            ...(r.serviceName ? [{ key: "service", value: r.serviceName }] : []),
+            ...(r.scope ? [{ key: "scope", value: r.scope }] : []),
             ...(r.spanID ? [{ key: "span id", value: r.spanID }] : []),
-            ...(r.attributes ?? []),
+            ...Object.entries(r.attributes ?? {}).map(([key, value]) => ({ key, value })),
         ]), span
             ? h("button", {
                 type: "button",
@@ -76,6 +77,16 @@ export class TracePage {
             }, "show its span")
             : "");
     }
+}
+/** A record's time: when it happened, or else when the SDK saw it. */
+function at(r) {
+    return r.timestamp || r.observedTimestamp || 0;
+}
+/** OTLP's severity number's name (1–4 TRACE … 21–24 FATAL), for a record without a text. */
+function severityName(n) {
+    if (!n)
+        return "";
+    return ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"][Math.min(5, Math.floor((n - 1) / 4))] ?? "";
 }
 function back() {
     return h("a", { class: "back", href: "#/" }, "← all traces");

@@ -43,34 +43,62 @@ export interface Trace {
   processes: Record<string, Process>;
 }
 
+/** What the store holds and has dropped; every field a count. */
 export interface Summary {
-  held?: { traces?: number; spans?: number; bytes?: number };
-  evicted?: { traces?: number; spans?: number };
-  limits?: { spans?: number; bytes?: number };
+  traces?: number;
+  spans?: number;
+  logs?: number;
+  bytes?: number;
+  max_spans?: number;
+  max_bytes?: number;
+  evicted_traces?: number;
+  evicted_spans?: number;
+  evicted_logs?: number;
+  rejected_spans?: number;
+  metric_series?: number;
+  dropped_metric_series?: number;
 }
+
+/** Attributes as otel-run's endpoints write them: an object of values. */
+export type Attributes = Record<string, unknown>;
 
 export interface LogRecord {
-  time: number; // microseconds since the epoch
-  severity?: string;
+  timestamp: number; // microseconds since the epoch; 0 when the SDK set none
+  observedTimestamp?: number;
+  severityText?: string;
+  severityNumber?: number;
   body?: unknown;
-  attributes?: KeyValue[];
+  attributes?: Attributes;
+  traceID?: string;
   spanID?: string;
-  service?: string;
+  serviceName?: string;
+  scope?: string;
 }
 
-export interface MetricPoint {
+/** A histogram's (or summary's) latest point. */
+export interface Distribution {
+  count?: number;
+  sum?: number;
+  min?: number;
+  max?: number;
+}
+
+export interface Series {
+  attributes?: Attributes;
   time: number; // microseconds since the epoch
-  value: number;
+  value: number | Distribution;
+  /** `[time, value]`, oldest first: a sum's value, a histogram's count. */
+  history?: [number, number][];
 }
 
 export interface Metric {
-  name: string;
-  unit?: string;
-  kind: "sum" | "gauge" | "histogram" | string;
   service?: string;
-  attributes?: KeyValue[];
-  latest?: number;
-  points?: MetricPoint[];
+  scope?: string;
+  name: string;
+  description?: string;
+  unit?: string;
+  type: string; // gauge, sum, histogram, exponential_histogram, summary
+  series: Series[];
 }
 
 /** An answer: the data, or `missing` (the server has no such endpoint), or an error's text. */

@@ -1,5 +1,6 @@
-// The metrics received: one row per metric stream with its latest value, and
-// for a sum or a histogram a small chart of its recent points.
+// The metrics received: one row per series (a metric's points of one set of
+// attributes) with its latest value, and for a sum or a histogram a small
+// chart of its recent history.
 
 import * as api from "./api.js";
 import { h, notice, svg, text, time } from "./dom.js";
@@ -20,11 +21,7 @@ export class MetricsPage {
         h(
           "thead",
           {},
-          h(
-            "tr",
-            {},
-            ...["Name", "Service", "Kind", "Attributes", "Latest", "Recent"].map((c) => h("th", {}, c)),
-          ),
+          h("tr", {}, ...["Name", "Service", "Kind", "Attributes", "Latest", "Recent"].map((c) => h("th", {}, c))),
         ),
         this.body,
       ),
@@ -50,29 +47,35 @@ export class MetricsPage {
     const key = JSON.stringify(metrics);
     if (key === this.shown) return;
     this.shown = key;
-    this.body.replaceChildren(...metrics.map(row));
+    this.body.replaceChildren(...metrics.flatMap((m) => (m.series.length ? m.series : [null]).map((s) => row(m, s))));
   }
 }
 
-function row(m: api.Metric): HTMLElement {
-  const attrs = (m.attributes ?? []).map((a) => `${a.key}=${text(a.value)}`).join(", ");
-  const points = m.points ?? [];
-  const last = points[points.length - 1];
-  const latest = m.latest ?? last?.value;
+function row(m: api.Metric, s: api.Series | null): HTMLElement {
+  const attrs = Object.entries(s?.attributes ?? {})
+    .map(([k, v]) => `${k}=${text(v)}`)
+    .join(", ");
+  const charted = m.type === "sum" || m.type.endsWith("histogram");
   return h(
     "tr",
     { "data-metric": m.name },
-    h("td", { class: "name" }, m.name),
+    h("td", { class: "name", title: m.description ?? "" }, m.name),
     h("td", {}, m.service ?? ""),
-    h("td", {}, m.kind),
+    h("td", {}, m.type),
     h("td", { class: "attrs" }, attrs),
-    h(
-      "td",
-      { class: "num", title: last ? `at ${time(last.time)}` : "" },
-      latest === undefined ? "" : `${format(latest)}${m.unit && m.unit !== "1" ? ` ${m.unit}` : ""}`,
-    ),
-    h("td", {}, m.kind === "sum" || m.kind === "histogram" ? chart(points) : ""),
+    h("td", { class: "num", title: s ? `at ${time(s.time)}` : "" }, s ? latest(s.value, m.unit) : ""),
+    h("td", {}, charted && s ? chart(s.history ?? [], m.type === "sum" ? "value" : "count") : ""),
   );
+}
+
+/** A number with its unit; a histogram or summary as its count and mean. */
+function latest(value: number | api.Distribution, unit?: string): string {
+  const u = unit && unit !== "1" ? ` ${unit}` : "";
+  if (typeof value === "number") return `${format(value)}${u}`;
+  const count = value.count ?? 0;
+  const mean = count > 0 && value.sum !== undefined ? `, mean ${format(value.sum / count)}${u}` : "";
+  const range = value.min !== undefined && value.max !== undefined ? `, ${format(value.min)}–${format(value.max)}${u}` : "";
+  return `count ${format(count)}${mean}${range}`;
 }
 
 function format(n: number): string {
@@ -84,22 +87,30 @@ const W = 120;
 const HEIGHT = 28;
 
 /** The points as a line over their own time span and range; nothing to draw for fewer than two. */
-export function chart(points: api.MetricPoint[]): Element | string {
+export function chart(points: [number, number][], what: string): Element | string {
   if (points.length < 2) return "";
-  const t0 = points[0].time;
-  const t1 = points[points.length - 1].time;
+  const t0 = points[0][0];
+  const t1 = points[points.length - 1][0];
   let lo = Infinity;
   let hi = -Infinity;
-  for (const p of points) {
-    lo = Math.min(lo, p.value);
-    hi = Math.max(hi, p.value);
+  for (const [, v] of points) {
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
   }
   const x = (t: number) => (t1 > t0 ? ((t - t0) / (t1 - t0)) * (W - 2) + 1 : W / 2);
   const y = (v: number) => (hi > lo ? HEIGHT - 2 - ((v - lo) / (hi - lo)) * (HEIGHT - 4) : HEIGHT / 2);
-  const path = points.map((p) => `${x(p.time).toFixed(1)},${y(p.value).toFixed(1)}`).join(" ");
+  const path = points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
   return svg(
     "svg",
-    { class: "chart", width: W, height: HEIGHT, viewBox: `0 0 ${W} ${HEIGHT}`, role: "img", "aria-label": `${points.length} points from ${format(lo)} to ${format(hi)}` },
+    {
+      class: "chart",
+      width: W,
+      height: HEIGHT,
+      viewBox: `0 0 ${W} ${HEIGHT}`,
+      role: "img",
+      "aria-label": `${what}: ${points.length} points from ${format(lo)} to ${format(hi)}`,
+    },
+    svg("title", {}, `${what}, ${format(lo)} to ${format(hi)}`),
     svg("polyline", { points: path, fill: "none", stroke: "currentColor", "stroke-width": 1.5 }),
   );
 }

@@ -74,12 +74,12 @@ export class TracePage {
       this.logsPanel.replaceChildren(head, notice("No logs in this trace."));
       return;
     }
-    const records = [...answer.data].sort((a, b) => a.time - b.time);
+    const records = [...answer.data].sort((a, b) => at(a) - at(b));
     this.logsPanel.replaceChildren(head, ...records.map((r) => this.logRecord(r, start)));
   }
 
   private logRecord(r: api.LogRecord, start: number): HTMLElement {
-    const severity = (r.severity ?? "").toUpperCase();
+    const severity = (r.severityText || severityName(r.severityNumber)).toUpperCase();
     const level = /ERROR|FATAL/.test(severity) ? "error" : /WARN/.test(severity) ? "warn" : "info";
     const span = r.spanID ? this.rows.get(r.spanID) : undefined;
     return h(
@@ -88,14 +88,15 @@ export class TracePage {
       h(
         "summary",
         {},
-        h("span", { class: "offset" }, `+${duration(Math.max(0, r.time - start))}`),
+        h("span", { class: "offset" }, `+${duration(Math.max(0, at(r) - start))}`),
         severity ? h("span", { class: `severity ${level}` }, severity) : "",
         h("span", { class: "body" }, text(r.body ?? "")),
       ),
       kvTable([
-        ...(r.service ? [{ key: "service", value: r.service }] : []),
+        ...(r.serviceName ? [{ key: "service", value: r.serviceName }] : []),
+        ...(r.scope ? [{ key: "scope", value: r.scope }] : []),
         ...(r.spanID ? [{ key: "span id", value: r.spanID }] : []),
-        ...(r.attributes ?? []),
+        ...Object.entries(r.attributes ?? {}).map(([key, value]) => ({ key, value })),
       ]),
       span
         ? h(
@@ -112,6 +113,17 @@ export class TracePage {
         : "",
     );
   }
+}
+
+/** A record's time: when it happened, or else when the SDK saw it. */
+function at(r: api.LogRecord): number {
+  return r.timestamp || r.observedTimestamp || 0;
+}
+
+/** OTLP's severity number's name (1–4 TRACE … 21–24 FATAL), for a record without a text. */
+function severityName(n: number | undefined): string {
+  if (!n) return "";
+  return ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"][Math.min(5, Math.floor((n - 1) / 4))] ?? "";
 }
 
 function back(): HTMLElement {
