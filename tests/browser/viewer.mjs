@@ -90,6 +90,17 @@ try {
   if (cells[2] !== chain[0]) fail(`the trace list names the root ${JSON.stringify(cells[2])}, not ${chain[0]}: ${cells}`);
   await page.screenshot({ path: join(opt.out, "list.png"), fullPage: true });
 
+  // The filters hide it: it has no span in error, it is shorter than 1000 s and longer than 1 µs.
+  await hiddenBy(page, row, () => page.selectOption("select[name=status]", "error"));
+  await page.selectOption("select[name=status]", "ok");
+  await row.waitFor();
+  await hiddenBy(page, row, () => page.fill("input[name=min]", "1000s"));
+  await page.fill("input[name=min]", "");
+  await hiddenBy(page, row, () => page.fill("input[name=max]", "1us"));
+  await page.fill("input[name=max]", "");
+  await page.selectOption("select[name=service]", opt.service);
+  await row.waitFor();
+
   await row.click();
   await page.locator(".waterfall .span").first().waitFor();
   // Wait until every span of the chain is drawn (spans may still arrive).
@@ -123,6 +134,13 @@ try {
   await context.close();
   rmSync(profile, { recursive: true, force: true });
   server?.close();
+}
+
+/** `act` makes `row` leave the list and a notice say that nothing matches. */
+async function hiddenBy(page, row, act) {
+  await act();
+  await row.waitFor({ state: "detached" });
+  await page.locator(".message .notice", { hasText: "No trace matches" }).waitFor();
 }
 
 /** Each name of the chain is drawn inside the previous one's subtree, one level deeper. */

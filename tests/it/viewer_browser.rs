@@ -1,8 +1,8 @@
 //! The viewer's web UI in a real browser: Debian's chromium driven by
 //! playwright-core (`tests/browser/viewer.mjs`, prepared by
 //! `.ci/browser/install.sh`, found through `OTEL_RUN_TEST_CHROMIUM`), on a
-//! trace that otel-run sends; and the committed bundle is what `ui/build.sh`
-//! builds from its sources.
+//! trace that otel-run sends; the UI's model in node; and the committed
+//! bundle is what `ui/build.sh` builds from its sources.
 //!
 //! The pages are served by the browser script's stand-in server (the files of
 //! `ui/dist/`, the API passed to a real Jaeger, whose query API the viewer's
@@ -24,7 +24,8 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// A trace otel-run sends after the page loaded appears in the list without
-/// a reload, with its root; opening it draws `work` under the process span
+/// a reload, with its root, and the status and duration filters hide it;
+/// opening it draws `work` under the process span
 /// and `step` under `work`; clicking `work` opens its attributes and
 /// resource; the page asks nothing of another origin. The screenshots of each
 /// page are left in target/tmp/viewer-browser/.
@@ -91,6 +92,27 @@ fn a_trace_from_otel_run_is_listed_drawn_nested_and_opened_in_chromium() {
         let size = std::fs::metadata(&shot).map_or(0, |m| m.len());
         assert!(size > 0, "no screenshot {}", shot.display());
     }
+}
+
+/// The UI's computations, in node without a browser
+/// (`tests/browser/model.test.mjs`): the waterfall's order and nesting with
+/// missing parents, reference cycles and deep chains; the filters' durations.
+#[test]
+fn the_ui_model_nests_spans_whatever_their_references_hold() {
+    if tool("node").is_none() {
+        return;
+    }
+    let out = Command::new("node")
+        .current_dir(root().join("tests/browser"))
+        .args(["--test", "model.test.mjs"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `ui/dist/`, which the binary embeds, is exactly what `ui/build.sh` builds

@@ -28,7 +28,9 @@ export class ListPage {
     message = h("div", { class: "message" });
     body = h("tbody");
     services = null;
-    shown = "";
+    /** What the rows show (null: redraw), and the latest refresh, whose answer alone is drawn. */
+    shown = null;
+    generation = 0;
     constructor() {
         this.serviceSelect.value = filters.service;
         this.statusSelect.value = filters.status;
@@ -54,7 +56,7 @@ export class ListPage {
         filters.status = this.statusSelect.value;
         filters.min = this.minInput.value;
         filters.max = this.maxInput.value;
-        this.shown = "";
+        this.shown = null;
         void this.refresh();
     }
     async loadOperations() {
@@ -77,7 +79,10 @@ export class ListPage {
     }
     /** Reads the services and the traces again; redraws the rows only if they changed. */
     async refresh() {
+        const generation = ++this.generation;
         const services = await api.services();
+        if (generation !== this.generation)
+            return;
         if (!services.ok) {
             this.message.replaceChildren(notice(`Cannot list the services: ${services.error}`, "error"));
             return;
@@ -93,6 +98,9 @@ export class ListPage {
         const all = this.services ?? [];
         const wanted = filters.service ? [filters.service] : all;
         const answers = await Promise.all(wanted.map((service) => api.traces({ service, operation: filters.service ? filters.operation : "", minDuration: "", maxDuration: "", limit: LIMIT })));
+        // A filter changed while the traces were read: the newer refresh draws.
+        if (generation !== this.generation)
+            return;
         const failed = answers.find((a) => !a.ok);
         const byID = new Map();
         for (const answer of answers) {

@@ -7,7 +7,7 @@ export class MetricsPage {
     root = h("section", { class: "page metrics" });
     message = h("div", { class: "message" });
     body = h("tbody");
-    shown = "";
+    shown = null;
     constructor() {
         this.root.append(h("h1", {}, "Metrics"), this.message, h("table", { class: "metrics" }, h("thead", {}, h("tr", {}, ...["Name", "Service", "Kind", "Attributes", "Latest", "Recent"].map((c) => h("th", {}, c)))), this.body));
     }
@@ -18,7 +18,7 @@ export class MetricsPage {
                 ? notice("This server keeps no metrics (no /api/otel-run/metrics); otel-run agent --ui does.")
                 : notice(`Cannot read the metrics: ${answer.error}`, "error"));
             this.body.replaceChildren();
-            this.shown = "";
+            this.shown = null;
             return;
         }
         const metrics = [...answer.data].sort((a, b) => a.name.localeCompare(b.name) || (a.service ?? "").localeCompare(b.service ?? ""));

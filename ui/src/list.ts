@@ -37,7 +37,9 @@ export class ListPage {
   private readonly message = h("div", { class: "message" });
   private readonly body = h("tbody");
   private services: string[] | null = null;
-  private shown = "";
+  /** What the rows show (null: redraw), and the latest refresh, whose answer alone is drawn. */
+  private shown: string | null = null;
+  private generation = 0;
 
   constructor() {
     this.serviceSelect.value = filters.service;
@@ -95,7 +97,7 @@ export class ListPage {
     filters.status = this.statusSelect.value;
     filters.min = this.minInput.value;
     filters.max = this.maxInput.value;
-    this.shown = "";
+    this.shown = null;
     void this.refresh();
   }
 
@@ -122,7 +124,9 @@ export class ListPage {
 
   /** Reads the services and the traces again; redraws the rows only if they changed. */
   async refresh(): Promise<void> {
+    const generation = ++this.generation;
     const services = await api.services();
+    if (generation !== this.generation) return;
     if (!services.ok) {
       this.message.replaceChildren(notice(`Cannot list the services: ${services.error}`, "error"));
       return;
@@ -144,6 +148,8 @@ export class ListPage {
         api.traces({ service, operation: filters.service ? filters.operation : "", minDuration: "", maxDuration: "", limit: LIMIT }),
       ),
     );
+    // A filter changed while the traces were read: the newer refresh draws.
+    if (generation !== this.generation) return;
     const failed = answers.find((a) => !a.ok);
     const byID = new Map<string, TraceSummary>();
     for (const answer of answers) {

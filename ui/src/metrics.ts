@@ -9,7 +9,7 @@ export class MetricsPage {
   readonly root = h("section", { class: "page metrics" });
   private readonly message = h("div", { class: "message" });
   private readonly body = h("tbody");
-  private shown = "";
+  private shown: string | null = null;
 
   constructor() {
     this.root.append(
@@ -37,7 +37,7 @@ export class MetricsPage {
           : notice(`Cannot read the metrics: ${answer.error}`, "error"),
       );
       this.body.replaceChildren();
-      this.shown = "";
+      this.shown = null;
       return;
     }
     const metrics = [...answer.data].sort(
