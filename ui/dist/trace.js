@@ -95,11 +95,12 @@ function back() {
 function axis(total) {
     return h("div", { class: "axis" }, h("span", { class: "name-col" }, "Span"), h("span", { class: "timeline" }, ...[0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { class: "tick", style: `left:${f * 100}%` }, duration(total * f)))));
 }
+/** A service's colour, from its name: any hue but the reds, which mean an error. */
 function hue(service) {
     let n = 0;
     for (const c of service)
-        n = (n * 31 + c.charCodeAt(0)) % 360;
-    return n;
+        n = (n * 31 + c.charCodeAt(0)) % 300;
+    return 30 + n;
 }
 function spanRow(row, trace, start, total) {
     const span = row.span;

@@ -146,10 +146,11 @@ function axis(total: number): HTMLElement {
   );
 }
 
+/** A service's colour, from its name: any hue but the reds, which mean an error. */
 function hue(service: string): number {
   let n = 0;
-  for (const c of service) n = (n * 31 + c.charCodeAt(0)) % 360;
-  return n;
+  for (const c of service) n = (n * 31 + c.charCodeAt(0)) % 300;
+  return 30 + n;
 }
 
 function spanRow(row: Row, trace: api.Trace, start: number, total: number): HTMLElement {
