@@ -16,10 +16,13 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { chromium } from "../../tests/browser/node_modules/playwright-core/index.mjs";
 import { serve } from "../../tests/browser/serve.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
+const { chromium } = await import("../../tests/browser/node_modules/playwright-core/index.mjs").catch(() => {
+  console.error("render.mjs: playwright-core is not installed in tests/browser/: run `bash .ci/browser/install.sh`");
+  process.exit(1);
+});
 const { values: opt } = parseArgs({
   options: {
     spans: { type: "string", default: "1000" },

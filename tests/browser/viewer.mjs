@@ -16,7 +16,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
 import { serve } from "./serve.mjs";
 
 const { values: opt } = parseArgs({
@@ -46,6 +45,9 @@ function fail(message) {
   process.exit(1);
 }
 
+const { chromium } = await import("playwright-core").catch(() =>
+  fail("playwright-core is not installed in tests/browser/: run `bash .ci/browser/install.sh`"),
+);
 const server = opt.serve ? await serve(opt.serve, opt.api) : null;
 const base = opt.url ?? server.url;
 const origin = new URL(base).origin;
