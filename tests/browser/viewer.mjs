@@ -111,6 +111,8 @@ try {
     els.map((el) => ({ name: el.dataset.name, depth: Number(el.dataset.depth) })),
   );
   checkChain(rows, chain);
+  // Beside it, the trace's logs: records, or a notice saying there are none or the server keeps none.
+  await page.locator("aside.logs details.log, aside.logs .notice").first().waitFor();
   await page.screenshot({ path: join(opt.out, "trace.png"), fullPage: true });
 
   const span = page.locator(`.waterfall .span[data-name="${attrSpan}"]`).first();
