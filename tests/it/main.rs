@@ -29,3 +29,4 @@ mod uprobe;
 mod uprobe_go;
 mod util;
 mod viewer;
+mod viewer_browser;
