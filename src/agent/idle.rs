@@ -18,6 +18,9 @@ pub struct Watcher {
     /// Written to stop the thread; the thread polls the other end.
     stop: OwnedFd,
     thread: JoinHandle<()>,
+    /// The listeners' descriptors, for a last look when stopped (they stay
+    /// open: the agent owns them until it finishes).
+    listening: Vec<std::os::fd::RawFd>,
 }
 
 impl Watcher {
@@ -38,26 +41,44 @@ impl Watcher {
                 revents: 0,
             })
             .collect();
+        // The default stack: `connected` starts the whole agent on it.
         let thread = std::thread::Builder::new()
             .name("otel-run-idle".into())
-            // It only polls: a small stack is plenty.
-            .stack_size(64 * 1024)
             .spawn(move || {
                 let _stop_read = stop_read;
                 if wait(&mut fds) {
                     connected();
                 }
             })?;
-        Ok(Watcher { stop, thread })
+        let listening = listeners.iter().map(|l| l.as_raw_fd()).collect();
+        Ok(Watcher {
+            stop,
+            thread,
+            listening,
+        })
     }
 
     /// Stops the thread (if it has not seen a connection) and waits for it,
-    /// so that whatever `connected` started has been started.
-    pub fn stop(self) {
+    /// so that whatever `connected` started has been started. Returns whether
+    /// a connection is waiting all the same: one that came as it stopped,
+    /// which the caller must still serve.
+    pub fn stop(self) -> bool {
         let byte = [0u8];
         // SAFETY: writes one byte from a live buffer to a pipe this owns.
         unsafe { libc::write(self.stop.as_raw_fd(), byte.as_ptr().cast(), 1) };
         let _ = self.thread.join();
+        let mut fds: Vec<libc::pollfd> = self
+            .listening
+            .iter()
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a live array of pollfd; a zero timeout never blocks.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        n > 0
     }
 }
 
@@ -76,11 +97,12 @@ fn wait(fds: &mut [libc::pollfd]) -> bool {
             return true;
         }
         let (stop, listeners) = fds.split_last().expect("the stop pipe is polled");
-        if stop.revents != 0 {
-            return false;
-        }
+        // A connection first: one that came with the stop is still served.
         if listeners.iter().any(|fd| fd.revents != 0) {
             return true;
+        }
+        if stop.revents != 0 {
+            return false;
         }
     }
 }
@@ -131,7 +153,22 @@ mod tests {
             flag.store(true, Ordering::SeqCst)
         })
         .unwrap();
-        watcher.stop();
+        assert!(!watcher.stop(), "no connection is waiting");
         assert!(!started.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_connection_that_comes_as_it_stops_is_still_said() {
+        let l = listener();
+        let started = Arc::new(AtomicBool::new(false));
+        let flag = started.clone();
+        let watcher = Watcher::spawn(std::slice::from_ref(&l), move || {
+            flag.store(true, Ordering::SeqCst)
+        })
+        .unwrap();
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        // Whichever the thread saw first, the connection is not forgotten.
+        let waiting = watcher.stop();
+        assert!(waiting || started.load(Ordering::SeqCst));
     }
 }

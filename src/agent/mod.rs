@@ -95,6 +95,8 @@ pub struct Agent {
     /// Say the exit summary even when nothing was dropped: a standalone
     /// agent's user sees nothing else of what it forwarded.
     summarize: bool,
+    /// Per signal of [`Signal::ALL`], whether it has an exporter.
+    exported: [bool; 3],
 }
 
 /// What the agent starts from, and what runs once it has.
@@ -273,12 +275,23 @@ impl Agent {
                     .ok()
             })
             .flatten();
+        // What has exporters: those made now, or the running pipelines.
+        let exported = match shared.running.get() {
+            Some(Some(running)) => Signal::ALL.map(|s| Recorder(running.sinks.clone()).exports(s)),
+            Some(None) => [false; 3],
+            None => {
+                let pending = shared.exporters.lock().unwrap_or_else(|e| e.into_inner());
+                let pending = pending.as_ref();
+                [0, 1, 2].map(|i| pending.is_some_and(|p| !p[i].is_empty()))
+            }
+        };
         Ok(Some(Agent {
             shared,
             watcher,
             endpoint,
             sdk_report,
             summarize: matches!(listen, Listen::At(_)),
+            exported,
         }))
     }
 
@@ -298,9 +311,11 @@ impl Agent {
         self.sdk_report.as_ref().map(SdkReport::path)
     }
 
-    /// Whether a signal is exported at all (has an exporter that is not `none`).
+    /// Whether a signal is exported at all: an exporter of it could be made
+    /// (or the viewer keeps it).
     pub fn exports(&self, signal: Signal) -> bool {
-        self.shared.config.exports(signal)
+        let i = Signal::ALL.iter().position(|s| *s == signal);
+        self.exported[i.expect("every signal is in ALL")]
     }
 
     /// Queues one of otel-run's own spans.
@@ -344,8 +359,12 @@ impl Agent {
             ..
         } = self;
         // After this, nothing else holds `shared`.
-        if let Some(watcher) = watcher {
-            watcher.stop();
+        if let Some(watcher) = watcher
+            && watcher.stop()
+        {
+            // A connection came as the watcher stopped: it is served, and
+            // what it sends flushed with the rest.
+            shared.running();
         }
         let running = Arc::into_inner(shared).and_then(|s| s.running.into_inner().flatten());
         let (totals, reporter) = match running {

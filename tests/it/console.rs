@@ -242,3 +242,22 @@ fn a_stdout_closed_at_start_is_said_once() {
     );
     assert!(stderr.contains("1 dropped"), "{stderr}");
 }
+
+/// A signal whose only exporter cannot be made is not exported: the command
+/// is told so (`none`), and does not send what would be thrown away.
+#[test]
+fn a_console_output_that_cannot_be_opened_leaves_the_signal_unexported() {
+    let out = otel_run()
+        .args(["--traces-exporter", "console"])
+        .args(["--console-output", "/nonexistent/dir/spans.json"])
+        .args(["--", "sh", "-c", "echo \"traces=$OTEL_TRACES_EXPORTER\""])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "traces=none\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("traces are not exported: cannot open console output"),
+        "{stderr}"
+    );
+}
