@@ -138,6 +138,11 @@ impl Finished {
     }
 }
 
+/// How long the flush waits for the receiver's connections to close: a
+/// command's sockets close when it exits, but what it sent last may still be
+/// on its way (or, when it started the agent just then, in the backlog).
+const SETTLE: Duration = Duration::from_millis(250);
+
 /// Each signal's exporters, in the order of [`Signal::ALL`].
 type PerSignal = [Vec<Exporter>; 3];
 
@@ -464,6 +469,9 @@ impl Running {
             ..
         } = self;
         let totals = runtime.block_on(async {
+            if let Some(receiver) = &receiver {
+                receiver.settle(SETTLE).await;
+            }
             let (t, m, l) = tokio::join!(
                 flush(sinks.traces.as_ref(), workers.traces),
                 flush(sinks.metrics.as_ref(), workers.metrics),

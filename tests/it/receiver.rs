@@ -280,3 +280,36 @@ fn device_json_with_field_names_reaches_the_collector_and_empty_metrics_are_reje
     assert!(received.contains("\"asDouble\":23.5"), "{received}");
     assert!(!received.contains("sensor.temperature"), "{received}");
 }
+
+/// A command that sends its last spans and exits without waiting for the
+/// answer (a fire-and-forget exporter, a process killed just after): what it
+/// sent is in the socket when it exits, and reaches the export even when that
+/// connection is the one that starts the agent, at the very end.
+#[test]
+fn spans_sent_just_before_the_command_exits_are_exported() {
+    let Some(python) = python() else { return };
+    let send_and_exit = r#"
+import os, socket, urllib.parse
+url = urllib.parse.urlparse(os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
+span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+        "name": "sent-and-gone", "kind": 1,
+        "startTimeUnixNano": "1544712660000000000", "endTimeUnixNano": "1544712661000000000"}
+import json
+body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+head = ("POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n").encode()
+s = socket.create_connection((url.hostname, url.port))
+s.sendall(head + body)
+os._exit(0)
+"#;
+    for round in 0..5 {
+        let (out, spans) = run_console(&["--", python.to_str().unwrap(), "-c", send_and_exit], &[]);
+        assert_success(&out);
+        let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+        assert!(
+            names.contains(&"sent-and-gone"),
+            "round {round}: {names:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -106,12 +106,42 @@ pub struct Receiver {
     sinks: Arc<Sinks>,
     limits: Arc<server::Limits>,
     reporter: Arc<Reporter>,
+    /// The listening sockets' descriptors, to see connections still waiting.
+    listening: Vec<std::os::fd::RawFd>,
 }
 
 impl Receiver {
     /// Connections closed as soon as they were accepted, because of the limits.
     pub fn refused_connections(&self) -> u64 {
         self.limits.refused()
+    }
+
+    /// Waits, at most `grace`, until no connection is open or waiting to be
+    /// accepted: what a command sent just before it exited (its sockets are
+    /// closed with it) is then in the pipelines before they are flushed.
+    pub async fn settle(&self, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.limits.open() > 0 || self.waiting() {
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Whether a connection is waiting in a listener's backlog.
+    fn waiting(&self) -> bool {
+        let mut fds: Vec<libc::pollfd> = self
+            .listening
+            .iter()
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a live array of pollfd; a zero timeout never blocks.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) > 0 }
     }
 }
 
@@ -160,10 +190,12 @@ pub fn serve(
     reporter: Arc<Reporter>,
     max_connections: usize,
 ) -> Arc<Receiver> {
+    use std::os::fd::AsRawFd as _;
     let receiver = Arc::new(Receiver {
         sinks,
         limits: Arc::new(server::Limits::new(max_connections, reporter.clone())),
         reporter,
+        listening: listeners.iter().map(|l| l.as_raw_fd()).collect(),
     });
     use axum::routing::post;
     let app = Router::new()

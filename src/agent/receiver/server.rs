@@ -68,6 +68,11 @@ impl Limits {
         self.refused.load(Ordering::Relaxed)
     }
 
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.max_connections - self.connections.available_permits()
+    }
+
     fn refuse(&self, why: &str) {
         self.refused.fetch_add(1, Ordering::Relaxed);
         self.reporter.connection_refused(why);
@@ -95,6 +100,10 @@ pub fn spawn(listener: TcpListener, app: Router, limits: Arc<Limits>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        // A sender that closes its side once its request is sent (one that
+        // exits without waiting for the answer) still has the request served:
+        // by default hyper drops the request being handled at the end of input.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES);
