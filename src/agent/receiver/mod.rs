@@ -177,9 +177,18 @@ impl crate::diag::Hint for BindError {
 
 /// Binds one of the receiver's addresses.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
-    std::net::TcpListener::bind(addr)
-        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
-        .map_err(|error| BindError { addr, error })
+    use socket2::{Domain, Socket, Type};
+    let listen = || {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        // As tokio's bind did: the address reusable at once after a restart,
+        // and a backlog of 1024 (std's is 128) for a burst of senders.
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(std::net::TcpListener::from(socket))
+    };
+    listen().map_err(|error| BindError { addr, error })
 }
 
 /// Serves every listener until the runtime shuts down; `max_connections` may
