@@ -103,7 +103,7 @@ with open(path) as f:
         values[(r["row"], r["metric"])][r["round"]] = float(r["value"])
 
 def spread(xs):
-    return f"{statistics.median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
+    return f"{statistics.median(xs):.4g} ({min(xs):.4g}–{max(xs):.4g})"
 
 rounds = sorted({k for v in values.values() for k in v}, key=int)
 print(f"Median (min–max) over {len(rounds)} interleaved rounds:\n")
