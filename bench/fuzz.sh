@@ -61,6 +61,7 @@ field() { sed -n "s/.* $1: \([^ ]*\).*/\1/p" <<<"$final"; }
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/otel-run-fuzz.XXXXXX")"
 rows=()
 failed=()
+load_before="$(load_average)"
 for target in "${targets[@]}"; do
   dir="$scratch/$target"
   mkdir -p "$dir/corpus" "$dir/artifacts"
@@ -97,7 +98,7 @@ for target in "${targets[@]}"; do
   fi
 done
 
-printf '\nfuzzing, %ss per target\n' "$seconds"
+printf '\nfuzzing, %ss per target; load average %s before, %s after\n' "$seconds" "$load_before" "$(load_average)"
 printf '%-18s %9s %8s %6s %6s %7s\n' target runs exec/s cov ft corpus
 printf '%s\n' "${rows[@]}"
 if ((${#failed[@]})); then

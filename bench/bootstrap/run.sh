@@ -3,13 +3,13 @@
 # Flask + requests + SQLAlchemy venv needs, with `otel-run bootstrap` (pip, then
 # uv) and with the anchor `opentelemetry-bootstrap -a install`, and does it work?
 #
-# Each run starts from a copy of the same venv (hyperfine --prepare), with a warm
-# pip/uv cache (one warm-up run per command), so the rows compare the tools, not
-# the network. The anchor's venv also has opentelemetry-distro, which is how a
+# Each run starts from a copy of the same venv, with a warm pip/uv cache (one
+# warm-up round), so the rows compare the tools, not the network; the rows take
+# turns in RUNS interleaved rounds. The anchor's venv also has opentelemetry-distro, which is how a
 # user gets `opentelemetry-bootstrap` in the first place.
 #
-# Usage: bench/bootstrap/run.sh [RUNS]     (default 5; env BENCH_RUNS)
-# Output: results/bootstrap.json (hyperfine), results/summary.md
+# Usage: bench/bootstrap/run.sh [RUNS]     (rounds, default 5; env BENCH_RUNS)
+# Output: results/rounds.tsv (seconds per row and round), results/summary.md
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=../lib.sh
@@ -21,7 +21,7 @@ RESULTS="$SCRIPT_DIR/results"
 WORK="$RESULTS/work"
 mkdir -p "$WORK"
 
-command -v hyperfine >/dev/null || apt_install hyperfine
+command -v bc >/dev/null || apt_install bc
 command -v python3 >/dev/null || die "python3 is needed"
 find_otel_run
 log "uv from PyPI (the tools venv of .ci/python)"
@@ -43,12 +43,24 @@ OURS_UV="env PATH=$UV_DIR:$BASE_PATH $OTEL_RUN_BIN bootstrap --python $V/bin/pyt
 # with the copy's interpreter.
 ANCHOR="$V/bin/python -c 'import sys; from opentelemetry.instrumentation.bootstrap import run; sys.argv = [\"opentelemetry-bootstrap\", \"-a\", \"install\"]; run()'"
 
-log "hyperfine: $RUNS runs each ($(uptime | sed 's/.*load/load/'))"
-hyperfine --runs "$RUNS" --warmup 1 --ignore-failure --style basic \
-  --export-json "$RESULTS/bootstrap.json" \
-  --prepare "rm -rf $V && cp -a $WORK/app $V" -n "otel-run bootstrap (pip)" "$OURS_PIP >/dev/null 2>&1" \
-  --prepare "rm -rf $V && cp -a $WORK/app $V" -n "otel-run bootstrap (uv)" "$OURS_UV >/dev/null 2>&1" \
-  --prepare "rm -rf $V && cp -a $WORK/anchor $V" -n "opentelemetry-bootstrap -a install" "$ANCHOR >/dev/null 2>&1"
+NAMES=("otel-run bootstrap (pip)" "otel-run bootstrap (uv)" "opentelemetry-bootstrap -a install")
+TEMPLATES=(app app anchor)
+COMMANDS=("$OURS_PIP" "$OURS_UV" "$ANCHOR")
+ROUNDS_TSV="$RESULTS/rounds.tsv"
+printf 'round\trow\tmetric\tvalue\n' > "$ROUNDS_TSV"
+one_bootstrap() {  # one_bootstrap INDEX ROUND: a fresh copy of the row's template, one timed install
+  local start end
+  rm -rf "$V" && cp -a "$WORK/${TEMPLATES[$1]}" "$V"
+  start=$(date +%s.%N)
+  bash -c "${COMMANDS[$1]}" >/dev/null 2>&1 || true
+  end=$(date +%s.%N)
+  (( $2 == 0 )) || printf '%s\t%s\tseconds\t%s\n' "$2" "${NAMES[$1]}" "$(echo "$end - $start" | bc)" >> "$ROUNDS_TSV"
+}
+LOAD_BEFORE="$(load_average)"
+log "one warm-up round (pip's and uv's caches), then $RUNS interleaved rounds"
+for i in "${!NAMES[@]}"; do one_bootstrap "$i" 0; done
+interleave_rounds "$RUNS" one_bootstrap "${!NAMES[@]}"
+LOAD_AFTER="$(load_average)"
 
 # One more run of each, to see whether it worked: exit code, pip check, and
 # how many instrumentation packages ended up installed.
@@ -75,20 +87,19 @@ R_PIP=$(outcome app "$OURS_PIP")
 R_UV=$(outcome app "$OURS_UV")
 R_ANCHOR=$(outcome anchor "$ANCHOR")
 
-python3 - "$RESULTS/bootstrap.json" "$R_PIP" "$R_UV" "$R_ANCHOR" "$(uptime | sed 's/.*load/load/')" <<'PY' | tee "$RESULTS/summary.md"
-import json, sys
-results = json.load(open(sys.argv[1]))["results"]
-outcomes = sys.argv[2:5]
-print("# bootstrap: a Flask + requests + SQLAlchemy venv (%s)\n" % sys.argv[5])
-print("| command | mean s | min s | exit | pip check | instrumentations installed | not installed |")
-print("| --- | ---: | ---: | ---: | --- | ---: | --- |")
-for r, o in zip(results, outcomes):
-    code, check, count, failed, why = o.split("|", 4)
-    missing = "%s (%s, ...)" % (failed, why) if failed != "0" else "0"
-    print("| %s | %.2f ± %.2f | %.2f | %s | %s | %s | %s |" % (
-        r["command"], r["mean"], r["stddev"] or 0, r["min"], code, check, count, missing))
-anchor = results[2]["mean"]
-for r in results[:2]:
-    print("\n%s / anchor: %.2f of its time" % (r["command"], r["mean"] / anchor), end="")
-print()
-PY
+{
+  echo "# bootstrap: a Flask + requests + SQLAlchemy venv"
+  echo
+  echo "- otel-run: $(otel_run_identity)"
+  echo "- load average (1, 5, 15 min): $LOAD_BEFORE before, $LOAD_AFTER after"
+  echo
+  echo "| command | exit | pip check | instrumentations installed | not installed |"
+  echo "| --- | ---: | --- | ---: | --- |"
+  for o in "$R_PIP|${NAMES[0]}" "$R_UV|${NAMES[1]}" "$R_ANCHOR|${NAMES[2]}"; do
+    IFS='|' read -r code check count failed why name <<<"$o"
+    missing=0; [[ $failed == 0 ]] || missing="$failed ($why, ...)"
+    echo "| $name | $code | $check | $count | $missing |"
+  done
+  echo
+  rounds_report "$ROUNDS_TSV" "${NAMES[2]}"
+} | tee "$RESULTS/summary.md"

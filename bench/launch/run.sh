@@ -21,14 +21,15 @@ instructions with callgrind for the native rows) of
   opentelemetry-instrument --traces_exporter none --metrics_exporter none --logs_exporter none true
 
 Options:
-  -r, --runs N       hyperfine runs per command          (env BENCH_RUNS,     default 50)
-  -w, --warmup N     hyperfine warm-up runs per command  (env BENCH_WARMUP,   default 5)
+  -n, --rounds N     interleaved rounds of hyperfine     (env BENCH_ROUNDS,   default 5)
+  -r, --runs N       hyperfine runs per command and round (env BENCH_RUNS,    default 10)
+  -w, --warmup N     hyperfine warm-up runs per command and round (env BENCH_WARMUP, default 2)
   -m, --mem-runs N   /usr/bin/time runs per command      (env BENCH_MEM_RUNS, default 10)
   -h, --help         show this help
 
 Environment:
   OTEL_RUN           otel-run binary to measure (default: ${CARGO_TARGET_DIR:-<repo>/target}/release/otel-run,
-                     built with `cargo build --release` at the repo root if missing)
+                     built with `cargo build-installed` at the repo root if missing)
   OTEL_RUN_CACHE     cache dir for the throwaway venv (default: $HOME/.cache/otel-run-ci)
   PYTHON             interpreter used to create the venv (default: python3)
 
@@ -36,12 +37,15 @@ Results go to bench/launch/results/ (gitignored).
 USAGE
 }
 
-RUNS="${BENCH_RUNS:-50}"
-WARMUP="${BENCH_WARMUP:-5}"
+ROUNDS="${BENCH_ROUNDS:-5}"
+RUNS="${BENCH_RUNS:-10}"
+WARMUP="${BENCH_WARMUP:-2}"
 MEM_RUNS="${BENCH_MEM_RUNS:-10}"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    -n|--rounds)   ROUNDS="${2:?--rounds needs a value}"; shift 2 ;;
+    --rounds=*)    ROUNDS="${1#*=}"; shift ;;
     -r|--runs)     RUNS="${2:?--runs needs a value}"; shift 2 ;;
     --runs=*)      RUNS="${1#*=}"; shift ;;
     -w|--warmup)   WARMUP="${2:?--warmup needs a value}"; shift 2 ;;
@@ -52,13 +56,13 @@ while [[ $# -gt 0 ]]; do
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in RUNS WARMUP MEM_RUNS; do
+for v in ROUNDS RUNS WARMUP MEM_RUNS; do
   if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
     echo "run.sh: $v must be a non-negative integer, got '${!v}'" >&2; exit 2
   fi
 done
-if (( RUNS < 2 || MEM_RUNS < 1 )); then
-  echo "run.sh: need --runs >= 2 and --mem-runs >= 1" >&2; exit 2
+if (( ROUNDS < 1 || RUNS < 2 || MEM_RUNS < 1 )); then
+  echo "run.sh: need --rounds >= 1, --runs >= 2 and --mem-runs >= 1" >&2; exit 2
 fi
 
 
@@ -166,22 +170,23 @@ done
 
 mkdir -p "$RESULTS_DIR"
 
-read -r LOAD1 _ < /proc/loadavg || LOAD1=0
+LOAD_BEFORE="$(load_average)"
+LOAD1="${LOAD_BEFORE%% *}"
 if awk -v l="$LOAD1" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
   log "WARNING: 1-minute load average is $LOAD1 on $(nproc) CPUs: expect noisy numbers"
 fi
 
-# --- wall time: one hyperfine run, all commands side by side --------------------------
-HF_ARGS=(-N --warmup "$WARMUP" --runs "$RUNS" --style basic
-         --export-markdown "$RESULTS_DIR/hyperfine.md"
-         --export-json "$RESULTS_DIR/hyperfine.json")
-for i in "${!NAMES[@]}"; do
-  declare -n cmd="CMD_$i"
-  HF_ARGS+=(--command-name "${NAMES[$i]}" "$(cmd_string "${cmd[@]}")")
+# --- wall time: hyperfine, the commands taking turns in interleaved rounds --------------
+rm -f "$RESULTS_DIR"/hyperfine-*.json
+hf_row() {  # hf_row INDEX ROUND: one hyperfine run of one command
+  declare -n cmd="CMD_$1"
+  hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style none \
+    --export-json "$RESULTS_DIR/hyperfine-$1-r$2.json" \
+    --command-name "${NAMES[$1]}" "$(cmd_string "${cmd[@]}")" >/dev/null
   unset -n cmd
-done
-log "hyperfine: $WARMUP warm-up + $RUNS runs per command"
-hyperfine "${HF_ARGS[@]}"
+}
+log "hyperfine: $ROUNDS interleaved rounds, $WARMUP warm-up + $RUNS runs per command"
+interleave_rounds "$ROUNDS" hf_row "${!NAMES[@]}"
 
 # --- peak RSS: GNU time, interleaved rounds -------------------------------------------
 log "peak RSS: $MEM_RUNS runs per command with /usr/bin/time -f %M"
@@ -215,14 +220,25 @@ for i in "${NATIVE[@]}"; do
 done
 
 # --- summary ------------------------------------------------------------------------------
-OTEL_RUN_VERSION="$("$OTEL_RUN_BIN" --version 2>/dev/null | head -n1 || true)"
-"$PYTHON" - "$RESULTS_DIR" "$OTEL_RUN_BIN" "${OTEL_RUN_VERSION:-?}" "$VENV" "$LOAD1" "${NAMES[@]}" <<'PY'
+LOAD_AFTER="$(load_average)"
+"$PYTHON" - "$RESULTS_DIR" "$(otel_run_identity)" "$VENV" "$LOAD_BEFORE" "$LOAD_AFTER" "$ROUNDS" "${NAMES[@]}" <<'PY'
 import csv, json, os, platform, statistics, sys
 
-results_dir, otel_run_bin, otel_run_version, venv, load_before = sys.argv[1:6]
-names = sys.argv[6:]        # row order: true, otel-run (none, gRPC, HTTP), instrument, instrument (none)
-with open(os.path.join(results_dir, "hyperfine.json")) as f:
-    hf = json.load(f)["results"]          # same order as the commands were given
+results_dir, otel_run, venv, load_before, load_after, rounds = sys.argv[1:7]
+rounds = int(rounds)
+names = sys.argv[7:]        # row order: true, otel-run (none, gRPC, HTTP), instrument, instrument (none)
+hf = []                     # per command, all its runs over the rounds pooled
+with open(os.path.join(results_dir, "rounds.tsv"), "w") as tsv:
+    tsv.write("round\trow\tmetric\tvalue\n")
+    for i, name in enumerate(names):
+        times = []
+        for r in range(1, rounds + 1):
+            with open(os.path.join(results_dir, f"hyperfine-{i}-r{r}.json")) as f:
+                t = json.load(f)["results"][0]["times"]
+            times += t
+            tsv.write(f"{r}\t{name}\tmean (ms)\t{statistics.mean(t) * 1e3}\n")
+        hf.append({"mean": statistics.mean(times), "stddev": statistics.stdev(times),
+                   "median": statistics.median(times), "min": min(times), "times": times})
 mem = {}
 with open(os.path.join(results_dir, "memory.tsv")) as f:
     for row in csv.DictReader(f, delimiter="\t"):
@@ -254,10 +270,12 @@ def ratio(a, b):
 
 out = []
 out.append(f"# Launch benchmark summary\n")
-out.append(f"- otel-run: `{otel_run_bin}` ({otel_run_version})")
+out.append(f"- otel-run: `{otel_run}`")
 out.append(f"- opentelemetry-instrument venv: `{venv}`")
 out.append(f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}")
-out.append(f"- load average (1 min): {load_before} before, {os.getloadavg()[0]:.2f} after\n")
+out.append(f"- load average (1, 5, 15 min): {load_before} before, {load_after} after")
+out.append(f"- wall time: {rounds} interleaved rounds of hyperfine -N, the runs of all rounds pooled "
+           f"below; each round's mean, its spread and the ratios per round follow the table\n")
 w = max(len(r["command"]) for r in rows)
 out.append(f"| {'command':<{w}} | mean ± σ (ms)     | median (ms) | min (ms) | peak RSS (MiB) | instructions |")
 out.append(f"|{'-' * (w + 2)}|-------------------|-------------|----------|----------------|--------------|")
@@ -284,12 +302,14 @@ for label, row in (("otel-run (traces none)", OTELRUN), ("otel-run (OTLP/gRPC)",
 out.append(f"- opentelemetry-instrument overhead over bare true: "
            f"+{OI['mean_ms'] - TRUE['mean_ms']:.2f} ms, +{OI['rss_mib'] - TRUE['rss_mib']:.1f} MiB")
 text = "\n".join(out) + "\n"
-print()
-print(text)
 with open(os.path.join(results_dir, "summary.md"), "w") as f:
     f.write(text)
 with open(os.path.join(results_dir, "summary.json"), "w") as f:
-    json.dump({"otel_run": otel_run_bin, "otel_run_version": otel_run_version,
-               "venv": venv, "load_before": float(load_before), "rows": rows}, f, indent=2)
+    json.dump({"otel_run": otel_run, "venv": venv, "load_before": load_before,
+               "load_after": load_after, "rounds": rounds, "rows": rows}, f, indent=2)
 PY
-log "results in $RESULTS_DIR (hyperfine.md, hyperfine.json, memory.tsv, instructions.tsv, summary.md, summary.json)"
+{ echo; echo "## Wall time over rounds"; echo; rounds_report "$RESULTS_DIR/rounds.tsv" "${NAMES[4]}"; } \
+  >> "$RESULTS_DIR/summary.md"
+echo
+cat "$RESULTS_DIR/summary.md"
+log "results in $RESULTS_DIR (hyperfine-*.json, rounds.tsv, memory.tsv, instructions.tsv, summary.md, summary.json)"

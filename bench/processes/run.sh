@@ -26,7 +26,7 @@ Options:
 
 Environment:
   OTEL_RUN         otel-run binary to measure (default: the repository's release build,
-                   built with `cargo build --release` if missing; it needs clang at build time)
+                   built with `cargo build-installed` if missing; it needs clang at build time)
 
 Needs root (eBPF). Results go to bench/processes/results/ (gitignored).
 USAGE
@@ -69,15 +69,15 @@ grep -q "^otel-run: $PROCESSES process spans recorded\|$PROCESSES process spans 
 
 mkdir -p "$RESULTS_DIR"
 printf '%s\n' "$check" > "$RESULTS_DIR/traced.stderr"
-read -r LOAD_BEFORE _ < /proc/loadavg
-log "load average (1 min) before: $LOAD_BEFORE on $(nproc) CPUs; $ROUNDS rounds of $PROCESSES processes"
+LOAD_BEFORE="$(load_average)"
+log "load average before: $LOAD_BEFORE on $(nproc) CPUs; $ROUNDS rounds of $PROCESSES processes"
 
-python3 - "$RESULTS_DIR" "$ROUNDS" "$PROCESSES" "$LOAD_BEFORE" "$OTEL_RUN_BIN" "$LOOP" "${FLAGS[@]}" <<'PY'
+python3 - "$RESULTS_DIR" "$ROUNDS" "$PROCESSES" "$LOAD_BEFORE" "$OTEL_RUN_BIN" "$(otel_run_identity)" "$LOOP" "${FLAGS[@]}" <<'PY'
 import os, resource, statistics, subprocess, sys, time
 
-results, rounds, n, load_before, binary, loop = sys.argv[1:7]
+results, rounds, n, load_before, binary, identity, loop = sys.argv[1:8]
 rounds, n = int(rounds), int(n)
-flags = sys.argv[7:]
+flags = sys.argv[8:]
 commands = {
     "bare": ["bash", "-c", loop],
     "otel-run": [binary, *flags, "--", "bash", "-c", loop],
@@ -147,12 +147,12 @@ finally:
 def stats(values):
     return statistics.median(values), min(values), max(values)
 
-version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
 lines = [
     "# process-tracing benchmark summary\n",
-    f"- binary: `{binary}` ({version})",
-    f"- kernel {os.uname().release}, {os.cpu_count()} CPUs; load average (1 min) {load_before} before,"
-    f" {min(loads):.2f}-{max(loads):.2f} during the rounds",
+    f"- binary: `{identity}`",
+    f"- kernel {os.uname().release}, {os.cpu_count()} CPUs; load average (1, 5, 15 min) {load_before} before,"
+    f" {' '.join(open('/proc/loadavg').read().split()[:3])} after;"
+    f" 1 min {min(loads):.2f}-{max(loads):.2f} during the rounds",
     f"- {rounds} interleaved rounds of a shell loop running `/bin/true` {n} times\n",
     "| command | wall median (s) | wall min-max (s) | CPU median (s) | wall per process (us) |",
     "|---|---|---|---|---|",

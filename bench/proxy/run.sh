@@ -245,7 +245,7 @@ rounds_ahead() {
     END { n = 0; for (r in x) if (x[r] > y[r]) n++; print n }' "$ROUNDS_FILE"
 }
 
-LOAD_BEFORE="$(uptime)"
+LOAD_BEFORE="$(load_average)"
 for row in "${ROWS[@]}"; do
   log "$row: 2s warm-up"
   "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:${PORT[$row]}/" >"$WORK/$row.warmup.txt"
@@ -253,12 +253,8 @@ done
 # The rows take turns, round after round: the machine's speed drifts (other
 # work, a shared host), and a row measured minutes after another would carry
 # that drift into the ratio.
-for round in $(seq "$ROUNDS"); do
-  log "round $round of $ROUNDS: wrk -t$THREADS -c$CONNECTIONS -d$DURATION per row"
-  for row in "${ROWS[@]}"; do
-    run_wrk "$row" "$round"
-  done
-done
+log "$ROUNDS rounds: wrk -t$THREADS -c$CONNECTIONS -d$DURATION per row"
+interleave_rounds "$ROUNDS" run_wrk "${ROWS[@]}"
 # Latency without queueing: one connection, one request at a time.
 declare -A P50_1 P99_1
 for row in direct otel-run nginx; do
@@ -269,7 +265,7 @@ for row in direct otel-run nginx; do
   P50_1[$row]=$(awk '$1=="50%" {print $2}' "$out" | to_us)
   P99_1[$row]=$(awk '$1=="99%" {print $2}' "$out" | to_us)
 done
-LOAD_AFTER="$(uptime)"
+LOAD_AFTER="$(load_average)"
 kill -TERM "$BARE_PID"
 
 # Stop otel-run as a user would; it flushes and says what it exported.
@@ -293,9 +289,9 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   echo "# bench/proxy $STAMP"
   echo
   echo "- $ROUNDS rounds of wrk -t$THREADS -c$CONNECTIONS -d$DURATION per row, rows taking turns; loopback; upstream: nginx (1 worker) returning a static 200"
-  echo "- otel-run: $("$OTEL_RUN_BIN" --version), spans via $EXPORT_DESC"
+  echo "- otel-run: $(otel_run_identity), spans via $EXPORT_DESC"
   echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $LOAD_CORES workers, proxy_pass with upstream keep-alive"
-  echo "- cores: $CORES; load before: ${LOAD_BEFORE##*load average: }; after: ${LOAD_AFTER##*load average: }"
+  echo "- cores: $CORES; load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER"
   if [[ $PLACEMENT == apart ]]; then
     echo "- placement apart: the collector alone on core $((CORES - 1)); wrk, the upstream and the proxies on $LOAD_CORES core(s)"
   else
@@ -326,6 +322,13 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   echo "- the proxy alone (no export) / nginx: $(median_ratio otel-run-untraced nginx 3); tracing keeps $(median_ratio otel-run otel-run-untraced 3) of its throughput"
   echo "- CPU per request otel-run / nginx: $(median_ratio otel-run nginx 6) (untraced: $(median_ratio otel-run-untraced nginx 6))"
   echo "- added p50 under load (-c$CONNECTIONS): otel-run $(minus "${P50[otel-run]}" "${P50[direct]}") µs, nginx $(minus "${P50[nginx]}" "${P50[direct]}") µs"
+  echo
+  echo "The spread over the rounds (median, min–max; ratios to nginx taken within each round):"
+  echo
+  awk 'BEGIN { OFS = "\t"; print "round", "row", "metric", "value" }
+       { print $2, $1, "req/s", $3; print $2, $1, "p50 µs", $4; print $2, $1, "p99 µs", $5
+         print $2, $1, "CPU µs per request", $6 }' "$ROUNDS_FILE" > "$WORK/rounds.tsv"
+  rounds_report "$WORK/rounds.tsv" nginx
   echo
   echo "- spans otel-run exported (its own count, \`-v\`): ${SPANS:-none}, for $SERVED requests (warm-up and one connection included)"
   if [[ -s "$WORK/errors.txt" ]]; then

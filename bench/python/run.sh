@@ -13,11 +13,12 @@ usage() {
   cat <<'USAGE'
 Usage: bench/python/run.sh [OPTIONS]
 
-A. start-up, one hyperfine run (python = the venv's python):
+A. start-up, in interleaved rounds, one hyperfine run per row and round (python = the venv's python):
      python -c pass
      otel-run --exporter-otlp-endpoint http://127.0.0.1:GRPC -- python -c pass
      opentelemetry-instrument --exporter_otlp_endpoint http://127.0.0.1:GRPC python -c pass
-B. throughput, one after another, wrk against GET /users/7 of the Flask fixture app:
+B. throughput, in interleaved rounds (each round runs every row once, one after
+   another), wrk against GET /users/7 of the Flask fixture app:
      gunicorn -w 2 -b 127.0.0.1:PORT flask_app:app
      otel-run --service-name bench --exporter-otlp-endpoint http://127.0.0.1:GRPC -- gunicorn ...
      opentelemetry-instrument --service_name bench --exporter_otlp_endpoint http://127.0.0.1:GRPC gunicorn ...
@@ -25,9 +26,10 @@ B. throughput, one after another, wrk against GET /users/7 of the Flask fixture 
    this script; the spans it receives are counted per configuration.
 
 Options:
-  -r, --runs N          hyperfine runs per command (A)            (env BENCH_RUNS,        default 20)
-  -w, --warmup N        hyperfine warm-up runs per command (A)    (env BENCH_WARMUP,      default 3)
-  -d, --duration D      measured wrk run per configuration (B)    (env BENCH_DURATION,    default 15s)
+  -n, --rounds N        interleaved rounds of the rows (A and B)  (env BENCH_ROUNDS,      default 5)
+  -r, --runs N          hyperfine runs per row and round (A)      (env BENCH_RUNS,        default 10)
+  -w, --warmup N        hyperfine warm-up runs per row and round (A) (env BENCH_WARMUP,   default 2)
+  -d, --duration D      measured wrk run per row and round (B)    (env BENCH_DURATION,    default 10s)
       --wrk-warmup D    wrk warm-up run before it, not reported   (env BENCH_WRK_WARMUP,  default 3s)
   -t, --threads N       wrk threads                               (env BENCH_THREADS,     default 2)
   -c, --connections N   wrk connections                           (env BENCH_CONNECTIONS, default 32)
@@ -39,7 +41,7 @@ Options:
 
 Environment:
   OTEL_RUN        otel-run binary (default: ${CARGO_TARGET_DIR:-<repo>/target}/release/otel-run,
-                  built with `cargo build --release` at the repo root if missing)
+                  built with `cargo build-installed` at the repo root if missing)
   BENCH_VENV      venv with flask, gunicorn, opentelemetry-distro and the instrumentations
                   (default: the one .ci/python/venv.sh apps creates)
   BENCH_APP_DIR   directory holding flask_app.py (default: <repo>/tests/fixtures/python)
@@ -51,9 +53,10 @@ Results go to bench/python/results/ (gitignored).
 USAGE
 }
 
-RUNS="${BENCH_RUNS:-20}"
-WARMUP="${BENCH_WARMUP:-3}"
-DURATION="${BENCH_DURATION:-15s}"
+RUNS="${BENCH_RUNS:-10}"
+WARMUP="${BENCH_WARMUP:-2}"
+ROUNDS="${BENCH_ROUNDS:-5}"
+DURATION="${BENCH_DURATION:-10s}"
 WRK_WARMUP="${BENCH_WRK_WARMUP:-3s}"
 THREADS="${BENCH_THREADS:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
@@ -67,6 +70,8 @@ while [[ $# -gt 0 ]]; do
     --runs=*)         RUNS="${1#*=}"; shift ;;
     -w|--warmup)      WARMUP="${2:?--warmup needs a value}"; shift 2 ;;
     --warmup=*)       WARMUP="${1#*=}"; shift ;;
+    -n|--rounds)      ROUNDS="${2:?--rounds needs a value}"; shift 2 ;;
+    --rounds=*)       ROUNDS="${1#*=}"; shift ;;
     -d|--duration)    DURATION="${2:?--duration needs a value}"; shift 2 ;;
     --duration=*)     DURATION="${1#*=}"; shift ;;
     --wrk-warmup)     WRK_WARMUP="${2:?--wrk-warmup needs a value}"; shift 2 ;;
@@ -85,7 +90,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in RUNS WARMUP THREADS CONNECTIONS WORKERS; do
+for v in RUNS WARMUP ROUNDS THREADS CONNECTIONS WORKERS; do
   if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
     echo "run.sh: $v must be a non-negative integer, got '${!v}'" >&2; exit 2
   fi
@@ -95,8 +100,8 @@ for v in DURATION WRK_WARMUP; do
     echo "run.sh: $v must be a wrk duration such as 15s or 1m, got '${!v}'" >&2; exit 2
   fi
 done
-if (( RUNS < 2 || THREADS < 1 || WORKERS < 1 || CONNECTIONS < THREADS )); then
-  echo "run.sh: need --runs >= 2, --threads >= 1, --workers >= 1, --connections >= --threads" >&2; exit 2
+if (( RUNS < 2 || ROUNDS < 1 || THREADS < 1 || WORKERS < 1 || CONNECTIONS < THREADS )); then
+  echo "run.sh: need --runs >= 2, --rounds >= 1, --threads >= 1, --workers >= 1, --connections >= --threads" >&2; exit 2
 fi
 [[ "$URL_PATH" == /* ]] || { echo "run.sh: --path must start with /" >&2; exit 2; }
 case "$ONLY" in
@@ -127,6 +132,8 @@ fi
 
 # --- otel-run binary ---------------------------------------------------------
 find_otel_run
+OTEL_RUN_IDENTITY="$(otel_run_identity)"
+log "measuring $OTEL_RUN_IDENTITY"
 
 # --- the venv (python, gunicorn, opentelemetry-instrument) --------------------------
 if [[ -n "${BENCH_VENV:-}" ]]; then
@@ -272,10 +279,11 @@ settle_spans() {  # wait until the collector's output stops growing (1 s quiet, 
 }
 
 mkdir -p "$RESULTS_DIR"
-rm -f "$RESULTS_DIR"/{hyperfine.md,hyperfine.json,wrk-*.json,wrk-*.txt,server-*.log,collector.log,segments.tsv,summary.md,summary.json}
+rm -f "$RESULTS_DIR"/{hyperfine-*.json,wrk-*.json,wrk-*.txt,server-*.log,collector.log,segments.tsv,rounds-*.tsv,summary.md,summary.json}
 "$VENV_PY" -m pip freeze --disable-pip-version-check > "$RESULTS_DIR/venv-freeze.txt" 2>/dev/null || true
 
-read -r LOAD1 _ < /proc/loadavg || LOAD1=0
+LOAD_BEFORE="$(load_average)"
+LOAD1="${LOAD_BEFORE%% *}"
 if awk -v l="$LOAD1" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
   log "WARNING: 1-minute load average is $LOAD1 on $(nproc) CPUs: expect noisy numbers"
 fi
@@ -318,7 +326,7 @@ wait_for collector "$COLLECTOR_PID" "$RESULTS_DIR/collector.log" 30 port_open "$
 wait_for collector "$COLLECTOR_PID" "$RESULTS_DIR/collector.log" 30 port_open "$HTTP_PORT"
 
 SEGMENTS="$RESULTS_DIR/segments.tsv"   # which bytes of the collector output each row produced
-printf 'part\tindex\tname\tstart\tend\n' > "$SEGMENTS"
+printf 'part\tindex\tround\tname\tstart\tend\n' > "$SEGMENTS"
 
 cmd_string() {  # quote an argv for hyperfine -N (POSIX shell-words splitting)
   local out="" a
@@ -336,6 +344,14 @@ A_CMD_0=("$VENV_PY" -c pass)
 A_CMD_1=("$OTEL_RUN_BIN" --exporter-otlp-endpoint "$ENDPOINT" -- "$VENV_PY" -c pass)
 A_CMD_2=("$OTEL_INSTRUMENT" --exporter_otlp_endpoint "$ENDPOINT" "$VENV_PY" -c pass)
 
+a_row() {  # a_row INDEX ROUND: one row of A, once: a hyperfine run of its command
+  declare -n cmd="A_CMD_$1"
+  hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style none \
+    --export-json "$RESULTS_DIR/hyperfine-$1-r$2.json" \
+    --command-name "${A_NAMES[$1]}" "$(cmd_string "${cmd[@]}")" >/dev/null
+  unset -n cmd
+}
+
 if (( DO_A )); then
   # Sanity: every command must succeed before we time it.
   for i in "${!A_NAMES[@]}"; do
@@ -345,18 +361,10 @@ if (( DO_A )); then
   done
   settle_spans
   seg_start="$(file_size)"
-  HF_ARGS=(-N --warmup "$WARMUP" --runs "$RUNS" --style basic
-           --export-markdown "$RESULTS_DIR/hyperfine.md"
-           --export-json "$RESULTS_DIR/hyperfine.json")
-  for i in "${!A_NAMES[@]}"; do
-    declare -n cmd="A_CMD_$i"
-    HF_ARGS+=(--command-name "${A_NAMES[$i]}" "$(cmd_string "${cmd[@]}")")
-    unset -n cmd
-  done
-  log "A. start-up: hyperfine, $WARMUP warm-up + $RUNS runs per command"
-  hyperfine "${HF_ARGS[@]}"
+  log "A. start-up: $ROUNDS interleaved rounds, hyperfine $WARMUP warm-up + $RUNS runs per row"
+  interleave_rounds "$ROUNDS" a_row "${!A_NAMES[@]}"
   settle_spans
-  printf 'A\t0\t%s\t%s\t%s\n' "hyperfine (all rows)" "$seg_start" "$(file_size)" >> "$SEGMENTS"
+  printf 'A\t0\t1\t%s\t%s\t%s\n' "hyperfine (all rows and rounds)" "$seg_start" "$(file_size)" >> "$SEGMENTS"
 fi
 
 # --- B. throughput ---------------------------------------------------------------------------------
@@ -395,50 +403,53 @@ if (( DO_B )) && "$GUNICORN" --help 2>/dev/null | grep -q -- '--no-control-socke
   GUNICORN_EXTRA=(--no-control-socket)
 fi
 
+b_row() {  # b_row INDEX ROUND: one row of B, once: its own server, a wrk warm-up, the measured run
+  local i="$1" round="$2" port server server_log url pid seg
+  declare -n prefix="B_PREFIX_$i"
+  port="$(free_ports 1)"
+  server=("${prefix[@]}" "$GUNICORN" -w "$WORKERS" -b "127.0.0.1:$port" "${GUNICORN_EXTRA[@]}" flask_app:app)
+  unset -n prefix
+  server_log="$RESULTS_DIR/server-$i-r$round.log"
+  settle_spans
+  seg="$(file_size)"
+  log "B$i. ${B_NAMES[$i]} on 127.0.0.1:$port"
+  printf '$ cd %q && %s\n' "$APP_DIR" "$(cmd_string "${server[@]}")" > "$server_log"
+  start_bg "$APP_DIR" "$server_log" "${server[@]}"
+  pid="$BG_PID"
+  wait_for "server '${B_NAMES[$i]}'" "$pid" "$server_log" 60 http_probe "$port" "$URL_PATH"
+  [[ "$PROBE_STATUS" == 200 ]] || die "GET $URL_PATH answered '$PROBE_STATUS', not 200 (log: $server_log)"
+  url="http://127.0.0.1:$port$URL_PATH"
+  WRK_REPORT="$RESULTS_DIR/wrk-$i-r$round-warmup.json" \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WRK_WARMUP" -s "$WORK_DIR/report.lua" "$url" >/dev/null
+  alive "$pid" || die "server '${B_NAMES[$i]}' died during the warm-up (log: $server_log)"
+  WRK_REPORT="$RESULTS_DIR/wrk-$i-r$round.json" \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK_DIR/report.lua" "$url" \
+    > "$RESULTS_DIR/wrk-$i-r$round.txt"
+  alive "$pid" || die "server '${B_NAMES[$i]}' died during the run (log: $server_log)"
+  stop_bg "$pid" 60
+  settle_spans
+  printf 'B\t%s\t%s\t%s\t%s\t%s\n' "$i" "$round" "${B_NAMES[$i]}" "$seg" "$(file_size)" >> "$SEGMENTS"
+}
+
 if (( DO_B )); then
-  log "B. throughput: wrk -t$THREADS -c$CONNECTIONS, $WRK_WARMUP warm-up + $DURATION per configuration, gunicorn -w $WORKERS"
-  for i in "${!B_NAMES[@]}"; do
-    declare -n prefix="B_PREFIX_$i"
-    APP_PORT="$(free_ports 1)"
-    server=("${prefix[@]}" "$GUNICORN" -w "$WORKERS" -b "127.0.0.1:$APP_PORT" "${GUNICORN_EXTRA[@]}" flask_app:app)
-    unset -n prefix
-    server_log="$RESULTS_DIR/server-$i.log"
-    settle_spans
-    seg_start="$(file_size)"
-    log "B$i. ${B_NAMES[$i]} on 127.0.0.1:$APP_PORT"
-    printf '$ cd %q && %s\n' "$APP_DIR" "$(cmd_string "${server[@]}")" > "$server_log"
-    start_bg "$APP_DIR" "$server_log" "${server[@]}"
-    SERVER_PID="$BG_PID"
-    wait_for "server '${B_NAMES[$i]}'" "$SERVER_PID" "$server_log" 60 http_probe "$APP_PORT" "$URL_PATH"
-    [[ "$PROBE_STATUS" == 200 ]] || die "GET $URL_PATH answered '$PROBE_STATUS', not 200 (log: $server_log)"
-    url="http://127.0.0.1:$APP_PORT$URL_PATH"
-    WRK_REPORT="$RESULTS_DIR/wrk-$i-warmup.json" \
-      wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WRK_WARMUP" -s "$WORK_DIR/report.lua" "$url" >/dev/null
-    alive "$SERVER_PID" || die "server '${B_NAMES[$i]}' died during the warm-up (log: $server_log)"
-    WRK_REPORT="$RESULTS_DIR/wrk-$i.json" \
-      wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK_DIR/report.lua" "$url" \
-      | tee "$RESULTS_DIR/wrk-$i.txt"
-    alive "$SERVER_PID" || die "server '${B_NAMES[$i]}' died during the run (log: $server_log)"
-    stop_bg "$SERVER_PID" 60
-    settle_spans
-    printf 'B\t%s\t%s\t%s\t%s\n' "$i" "${B_NAMES[$i]}" "$seg_start" "$(file_size)" >> "$SEGMENTS"
-  done
+  log "B. throughput: $ROUNDS interleaved rounds, wrk -t$THREADS -c$CONNECTIONS, $WRK_WARMUP warm-up + $DURATION per row, gunicorn -w $WORKERS"
+  interleave_rounds "$ROUNDS" b_row "${!B_NAMES[@]}"
 fi
 
 # --- summary ------------------------------------------------------------------------------------------
-OTEL_RUN_VERSION="$("$OTEL_RUN_BIN" --version 2>/dev/null | head -n1 || true)"
+LOAD_AFTER="$(load_average)"
 OTELCOL_VERSION="$("$OTELCOL_BIN" --version 2>/dev/null | head -n1 || true)"
-"$VENV_PY" -I - "$RESULTS_DIR" "$SPANS_FILE" "$OTEL_RUN_BIN" "${OTEL_RUN_VERSION:-?}" "$VENV" \
-  "${OTELCOL_VERSION:-?}" "$LOAD1" "$DO_A" "$DO_B" \
+"$VENV_PY" -I - "$RESULTS_DIR" "$SPANS_FILE" "$OTEL_RUN_IDENTITY" "$VENV" \
+  "${OTELCOL_VERSION:-?}" "$LOAD_BEFORE" "$LOAD_AFTER" "$DO_A" "$DO_B" "$ROUNDS" \
   "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after $WRK_WARMUP warm-up), gunicorn -w $WORKERS, GET $URL_PATH" \
   "${A_NAMES[@]}" "${B_NAMES[@]}" <<'PY'
-import csv, json, os, platform, sys
+import csv, json, os, platform, statistics, sys
 from importlib import metadata
 
-(results_dir, spans_file, otel_run_bin, otel_run_version, venv, otelcol_version,
- load_before, do_a, do_b, wrk_desc) = sys.argv[1:11]
-a_names, b_names = sys.argv[11:14], sys.argv[14:17]
-do_a, do_b = do_a == "1", do_b == "1"
+(results_dir, spans_file, otel_run, venv, otelcol_version,
+ load_before, load_after, do_a, do_b, rounds, wrk_desc) = sys.argv[1:12]
+a_names, b_names = sys.argv[12:15], sys.argv[15:18]
+do_a, do_b, rounds = do_a == "1", do_b == "1", int(rounds)
 
 def ratio(a, b):
     return a / b if b else float("nan")
@@ -470,7 +481,7 @@ def count_segment(start, end):
 segments = {}
 with open(os.path.join(results_dir, "segments.tsv")) as f:
     for row in csv.DictReader(f, delimiter="\t"):
-        segments[(row["part"], int(row["index"]))] = count_segment(int(row["start"]), int(row["end"]))
+        segments[(row["part"], int(row["index"]), int(row["round"]))] = count_segment(int(row["start"]), int(row["end"]))
 
 def fmt_spans(seg):
     spans, points, logs = seg
@@ -484,98 +495,135 @@ def version(dist):
     except metadata.PackageNotFoundError:
         return "?"
 
-summary = {"otel_run": otel_run_bin, "otel_run_version": otel_run_version, "venv": venv,
-           "collector": otelcol_version, "load_before": float(load_before)}
+summary = {"otel_run": otel_run, "venv": venv, "collector": otelcol_version,
+           "load_before": load_before, "load_after": load_after}
 out = ["# Python benchmark summary\n"]
-out.append(f"- otel-run: `{otel_run_bin}` ({otel_run_version})")
+out.append(f"- otel-run: `{otel_run}`")
 out.append(f"- venv: `{venv}` (python {platform.python_version()}, "
            + ", ".join(f"{d} {version(d)}" for d in
                        ("opentelemetry-instrumentation", "opentelemetry-sdk", "flask", "gunicorn"))
            + ")")
 out.append(f"- collector: {otelcol_version} (OTLP gRPC receiver -> file exporter)")
 out.append(f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}")
-out.append(f"- load average (1 min): {load_before} before, {os.getloadavg()[0]:.2f} after\n")
+out.append(f"- load average (1, 5, 15 min): {load_before} before, {load_after} after\n")
 
 if do_a:
-    with open(os.path.join(results_dir, "hyperfine.json")) as f:
-        hf = json.load(f)["results"]
-    assert len(hf) == len(a_names), f"expected {len(a_names)} hyperfine results, got {len(hf)}"
-    rows = [{"command": n, "mean_ms": r["mean"] * 1e3, "stddev_ms": (r["stddev"] or 0.0) * 1e3,
-             "median_ms": r["median"] * 1e3, "min_ms": r["min"] * 1e3, "runs": len(r["times"])}
-            for n, r in zip(a_names, hf)]
-    bare, orun, oi = rows
-    total, _, _, _ = fmt_spans(segments[("A", 0)])
-    out.append("## A. Start-up (hyperfine -N)\n")
+    rows = []          # one per row and round
+    for r in range(1, rounds + 1):
+        for i, name in enumerate(a_names):
+            with open(os.path.join(results_dir, f"hyperfine-{i}-r{r}.json")) as f:
+                hf = json.load(f)["results"][0]
+            rows.append({"command": name, "index": i, "round": r, "mean_ms": hf["mean"] * 1e3,
+                         "stddev_ms": (hf["stddev"] or 0.0) * 1e3, "median_ms": hf["median"] * 1e3,
+                         "min_ms": hf["min"] * 1e3, "runs": len(hf["times"])})
+    with open(os.path.join(results_dir, "rounds-startup.tsv"), "w") as f:
+        f.write("round\trow\tmetric\tvalue\n")
+        for r in rows:
+            for metric, key in (("mean (ms)", "mean_ms"), ("median (ms)", "median_ms"), ("min (ms)", "min_ms")):
+                f.write(f"{r['round']}\t{r['command']}\t{metric}\t{r[key]}\n")
+    by = {(r["index"], r["round"]): r for r in rows}
+    per_round = [ratio(by[(1, k)]["mean_ms"], by[(2, k)]["mean_ms"]) for k in range(1, rounds + 1)]
+    r_mean = statistics.median(per_round)
+    total, _, _, _ = fmt_spans(segments[("A", 0, 1)])
+    out.append(f"## A. Start-up ({rounds} interleaved rounds of hyperfine -N, {rows[0]['runs']} runs per row and round)\n")
     w = max(len(r["command"]) for r in rows)
-    out.append(f"| {'command':<{w}} | mean ± σ (ms)     | median (ms) | min (ms) |")
-    out.append(f"|{'-' * (w + 2)}|-------------------|-------------|----------|")
+    out.append(f"| round | {'command':<{w}} | mean ± σ (ms)     | median (ms) | min (ms) |")
+    out.append(f"|-------|{'-' * (w + 2)}|-------------------|-------------|----------|")
     for r in rows:
         ms = f"{r['mean_ms']:8.2f} ± {r['stddev_ms']:6.2f}"
-        out.append(f"| {r['command']:<{w}} | {ms:<17} | {r['median_ms']:11.2f} | {r['min_ms']:8.2f} |")
-    r_mean, r_med = ratio(orun["mean_ms"], oi["mean_ms"]), ratio(orun["median_ms"], oi["median_ms"])
+        out.append(f"| {r['round']:5d} | {r['command']:<{w}} | {ms:<17} | {r['median_ms']:11.2f} | {r['min_ms']:8.2f} |")
+    held = sum(x <= 0.2 for x in per_round)
     out.append("")
-    out.append(f"- **otel-run / opentelemetry-instrument: {r_mean:.3f}** (median {r_med:.3f}); "
-               f"target <= 0.200: {'met' if r_mean <= 0.2 else 'NOT met'}")
-    out.append(f"- opentelemetry-instrument / otel-run: {ratio(oi['mean_ms'], orun['mean_ms']):.1f}x")
-    out.append(f"- overhead over bare python: otel-run +{orun['mean_ms'] - bare['mean_ms']:.1f} ms, "
-               f"opentelemetry-instrument +{oi['mean_ms'] - bare['mean_ms']:.1f} ms")
-    out.append(f"- spans the collector received during the hyperfine run (all rows): {total}\n")
-    summary["startup"] = {"rows": rows, "otel_run_over_anchor": r_mean, "spans": total}
+    out.append(f"- **otel-run / opentelemetry-instrument (mean): median {r_mean:.3f} "
+               f"(range {min(per_round):.3f}–{max(per_round):.3f} over {rounds} rounds)**; "
+               f"target <= 0.200 {'met' if r_mean <= 0.2 else 'NOT met'} at the median, in {held} of {rounds} rounds")
+    out.append(f"- spans the collector received during the hyperfine runs (all rows and rounds): {total}\n")
+    summary["startup"] = {"rounds": rounds, "rows": rows, "spans": total,
+                          "otel_run_over_anchor": {"median": r_mean, "per_round": per_round}}
 
 if do_b:
-    rows = []
-    for i, name in enumerate(b_names):
-        with open(os.path.join(results_dir, f"wrk-{i}.json")) as f:
-            wrk = json.load(f)
-        with open(os.path.join(results_dir, f"wrk-{i}-warmup.json")) as f:
-            warm = json.load(f)
-        total, spans_txt, points, logs = fmt_spans(segments[("B", i)])
-        served = wrk["requests"] + warm["requests"] + 1        # + the readiness probe
-        errors = sum(wrk["errors"].values())
-        rows.append({"config": name, "rps": wrk["requests"] / (wrk["duration_us"] / 1e6),
-                     "requests": wrk["requests"], "errors": wrk["errors"], "error_count": errors,
-                     "p50_ms": wrk["latency_us"]["p50"] / 1e3, "p99_ms": wrk["latency_us"]["p99"] / 1e3,
-                     "mean_ms": wrk["latency_us"]["mean"] / 1e3,
-                     "spans": total, "spans_text": spans_txt, "metric_points": points, "log_records": logs,
-                     "requests_incl_warmup": served, "spans_per_request": ratio(total, served)})
-    bare, orun, oi = rows
-    out.append(f"## B. Throughput ({wrk_desc})\n")
+    rows = []          # one per row and round
+    for r in range(1, rounds + 1):
+        for i, name in enumerate(b_names):
+            with open(os.path.join(results_dir, f"wrk-{i}-r{r}.json")) as f:
+                wrk = json.load(f)
+            with open(os.path.join(results_dir, f"wrk-{i}-r{r}-warmup.json")) as f:
+                warm = json.load(f)
+            total, spans_txt, points, logs = fmt_spans(segments[("B", i, r)])
+            served = wrk["requests"] + warm["requests"] + 1        # + the readiness probe
+            rows.append({"config": name, "index": i, "round": r,
+                         "rps": wrk["requests"] / (wrk["duration_us"] / 1e6),
+                         "requests": wrk["requests"], "errors": wrk["errors"],
+                         "error_count": sum(wrk["errors"].values()),
+                         "p50_ms": wrk["latency_us"]["p50"] / 1e3, "p99_ms": wrk["latency_us"]["p99"] / 1e3,
+                         "mean_ms": wrk["latency_us"]["mean"] / 1e3,
+                         "spans": total, "spans_text": spans_txt, "metric_points": points,
+                         "log_records": logs, "requests_incl_warmup": served,
+                         "spans_per_request": ratio(total, served)})
+    # The statistics over rounds come from bench/lib.sh's rounds_report, appended below.
+    with open(os.path.join(results_dir, "rounds-throughput.tsv"), "w") as f:
+        f.write("round\trow\tmetric\tvalue\n")
+        for r in rows:
+            for metric, key in (("req/s", "rps"), ("p50 (ms)", "p50_ms"), ("p99 (ms)", "p99_ms")):
+                f.write(f"{r['round']}\t{r['config']}\t{metric}\t{r[key]}\n")
+    by = {(r["index"], r["round"]): r for r in rows}
+    per_round = [ratio(by[(1, k)]["rps"], by[(2, k)]["rps"]) for k in range(1, rounds + 1)]
+    p99_round = [ratio(by[(1, k)]["p99_ms"], by[(2, k)]["p99_ms"]) for k in range(1, rounds + 1)]
+    rr, p99r = statistics.median(per_round), statistics.median(p99_round)
+    out.append(f"## B. Throughput ({rounds} interleaved rounds; {wrk_desc})\n")
+    out.append("Each round runs every row once, in this order. Per row and round:\n")
     w = max(len(r["config"]) for r in rows)
-    out.append(f"| {'configuration':<{w}} | req/s    | p50 (ms) | p99 (ms) | errors | spans received (by service.name) | spans/request |")
-    out.append(f"|{'-' * (w + 2)}|----------|----------|----------|--------|----------------------------------|---------------|")
+    out.append(f"| round | {'configuration':<{w}} | req/s    | p50 (ms) | p99 (ms) | errors | spans received (by service.name) | spans/request |")
+    out.append(f"|-------|{'-' * (w + 2)}|----------|----------|----------|--------|----------------------------------|---------------|")
     for r in rows:
-        out.append(f"| {r['config']:<{w}} | {r['rps']:8.1f} | {r['p50_ms']:8.2f} | {r['p99_ms']:8.2f} "
+        out.append(f"| {r['round']:5d} | {r['config']:<{w}} | {r['rps']:8.1f} | {r['p50_ms']:8.2f} | {r['p99_ms']:8.2f} "
                    f"| {r['error_count']:6d} | {r['spans_text']:<32} | {r['spans_per_request']:13.3f} |")
-    rr = ratio(orun["rps"], oi["rps"])
     out.append("")
-    out.append(f"- **otel-run rps / opentelemetry-instrument rps: {rr:.3f}** "
-               f"(goal >= 1.0: {'met' if rr >= 1.0 else 'NOT met'}; aim 1.3: {'met' if rr >= 1.3 else 'not yet'})")
-    for r in (orun, oi):
-        out.append(f"- {r['config']}: {ratio(r['rps'], bare['rps']) * 100:.1f}% of bare rps, "
-                   f"p50 {ratio(r['p50_ms'], bare['p50_ms']):.2f}x, p99 {ratio(r['p99_ms'], bare['p99_ms']):.2f}x bare")
+    held = sum(x >= 1.0 for x in per_round)
+    out.append(f"- **otel-run rps / opentelemetry-instrument rps: median {rr:.3f} "
+               f"(range {min(per_round):.3f}–{max(per_round):.3f} over {rounds} rounds)**; "
+               f"goal >= 1.0 {'met' if rr >= 1.0 else 'NOT met'} at the median, in {held} of {rounds} rounds; "
+               f"aim 1.3 {'met' if rr >= 1.3 else 'not yet'}")
+    out.append(f"- otel-run p99 / opentelemetry-instrument p99: median {p99r:.3f} "
+               f"(range {min(p99_round):.3f}–{max(p99_round):.3f})")
     out.append(f"- spans/request counts every request served in the segment (warm-up + measured + 1 probe; "
                f"wrk does not count the <= connections requests still in flight when it stops, so a "
                f"little above 1.0 is normal). Metric points / log records received: "
-               + "; ".join(f"{r['config']}: {r['metric_points']} / {r['log_records']}" for r in rows))
-    for r in (orun, oi):
+               + "; ".join(f"{r['config']} (round {r['round']}): {r['metric_points']} / {r['log_records']}"
+                           for r in rows if r["index"] and r["round"] == 1))
+    for r in rows:
+        if not r["index"]:
+            continue
         if r["spans_per_request"] < 0.5:
-            out.append(f"- NOTE: `{r['config']}` exported almost no request spans: the app was NOT "
-                       f"instrumented in that row, so its throughput is that of an uninstrumented server.")
+            out.append(f"- NOTE: `{r['config']}` (round {r['round']}) exported almost no request spans: the "
+                       f"app was NOT instrumented, so its throughput is that of an uninstrumented server.")
         elif r["spans_per_request"] < 0.98:
-            out.append(f"- NOTE: `{r['config']}` exported only {r['spans_per_request']:.2f} spans per "
-                       f"request: spans were dropped (e.g. a full batch-processor queue), so part of the "
-                       f"export cost was not paid.")
+            out.append(f"- NOTE: `{r['config']}` (round {r['round']}) exported only {r['spans_per_request']:.2f} "
+                       f"spans per request: spans were dropped (e.g. a full batch-processor queue), so part "
+                       f"of the export cost was not paid.")
     for r in rows:
         if r["error_count"]:
-            out.append(f"- WARNING: `{r['config']}` had wrk errors {r['errors']}")
-    summary["throughput"] = {"wrk": wrk_desc, "rows": rows, "otel_run_over_anchor_rps": rr}
+            out.append(f"- WARNING: `{r['config']}` (round {r['round']}) had wrk errors {r['errors']}")
+    out.append("")
+    summary["throughput"] = {"wrk": wrk_desc, "rounds": rounds, "rows": rows,
+                             "otel_run_over_anchor_rps": {"median": rr, "per_round": per_round},
+                             "otel_run_over_anchor_p99": {"median": p99r, "per_round": p99_round}}
 
 text = "\n".join(out) + "\n"
-print()
-print(text)
 with open(os.path.join(results_dir, "summary.md"), "w") as f:
     f.write(text)
 with open(os.path.join(results_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
 PY
-log "results in $RESULTS_DIR (summary.md, summary.json, hyperfine.*, wrk-*.json/txt, server-*.log, collector.log)"
+# Medians, spreads and ratios per round, by the helper every bench shares.
+if (( DO_A )); then
+  { echo "## A. Start-up over rounds"; echo; rounds_report "$RESULTS_DIR/rounds-startup.tsv" "${A_NAMES[2]}"; echo; } \
+    >> "$RESULTS_DIR/summary.md"
+fi
+if (( DO_B )); then
+  { echo "## B. Throughput over rounds"; echo; rounds_report "$RESULTS_DIR/rounds-throughput.tsv" "${B_NAMES[2]}"; } \
+    >> "$RESULTS_DIR/summary.md"
+fi
+echo
+cat "$RESULTS_DIR/summary.md"
+log "results in $RESULTS_DIR (summary.md, summary.json, rounds-*.tsv, hyperfine-*.json, wrk-*.json/txt, server-*.log, collector.log)"

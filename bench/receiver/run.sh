@@ -2,7 +2,7 @@
 # Receiver benchmark: otel-run's peak memory (VmHWM) while hostile clients use
 # its local OTLP receiver.
 #
-# Usage: bench/receiver/run.sh [-c|--cases LIST] [-h|--help]
+# Usage: bench/receiver/run.sh [-c|--cases LIST] [-r|--rounds N] [-h|--help]
 # See bench/receiver/README.md for details.
 set -euo pipefail
 
@@ -11,8 +11,9 @@ usage() {
 Usage: bench/receiver/run.sh [OPTIONS]
 
 Starts `otel-run --traces-exporter console --console-output /dev/null -- sleep`
-once per case, sends the case's requests to its receiver, and reports the answers
-and otel-run's peak resident memory (VmHWM of /proc/PID/status):
+once per case and round (the cases take turns, round after round), sends the
+case's requests to its receiver, and reports the answers and otel-run's peak
+resident memory (VmHWM of /proc/PID/status), its median and min–max over rounds:
   gzip-bomb     31 KB of gzip: 16 million empty spans (32 MB) once decompressed
   gzip-15mib    15 KB of gzip: 7.5 Mi empty spans (15 MiB), under the size limit
   plain-8mib    8 MiB of empty spans, not compressed
@@ -24,23 +25,28 @@ and otel-run's peak resident memory (VmHWM of /proc/PID/status):
 
 Options:
   -c, --cases LIST   comma-separated cases to run (default: all)
+  -r, --rounds N     interleaved rounds (env BENCH_ROUNDS, default 3)
   -h, --help         show this help
 
 Environment:
-  OTEL_RUN   otel-run binary to measure (default: <repo>/target/release/otel-run, built if missing)
+  OTEL_RUN   otel-run binary to measure (default: <repo>/target/release/otel-run,
+             built with `cargo build-installed` if missing)
 
 Results go to bench/receiver/results/ (gitignored).
 USAGE
 }
 
 CASES="gzip-bomb,gzip-15mib,plain-8mib,json-12mib,big-spans,lying-bodies"
+ROUNDS="${BENCH_ROUNDS:-3}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -c|--cases) CASES="${2:?--cases needs a value}"; shift 2 ;;
+    -r|--rounds) ROUNDS="${2:?--rounds needs a value}"; shift 2 ;;
     -h|--help)  usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || { echo "run.sh: --rounds must be >= 1" >&2; exit 2; }
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=bench/lib.sh
@@ -53,11 +59,15 @@ find_otel_run
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true)
 
 mkdir -p "$RESULTS_DIR"
-log "measuring $OTEL_RUN_BIN"
-python3 - "$OTEL_RUN_BIN" "$CASES" "$RESULTS_DIR/hostile.tsv" <<'PY'
+OTEL_RUN_IDENTITY="$(otel_run_identity)"
+log "measuring $OTEL_RUN_IDENTITY"
+TSV="$RESULTS_DIR/hostile.tsv"
+printf 'round\tcase\tbody_bytes\tanswers\tpeak_rss_mib\n' > "$TSV"
+one_case() {  # one_case CASE ROUND: one otel-run, one case's requests; a line of $TSV
+python3 - "$OTEL_RUN_BIN" "$1" "$2" "$TSV" <<'PY'
 import gzip, os, signal, socket, subprocess, sys, tempfile, time
 
-otel_run, cases, out = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
+otel_run, case, round_, out = sys.argv[1:5]
 
 def field(number, payload):
     """A protobuf length-delimited field."""
@@ -148,43 +158,53 @@ def free_port():
         return s.getsockname()[1]
 
 console = ["--traces-exporter", "console", "--console-output", "/dev/null"]
-rows = []
-for case in cases:
-    extra, held = console, []
-    if case == "big-spans":
-        extra = ["--traces-exporter", "otlp", "--exporter-otlp-endpoint", f"http://127.0.0.1:{free_port()}"]
-    child, port = start(extra)
-    if case == "gzip-bomb":
-        body = gzip.compress(empty_spans(16_000_000), 9)
-        statuses = [post(port, body, gzip_encoded=True)]
-    elif case == "gzip-15mib":
-        body = gzip.compress(empty_spans(15 << 19), 9)
-        statuses = [post(port, body, gzip_encoded=True)]
-    elif case == "plain-8mib":
-        body = empty_spans(4 << 20)
-        statuses = [post(port, body)]
-    elif case == "json-12mib":
-        body = ('{"resourceSpans":[{"scopeSpans":[{"spans":[' + ",".join(["{}"] * (4 << 20)) + "]}]}]}").encode()
-        statuses = [post(port, body, "application/json")]
-    elif case == "big-spans":
-        body = span_with_attribute(8 << 20)
-        statuses = [post(port, body) for _ in range(30)]
-    elif case == "lying-bodies":
-        body = b""
-        statuses, held = lying_bodies(port)
-    else:
-        raise SystemExit(f"unknown case {case}")
-    peak = vm_hwm_mib(child.pid)
-    for s in held:
-        s.close()
-    child.send_signal(signal.SIGTERM)
-    child.wait(60)
-    summary = ",".join(f"{s}x{statuses.count(s)}" for s in dict.fromkeys(statuses))
-    rows.append((case, len(body), summary, peak))
-    print(f"{case:13} body {len(body):>10} B  answers {summary:28} peak RSS {peak:>6} MiB", flush=True)
-with open(out, "w") as f:
-    f.write("case\tbody_bytes\tanswers\tpeak_rss_mib\n")
-    for row in rows:
-        f.write("\t".join(map(str, row)) + "\n")
+extra, held = console, []
+if case == "big-spans":
+    extra = ["--traces-exporter", "otlp", "--exporter-otlp-endpoint", f"http://127.0.0.1:{free_port()}"]
+child, port = start(extra)
+if case == "gzip-bomb":
+    body = gzip.compress(empty_spans(16_000_000), 9)
+    statuses = [post(port, body, gzip_encoded=True)]
+elif case == "gzip-15mib":
+    body = gzip.compress(empty_spans(15 << 19), 9)
+    statuses = [post(port, body, gzip_encoded=True)]
+elif case == "plain-8mib":
+    body = empty_spans(4 << 20)
+    statuses = [post(port, body)]
+elif case == "json-12mib":
+    body = ('{"resourceSpans":[{"scopeSpans":[{"spans":[' + ",".join(["{}"] * (4 << 20)) + "]}]}]}").encode()
+    statuses = [post(port, body, "application/json")]
+elif case == "big-spans":
+    body = span_with_attribute(8 << 20)
+    statuses = [post(port, body) for _ in range(30)]
+elif case == "lying-bodies":
+    body = b""
+    statuses, held = lying_bodies(port)
+else:
+    raise SystemExit(f"unknown case {case}")
+peak = vm_hwm_mib(child.pid)
+for s in held:
+    s.close()
+child.send_signal(signal.SIGTERM)
+child.wait(60)
+summary = ",".join(f"{s}x{statuses.count(s)}" for s in dict.fromkeys(statuses))
+print(f"{case:13} body {len(body):>10} B  answers {summary:28} peak RSS {peak:>6} MiB", flush=True)
+with open(out, "a") as f:
+    f.write("\t".join(map(str, (round_, case, len(body), summary, peak))) + "\n")
 PY
-log "results in $RESULTS_DIR/hostile.tsv"
+}
+LOAD_BEFORE="$(load_average)"
+IFS=, read -r -a CASE_LIST <<<"$CASES"
+interleave_rounds "$ROUNDS" one_case "${CASE_LIST[@]}"
+LOAD_AFTER="$(load_average)"
+{
+  echo "# receiver benchmark: otel-run's peak RSS under hostile clients"
+  echo
+  echo "- otel-run: $OTEL_RUN_IDENTITY"
+  echo "- load average (1, 5, 15 min): $LOAD_BEFORE before, $LOAD_AFTER after"
+  echo
+  awk -F'\t' 'BEGIN { OFS = FS; print "round", "row", "metric", "value" }
+               NR > 1 { print $1, $2, "peak RSS (MiB)", $5 }' "$TSV" > "$RESULTS_DIR/rounds.tsv"
+  rounds_report "$RESULTS_DIR/rounds.tsv"
+} | tee "$RESULTS_DIR/summary.md"
+log "results in $RESULTS_DIR (hostile.tsv, rounds.tsv, summary.md)"

@@ -97,23 +97,26 @@ one() {
 
 TSV="$RESULTS_DIR/cpu.tsv"
 printf 'command\tns_cpu_per_call\n' > "$TSV"
-read -r LOAD_BEFORE _ < /proc/loadavg
-log "load average (1 min) before: $LOAD_BEFORE on $(nproc) CPUs; $ROUNDS rounds of $CALLS calls"
-for ((r = 0; r < ROUNDS; r++)); do
-  one "go bare" "$GO_BIN" bench "$CALLS"
-  one "go bpftrace" bpftrace -e "$GO_BPFTRACE" -c "$GO_BIN bench $CALLS"
-  one "go otel-run" "$OTEL_RUN_BIN" "${OTEL_FLAGS[@]}" --uprobe :main.work -- "$GO_BIN" bench "$CALLS"
-  one "c bare" "$C_BIN" "$CALLS"
-  one "c bpftrace" bpftrace -e "$C_BPFTRACE" -c "$C_BIN $CALLS"
-  one "c otel-run" "$OTEL_RUN_BIN" "${OTEL_FLAGS[@]}" --uprobe :work -- "$C_BIN" "$CALLS"
-  one "c bpftrace leaf" bpftrace -e "$C_LEAF_BPFTRACE" -c "$C_BIN $CALLS"
-done
-read -r LOAD_AFTER _ < /proc/loadavg
+LOAD_BEFORE="$(load_average)"
+log "load average before: $LOAD_BEFORE on $(nproc) CPUs; $ROUNDS rounds of $CALLS calls"
+row() {  # row NAME ROUND: one run of the row's command
+  case $1 in
+    "go bare")        one "$1" "$GO_BIN" bench "$CALLS" ;;
+    "go bpftrace")    one "$1" bpftrace -e "$GO_BPFTRACE" -c "$GO_BIN bench $CALLS" ;;
+    "go otel-run")    one "$1" "$OTEL_RUN_BIN" "${OTEL_FLAGS[@]}" --uprobe :main.work -- "$GO_BIN" bench "$CALLS" ;;
+    "c bare")         one "$1" "$C_BIN" "$CALLS" ;;
+    "c bpftrace")     one "$1" bpftrace -e "$C_BPFTRACE" -c "$C_BIN $CALLS" ;;
+    "c otel-run")     one "$1" "$OTEL_RUN_BIN" "${OTEL_FLAGS[@]}" --uprobe :work -- "$C_BIN" "$CALLS" ;;
+    "c bpftrace leaf") one "$1" bpftrace -e "$C_LEAF_BPFTRACE" -c "$C_BIN $CALLS" ;;
+  esac
+}
+interleave_rounds "$ROUNDS" row "go bare" "go bpftrace" "go otel-run" "c bare" "c bpftrace" "c otel-run" "c bpftrace leaf"
+LOAD_AFTER="$(load_average)"
 
-python3 - "$RESULTS_DIR" "$CALLS" "$ROUNDS" "$LOAD_BEFORE" "$LOAD_AFTER" <<'PY'
+python3 - "$RESULTS_DIR" "$CALLS" "$ROUNDS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(otel_run_identity)" <<'PY'
 import os, statistics, sys
 
-results, calls, rounds, before, after = sys.argv[1:6]
+results, calls, rounds, before, after, identity = sys.argv[1:7]
 rows = {}
 for line in open(os.path.join(results, "cpu.tsv")).read().splitlines()[1:]:
     name, value = line.split("\t")
@@ -124,7 +127,8 @@ def cost(name):
     return med[name] - bare
 out = [
     "# Go uprobe benchmark summary\n",
-    f"- host: {os.cpu_count()} CPUs; load average (1 min) {before} before, {after} after",
+    f"- otel-run: `{identity}`",
+    f"- host: {os.cpu_count()} CPUs; load average (1, 5, 15 min) {before} before, {after} after",
     f"- {rounds} interleaved rounds of {calls} calls; CPU per call is the loop's own (user + kernel)\n",
     "| command | CPU per call, median (ns) | min–max (ns) | probe cost over bare (ns) |",
     "|---|---:|---:|---:|",

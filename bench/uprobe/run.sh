@@ -9,7 +9,7 @@ usage() {
   cat <<'USAGE'
 Usage: bench/uprobe/run.sh [OPTIONS]
 
-Times examples/uprobe-c's `work N` (N calls of `work()`) in one hyperfine run,
+Times examples/uprobe-c's `work N` (N calls of `work()`) in interleaved rounds,
 each at 1 call and at N calls, so start-up cancels out of the per-call cost:
   work N                                             (bare)
   bpftrace -e 'uprobe:work:work {@a=count()} uretprobe:work:work {@b=count()}' -c 'work N'
@@ -18,13 +18,13 @@ Then runs `work` paced at 100 000 calls/s under otel-run (traces queue of 65536,
 100 ms schedule) and reports lost calls and exported spans.
 
 Options:
-  -r, --runs N     hyperfine runs per command     (env BENCH_RUNS,  default 5)
+  -r, --runs N     interleaved rounds              (env BENCH_RUNS,  default 5)
   -n, --calls N    calls in the long runs          (env BENCH_CALLS, default 500000)
   -h, --help       show this help
 
 Environment:
   OTEL_RUN         otel-run binary to measure (default: the repository's release build,
-                   built with `cargo build --release` if missing; it needs clang at build time)
+                   built with `cargo build-installed` if missing; it needs clang at build time)
 
 Needs root (eBPF). Results go to bench/uprobe/results/ (gitignored).
 USAGE
@@ -52,7 +52,7 @@ RESULTS_DIR="$SCRIPT_DIR/results"
 
 # --- tools -----------------------------------------------------------------------
 missing=()
-command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v bc >/dev/null || missing+=(bc)
 command -v bpftrace >/dev/null || missing+=(bpftrace)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v clang >/dev/null || missing+=(clang)
@@ -96,14 +96,22 @@ bpftrace -e "$BPFTRACE_PROG" -c "$WORK 1000" 2>&1 | grep -q "@enter: 1000" \
   || die "bpftrace did not count the probed calls"
 
 mkdir -p "$RESULTS_DIR"
-read -r LOAD1 _ < /proc/loadavg
-log "load average (1 min) before: $LOAD1 on $(nproc) CPUs"
+LOAD_BEFORE="$(load_average)"
+log "load average before: $LOAD_BEFORE on $(nproc) CPUs"
 
-HF=(-N --warmup 1 --runs "$RUNS" --style basic
-    --export-json "$RESULTS_DIR/hyperfine.json" --export-markdown "$RESULTS_DIR/hyperfine.md")
-for i in "${!NAMES[@]}"; do HF+=(--command-name "${NAMES[$i]}" "${COMMANDS[$i]}"); done
-log "hyperfine: ${#NAMES[@]} commands, $RUNS runs each"
-hyperfine "${HF[@]}"
+# --- wall time: the commands taking turns, one warm-up round, then RUNS rounds ----------
+WALL_TSV="$RESULTS_DIR/wall.tsv"
+printf 'round\trow\tmetric\tvalue\n' > "$WALL_TSV"
+wall_row() {  # wall_row INDEX ROUND: one timed run of a command (round 0: warm-up, not kept)
+  local start end
+  start=$(date +%s.%N)
+  eval "${COMMANDS[$1]}" >/dev/null 2>&1 || die "'${NAMES[$1]}' failed"
+  end=$(date +%s.%N)
+  (( $2 == 0 )) || printf '%s\t%s\twall (s)\t%s\n' "$2" "${NAMES[$1]}" "$(echo "$end - $start" | bc)" >> "$WALL_TSV"
+}
+log "wall time: ${#NAMES[@]} commands, one warm-up round and $RUNS interleaved rounds"
+for i in "${!NAMES[@]}"; do wall_row "$i" 0; done
+interleave_rounds "$RUNS" wall_row "${!NAMES[@]}"
 
 # --- CPU per call, as the program sees it ----------------------------------------------
 # `work` reports its loop's CPU time (user + kernel: the probes run in the calling
@@ -111,13 +119,18 @@ hyperfine "${HF[@]}"
 # exports spans on a busy machine is not). Interleaved rounds.
 log "CPU per call: $RUNS interleaved rounds of $CALLS calls"
 CPU_TSV="$RESULTS_DIR/cpu.tsv"
-printf 'command\tns_cpu_per_call\n' > "$CPU_TSV"
+printf 'round\trow\tmetric\tvalue\n' > "$CPU_TSV"
 cpu_of() { grep -o '[0-9.]* ns CPU per call' | cut -d' ' -f1; }
-for ((r = 0; r < RUNS; r++)); do
-  printf 'bare\t%s\n' "$(WORK_TIMING=1 "$WORK" "$CALLS" 2>&1 >/dev/null | cpu_of)" >> "$CPU_TSV"
-  printf 'bpftrace\t%s\n' "$(WORK_TIMING=1 bpftrace -e "$BPFTRACE_PROG" -c "$WORK $CALLS" 2>&1 | cpu_of)" >> "$CPU_TSV"
-  printf 'otel-run\t%s\n' "$(WORK_TIMING=1 "$OTEL_RUN_BIN" "${OTEL_FLAGS[@]}" -- "$WORK" "$CALLS" 2>&1 >/dev/null | cpu_of)" >> "$CPU_TSV"
-done
+cpu_row() {  # cpu_row TOOL ROUND: the loop's own CPU per call under TOOL
+  local ns
+  case $1 in
+    bare)     ns="$(WORK_TIMING=1 "$WORK" "$CALLS" 2>&1 >/dev/null | cpu_of)" ;;
+    bpftrace) ns="$(WORK_TIMING=1 bpftrace -e "$BPFTRACE_PROG" -c "$WORK $CALLS" 2>&1 | cpu_of)" ;;
+    otel-run) ns="$(WORK_TIMING=1 "$OTEL_RUN_BIN" "${OTEL_FLAGS[@]}" -- "$WORK" "$CALLS" 2>&1 >/dev/null | cpu_of)" ;;
+  esac
+  printf '%s\t%s\tCPU per call (ns)\t%s\n' "$2" "$1" "$ns" >> "$CPU_TSV"
+}
+interleave_rounds "$RUNS" cpu_row bare bpftrace otel-run
 
 # --- lost calls at 100 000 calls/s ----------------------------------------------------
 RATE=100000
@@ -129,22 +142,26 @@ log "otel-run at $RATE calls/s for 3 s"
   -- "$WORK" "$PACED" 0 "$RATE" \
   >/dev/null 2>"$RESULTS_DIR/paced.stderr" || die "paced run failed: $(cat "$RESULTS_DIR/paced.stderr")"
 
-python3 - "$RESULTS_DIR" "$CALLS" "$PACED" "$LOAD1" <<'PY'
-import json, os, re, statistics, sys
+LOAD_AFTER="$(load_average)"
+python3 - "$RESULTS_DIR" "$CALLS" "$PACED" "$LOAD_BEFORE" "$LOAD_AFTER" "$(otel_run_identity)" <<'PY'
+import csv, os, re, statistics, sys
 
-results, calls, paced, load_before = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-hf = {r["command"]: r for r in json.load(open(os.path.join(results, "hyperfine.json")))["results"]}
+results, calls, paced = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+load_before, load_after, identity = sys.argv[4:7]
+def by_row(name):
+    rows = {}
+    with open(os.path.join(results, name)) as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            rows.setdefault(r["row"], []).append(float(r["value"]))
+    return rows
+hf = {name: {"median": statistics.median(v)} for name, v in by_row("wall.tsv").items()}
 
 def per_call_ns(tool):
     # The slope between 1 call and N calls: start-up and attach costs cancel out.
     return (hf[f"{tool} {calls}"]["median"] - hf[f"{tool} 1"]["median"]) / (calls - 1) * 1e9
 
 bare, bpf, otel = per_call_ns("bare"), per_call_ns("bpftrace"), per_call_ns("otel-run")
-cpu = {}
-for line in open(os.path.join(results, "cpu.tsv")).read().splitlines()[1:]:
-    name, value = line.split("\t")
-    cpu.setdefault(name, []).append(float(value))
-cpu = {name: statistics.median(values) for name, values in cpu.items()}
+cpu = {name: statistics.median(values) for name, values in by_row("cpu.tsv").items()}
 stderr = open(os.path.join(results, "paced.stderr")).read()
 recorded = int(re.search(r"(\d+) probed calls recorded", stderr).group(1))
 lost = re.search(r"(\d+) probed calls were not recorded", stderr)
@@ -156,9 +173,10 @@ dropped = int(dropped.group(1)) if dropped else 0
 probe = {name: cpu[name] - cpu["bare"] for name in ("bpftrace", "otel-run")}
 out = [
     "# uprobe benchmark summary\n",
-    f"- host: {os.cpu_count()} CPUs; load average (1 min) {load_before} before, {os.getloadavg()[0]:.2f} after",
+    f"- otel-run: `{identity}`",
+    f"- host: {os.cpu_count()} CPUs; load average (1, 5, 15 min) {load_before} before, {load_after} after",
     f"- {calls} calls of `work()`; CPU: the program's own CPU time per call (median of the rounds);",
-    f"  wall: the slope of hyperfine's median wall times between 1 and {calls} calls, whole run\n",
+    f"  wall: the slope of the median wall times between 1 and {calls} calls, whole run\n",
     "| command | CPU per call (ns) | probe cost over bare, CPU (ns) | wall per call (ns) |",
     "|---|---|---|---|",
     f"| bare | {cpu['bare']:.0f} | — | {bare:.0f} |",
@@ -171,7 +189,12 @@ out = [
     f"{exported} spans exported (the process span included), {dropped} dropped by the traces queue",
 ]
 text = "\n".join(out) + "\n"
-print("\n" + text)
 open(os.path.join(results, "summary.md"), "w").write(text)
 PY
-log "results in $RESULTS_DIR (hyperfine.json, hyperfine.md, cpu.tsv, paced.stderr, summary.md)"
+{
+  echo; echo "## CPU per call over rounds"; echo; rounds_report "$CPU_TSV" bpftrace
+  echo; echo "## Wall time over rounds"; echo; rounds_report "$WALL_TSV"
+} >> "$RESULTS_DIR/summary.md"
+echo
+cat "$RESULTS_DIR/summary.md"
+log "results in $RESULTS_DIR (wall.tsv, cpu.tsv, paced.stderr, summary.md)"

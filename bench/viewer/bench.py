@@ -1,6 +1,7 @@
 """Ingest, memory and search of otel-run's viewer store against Jaeger's memory store.
 
-Called by run.sh: bench.py OTEL_RUN JAEGER ROUNDS SPANS JAEGER_YAML OUT_TSV.
+Called by run.sh: bench.py OTEL_RUN JAEGER ROUNDS SPANS JAEGER_YAML OUT_TSV IDENTITY
+(IDENTITY: bench/lib.sh's otel_run_identity, the binary's path, version and linking).
 Rounds alternate between the two servers (otel-run, Jaeger, otel-run, ...), each
 started fresh on free ports, so a busy moment of the machine falls on both.
 """
@@ -18,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-otel_run, jaeger, rounds, total, jaeger_yaml, out = sys.argv[1:7]
+otel_run, jaeger, rounds, total, jaeger_yaml, out, identity = sys.argv[1:8]
 rounds, total = int(rounds), int(total)
 SPANS_PER_TRACE, SPANS_PER_REQUEST = 10, 1000
 
@@ -179,7 +180,7 @@ def version(cmd):
 
 
 bodies, last_trace = requests()
-print(f"otel-run: {otel_run} ({version([otel_run, '--version'])})")
+print(f"otel-run: {identity}")
 print(f"jaeger:   {jaeger} ({version([jaeger, 'version'])})")
 print(f"{total} spans a round in {len(bodies)} requests, {rounds} rounds each, interleaved")
 load_before = loadavg()

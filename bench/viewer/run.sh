@@ -57,4 +57,4 @@ while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true
 mkdir -p "$RESULTS_DIR"
 log "measuring $OTEL_RUN_BIN against $JAEGER_BIN"
 "$PYTHON" "$SCRIPT_DIR/bench.py" "$OTEL_RUN_BIN" "$JAEGER_BIN" "$ROUNDS" "$SPANS" \
-  "$REPO_ROOT/tests/fixtures/jaeger.yaml" "$RESULTS_DIR/viewer.tsv"
+  "$REPO_ROOT/tests/fixtures/jaeger.yaml" "$RESULTS_DIR/viewer.tsv" "$(otel_run_identity)"
