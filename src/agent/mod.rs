@@ -247,12 +247,21 @@ impl Agent {
             running: OnceLock::new(),
         });
         let mut watcher = None;
-        if eager {
+        // What has exporters: the running pipelines, or the exporters made
+        // now (read before the watcher may take them).
+        let exported = if eager {
             let listeners =
                 std::mem::take(&mut *shared.listeners.lock().unwrap_or_else(|e| e.into_inner()));
             let running = Running::start(config, None, listeners)?;
+            let exported = Signal::ALL.map(|s| Recorder(running.sinks.clone()).exports(s));
             let _ = shared.running.set(Some(running));
-        } else if waits {
+            exported
+        } else {
+            let pending = shared.exporters.lock().unwrap_or_else(|e| e.into_inner());
+            let pending = pending.as_ref();
+            [0, 1, 2].map(|i| pending.is_some_and(|p| !p[i].is_empty()))
+        };
+        if !eager && waits {
             let listeners = shared.listeners.lock().unwrap_or_else(|e| e.into_inner());
             let on_connection = {
                 let shared = shared.clone();
@@ -280,16 +289,6 @@ impl Agent {
                     .ok()
             })
             .flatten();
-        // What has exporters: those made now, or the running pipelines.
-        let exported = match shared.running.get() {
-            Some(Some(running)) => Signal::ALL.map(|s| Recorder(running.sinks.clone()).exports(s)),
-            Some(None) => [false; 3],
-            None => {
-                let pending = shared.exporters.lock().unwrap_or_else(|e| e.into_inner());
-                let pending = pending.as_ref();
-                [0, 1, 2].map(|i| pending.is_some_and(|p| !p[i].is_empty()))
-            }
-        };
         Ok(Some(Agent {
             shared,
             watcher,
