@@ -3,6 +3,8 @@
 //! opentelemetry-exporter-otlp` and nothing else, bootstrapped, then run with the
 //! document's flags and with its variables.
 
+mod viewer;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -80,15 +82,21 @@ impl Project {
     }
 
     /// `script` serving the app on a free port while `/cars` is asked for once,
-    /// stopped with Ctrl-C once `collector` has the request's SERVER span and
-    /// the query's span under it: its stderr, and the program's spans.
-    fn serve(&self, script: &str, collector: &Collector) -> (String, Vec<Seen>) {
-        self.serve_then(script, collector, true)
+    /// stopped with Ctrl-C once the backend whose spans `received` reads has
+    /// the request's SERVER span and the query's span under it: its stderr, and
+    /// the program's spans.
+    fn serve(&self, script: &str, received: &dyn Fn() -> Vec<Seen>) -> (String, Vec<Seen>) {
+        self.serve_then(script, received, true)
     }
 
     /// [`Self::serve`], stopped at once after the request unless `traced`. Each
     /// run has a copy of the app of its own, and so its own new cars.db.
-    fn serve_then(&self, script: &str, collector: &Collector, traced: bool) -> (String, Vec<Seen>) {
+    fn serve_then(
+        &self,
+        script: &str,
+        received: &dyn Fn() -> Vec<Seen>,
+        traced: bool,
+    ) -> (String, Vec<Seen>) {
         let app = tempfile::tempdir().unwrap();
         copy_app(app.path());
         let port = free_port();
@@ -99,8 +107,7 @@ impl Project {
         assert_eq!(http_get(port, "/cars"), 200, "{}", server.stderr_text());
         let delivered = traced.then(|| {
             wait_for(Duration::from_secs(30), || {
-                let spans = Seen::all(collector);
-                spans
+                received()
                     .iter()
                     .any(|s| is_query(s) && s.parent.as_deref() == Some("GET /cars"))
                     .then_some(())
@@ -111,9 +118,9 @@ impl Project {
         assert!(
             delivered != Some(None),
             "{script}: {:#?}\n{stderr}",
-            Seen::all(collector)
+            received()
         );
-        (stderr, settled(collector))
+        (stderr, settled(received))
     }
 }
 
@@ -123,17 +130,18 @@ fn copy_app(to: &Path) {
     }
 }
 
-/// The program's spans once the collector has written all it received.
-fn settled(collector: &Collector) -> Vec<Seen> {
-    let mut last = usize::MAX;
+/// The program's spans once the backend holds all it received: the same
+/// spans twice in a row.
+fn settled(received: &dyn Fn() -> Vec<Seen>) -> Vec<Seen> {
+    let mut last = None;
     wait_for(Duration::from_secs(20), || {
         std::thread::sleep(Duration::from_millis(500));
-        let size = collector.raw_output().len();
-        let same = size == last;
-        last = size;
+        let spans = received();
+        let same = last.as_ref() == Some(&spans);
+        last = Some(spans);
         same.then_some(())
     });
-    Seen::all(collector)
+    received()
 }
 
 /// SQLAlchemy's span of a query.
@@ -189,7 +197,7 @@ fn seed_001_flask_and_sqlalchemy_bootstrapped_then_run_with_the_documents_flags(
     // Before bootstrap: the run says, once, which libraries are not traced and
     // the fix; doctor says the same.
     let script = with_launcher(FLAGS, "otel-run", collector.grpc);
-    let (stderr, _) = project.serve_then(&script, &collector, false);
+    let (stderr, _) = project.serve_then(&script, &|| Seen::all(&collector), false);
     // One warning: the shim does not add its own for no instrumentation at all.
     assert_eq!(stderr.matches("warning:").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("not traced: ").count(), 1, "{stderr}");
@@ -223,7 +231,8 @@ fn seed_001_flask_and_sqlalchemy_bootstrapped_then_run_with_the_documents_flags(
 
     let (ours, anchor) = both(&|launcher| {
         let collector = Collector::start().expect("a collector");
-        let served = project.serve(&with_launcher(FLAGS, launcher, collector.grpc), &collector);
+        let script = with_launcher(FLAGS, launcher, collector.grpc);
+        let served = project.serve(&script, &|| Seen::all(&collector));
         (served, metric_names(&collector))
     });
     let (((stderr, ours), our_metrics), ((_, anchor), anchor_metrics)) = (ours, anchor);
@@ -250,7 +259,8 @@ fn seed_001_with_the_documents_variables() {
         let Some(collector) = Collector::start_on(4317) else {
             return;
         };
-        let (_, spans) = project.serve(&with_launcher(VARIABLES, launcher, 4317), &collector);
+        let script = with_launcher(VARIABLES, launcher, 4317);
+        let (_, spans) = project.serve(&script, &|| Seen::all(&collector));
         runs.push((spans, metric_names(&collector)));
     }
     let ((ours, our_metrics), (anchor, anchor_metrics)) = (&runs[0], &runs[1]);

@@ -1,7 +1,9 @@
 //! The users' documented flows (the tutorials otel-run was designed from), run as
 //! their documents write them, with `otel-run` in place of
 //! `opentelemetry-instrument`, side by side with the anchor in the same venv:
-//! seed 004 here, seed 001 in `cars.rs`, seed 002 in `django.rs`.
+//! seed 004 here, seed 001 in `cars.rs`, seed 002 in `django.rs`. Seed 001's
+//! flow ends in Jaeger's UI: `cars.rs` also runs it with `otel-run agent --ui`
+//! where the document starts `jaeger-all-in-one`.
 
 mod cars;
 mod django;
@@ -215,6 +217,62 @@ impl Seen {
                 parent: name_of(&s["parentSpanId"]),
                 scope: s["scope"].as_str().unwrap_or_default().to_string(),
                 service: s["resource"]["service.name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+            .collect();
+        seen.sort();
+        seen
+    }
+
+    /// The program's spans (not otel-run's own) in a Jaeger `/api/traces`
+    /// answer, as Jaeger's UI shows them: its spans with their CHILD_OF
+    /// reference, kind and scope tags, and their process's service.
+    fn in_jaeger(answer: &Value) -> Vec<Seen> {
+        let tag = |tags: &Value, key: &str| -> Option<String> {
+            tags.as_array()?
+                .iter()
+                .find(|t| t["key"] == key)
+                .and_then(|t| t["value"].as_str())
+                .map(str::to_string)
+        };
+        let mut spans: Vec<(&Value, &Value)> = Vec::new();
+        for trace in answer["data"].as_array().into_iter().flatten() {
+            for span in trace["spans"].as_array().into_iter().flatten() {
+                let process = &trace["processes"][span["processID"].as_str().unwrap_or_default()];
+                if tag(&process["tags"], "telemetry.sdk.name").as_deref() != Some("otel-run") {
+                    spans.push((span, process));
+                }
+            }
+        }
+        let name_of = |span: &Value| {
+            let parent = span["references"]
+                .as_array()?
+                .iter()
+                .find(|r| r["refType"] == "CHILD_OF")?;
+            spans
+                .iter()
+                .find(|(s, _)| s["spanID"] == parent["spanID"])
+                .map(|(s, _)| s["operationName"].as_str().unwrap_or_default().to_string())
+        };
+        let mut seen: Vec<Seen> = spans
+            .iter()
+            .map(|(span, process)| Seen {
+                name: span["operationName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                kind: match tag(&span["tags"], "span.kind").as_deref() {
+                    Some("server") => "SERVER",
+                    Some("client") => "CLIENT",
+                    Some("producer") => "PRODUCER",
+                    Some("consumer") => "CONSUMER",
+                    _ => "INTERNAL",
+                },
+                parent: name_of(span),
+                scope: tag(&span["tags"], "otel.scope.name").unwrap_or_default(),
+                service: process["serviceName"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),
