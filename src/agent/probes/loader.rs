@@ -2,23 +2,17 @@
 //! uprobe and uretprobe, or a Go function's uprobes on entry and on each `ret`),
 //! and reading its ring buffer.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::EbpfLoader;
+use aya::maps::{MapData, RingBuf};
+use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
-use aya::programs::{RawTracePoint, UProbe};
-use aya::{Ebpf, EbpfLoader};
 
 use super::events::{Call, Spans};
+use super::reader::{Reader, Wait, attach_tracepoints, set_launcher};
 use super::{Probe, ProbeError, Returns, Sink};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/uprobe.bpf.o"));
 
-/// The reader's timer: how stale a span can be when calls are few.
-const POLL_MS: i32 = 200;
 /// Spans per item handed to the traces pipeline.
 const BATCH: usize = 512;
 
@@ -29,11 +23,7 @@ const LOST_UNWOUND: u32 = 2;
 const LOST_GOROUTINES: u32 = 3;
 
 pub struct Session {
-    ebpf: Ebpf,
-    stop: Arc<AtomicBool>,
-    /// Written to end the reader's wait at once.
-    wake: Arc<OwnedFd>,
-    reader: JoinHandle<u64>,
+    reader: Reader,
 }
 
 /// The error in one line; the verifier's log, when there is one, only at `-vv`.
@@ -68,25 +58,16 @@ impl Session {
             .load(OBJECT)
             .map_err(load_error)?;
         // Armed before any probe fires: what otel-run forks from now on is traced.
-        let mut launcher: Array<_, u32> = Array::try_from(
-            ebpf.map_mut("launcher")
-                .ok_or_else(|| missing("launcher"))?,
+        set_launcher(&mut ebpf, std::process::id()).map_err(load_error)?;
+        attach_tracepoints(
+            &mut ebpf,
+            &[
+                ("follow_fork", "sched_process_fork"),
+                ("forget_exec", "sched_process_exec"),
+                ("forget_exit", "sched_process_exit"),
+            ],
         )
         .map_err(load_error)?;
-        launcher.set(0, std::process::id(), 0).map_err(load_error)?;
-        for (name, tracepoint) in [
-            ("follow_fork", "sched_process_fork"),
-            ("forget_exec", "sched_process_exec"),
-            ("forget_exit", "sched_process_exit"),
-        ] {
-            let program: &mut RawTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| missing(name))?
-                .try_into()
-                .map_err(load_error)?;
-            program.load().map_err(load_error)?;
-            program.attach(tracepoint).map_err(load_error)?;
-        }
         // What each program is attached to: (program, cookie, file offset);
         // `None` for a uretprobe, which the kernel places at the return.
         let mut points: Vec<(&str, usize, &Probe, Option<u64>)> = Vec::new();
@@ -131,63 +112,22 @@ impl Session {
         }
         let ring = RingBuf::try_from(ebpf.take_map("calls").ok_or_else(|| missing("calls"))?)
             .map_err(load_error)?;
-        // SAFETY: eventfd returns a new descriptor we own, or -1.
-        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if wake < 0 {
-            return Err(load_error(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `wake` is a fresh descriptor owned by nothing else.
-        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(wake) });
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let (stop, wake) = (stop.clone(), wake.clone());
-            std::thread::Builder::new()
-                .name("otel-run-probes".into())
-                .spawn(move || read(ring, &stop, &wake, &spans, &sink))
-                .map_err(load_error)?
-        };
-        Ok(Session {
-            ebpf,
-            stop,
-            wake,
-            reader,
+        let reader = Reader::spawn(ebpf, "otel-run-probes", move |wait| {
+            read(ring, &wait, &spans, &sink)
         })
+        .map_err(load_error)?;
+        Ok(Session { reader })
     }
 
     /// The child was forked (and added to `traced` by the fork hook): disarm the
     /// launcher, so nothing else otel-run forks is traced.
     pub fn spawned(&mut self, pid: u32) {
-        let mut disarm = || -> Result<(), ProbeError> {
-            let map = self
-                .ebpf
-                .map_mut("launcher")
-                .ok_or_else(|| missing("launcher"))?;
-            let mut launcher: Array<_, u32> = Array::try_from(map).map_err(load_error)?;
-            launcher.set(0, 0, 0).map_err(load_error)
-        };
-        if let Err(e) = disarm() {
-            tracing::debug!("probes: cannot disarm the launcher after spawning {pid}: {e}");
-        }
+        self.reader.spawned(pid);
     }
 
     pub fn finish(self) {
-        let Session {
-            mut ebpf,
-            stop,
-            wake,
-            reader,
-        } = self;
-        stop.store(true, Ordering::Relaxed);
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writing 8 bytes from a live buffer to our eventfd.
-        unsafe { libc::write(wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-        let calls = reader.join().unwrap_or(0);
-        let mut lost = |slot| -> u64 {
-            ebpf.map_mut("lost")
-                .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-                .and_then(|a| a.get(&slot, 0).ok())
-                .map_or(0, |values| values.iter().sum())
-        };
+        let (calls, mut lost) = self.reader.finish();
+        let mut lost = |slot| lost.get(slot);
         let (full, deep) = (lost(LOST_RINGBUF), lost(LOST_DEPTH));
         let (unwound, goroutines) = (lost(LOST_UNWOUND), lost(LOST_GOROUTINES));
         tracing::info!("{calls} probed calls recorded");
@@ -221,33 +161,11 @@ pub(crate) fn missing(name: &str) -> ProbeError {
 /// The reader thread: waits for the probes' wakeup, the timer or the end, drains
 /// the ring buffer, and hands spans to the sink in batches. Returns the number of
 /// calls read.
-fn read(
-    mut ring: RingBuf<MapData>,
-    stop: &AtomicBool,
-    wake: &OwnedFd,
-    spans: &Spans,
-    sink: &Sink,
-) -> u64 {
+fn read(mut ring: RingBuf<MapData>, wait: &Wait, spans: &Spans, sink: &Sink) -> u64 {
     let mut total = 0u64;
     let mut batch: Vec<Call> = Vec::with_capacity(BATCH);
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        if !stopping {
-            let mut fds = [
-                libc::pollfd {
-                    fd: ring.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: wake.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: polling two descriptors we own, in an array we own.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, POLL_MS) };
-        }
+        let stopping = wait.next(&ring);
         while let Some(item) = ring.next() {
             if let Some(call) = Call::from_bytes(&item) {
                 batch.push(call);

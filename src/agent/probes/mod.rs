@@ -28,6 +28,8 @@ pub mod go;
 #[cfg(otel_run_probes)]
 pub(crate) mod loader;
 pub mod pattern;
+#[cfg(otel_run_probes)]
+pub(crate) mod reader;
 pub mod symbols;
 
 use std::path::{Path, PathBuf};

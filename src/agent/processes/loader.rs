@@ -1,26 +1,20 @@
 //! Loading `probes/process.bpf.c` with aya, attaching it, and reading its ring
 //! buffer into the process tree.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 use aya::EbpfLoader;
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
-use aya::programs::RawTracePoint;
+use aya::maps::{MapData, RingBuf};
 
 use super::events::Event;
 use super::tree::{Context, Tree};
 use super::{ProcessError, Sink};
 use crate::agent::probes::clock::monotonic_ns;
 use crate::agent::probes::loader::{load_error, missing};
+use crate::agent::probes::reader::{Reader, Wait, attach_tracepoints, set_launcher};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
 
-/// The reader's timer: how stale a span can be when processes are few.
-const POLL_MS: i32 = 200;
 /// Spans per item handed to the traces pipeline.
 const BATCH: usize = 512;
 /// The ring buffer's size, as in `probes/process.bpf.c`: some 3 500 execs (the
@@ -33,11 +27,7 @@ const LOST_RINGBUF: u32 = 0;
 const LOST_MAP: u32 = 1;
 
 pub struct Session {
-    ebpf: aya::Ebpf,
-    stop: Arc<AtomicBool>,
-    /// Written to end the reader's wait at once.
-    wake: Arc<OwnedFd>,
-    reader: JoinHandle<u64>,
+    reader: Reader,
 }
 
 fn failed(e: impl Into<anyhow::Error>) -> ProcessError {
@@ -68,87 +58,37 @@ impl Session {
             .load(OBJECT)
             .map_err(failed)?;
         // Armed before the hooks run: what otel-run forks from now on is followed.
-        let mut launcher: Array<_, u32> = Array::try_from(
-            ebpf.map_mut("launcher")
-                .ok_or_else(|| failed(missing("launcher")))?,
+        set_launcher(&mut ebpf, context.launcher).map_err(failed)?;
+        attach_tracepoints(
+            &mut ebpf,
+            &[
+                ("process_exit", "sched_process_exit"),
+                ("process_exec", "sched_process_exec"),
+                ("process_fork", "sched_process_fork"),
+            ],
         )
         .map_err(failed)?;
-        launcher.set(0, context.launcher, 0).map_err(failed)?;
-        for (name, tracepoint) in [
-            ("process_exit", "sched_process_exit"),
-            ("process_exec", "sched_process_exec"),
-            ("process_fork", "sched_process_fork"),
-        ] {
-            let program: &mut RawTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| failed(missing(name)))?
-                .try_into()
-                .map_err(failed)?;
-            program.load().map_err(failed)?;
-            program.attach(tracepoint).map_err(failed)?;
-        }
         let ring = RingBuf::try_from(
             ebpf.take_map("events")
                 .ok_or_else(|| failed(missing("events")))?,
         )
         .map_err(failed)?;
-        // SAFETY: eventfd returns a new descriptor we own, or -1.
-        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if wake < 0 {
-            return Err(failed(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `wake` is a fresh descriptor owned by nothing else.
-        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(wake) });
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let (stop, wake) = (stop.clone(), wake.clone());
-            std::thread::Builder::new()
-                .name("otel-run-processes".into())
-                .spawn(move || read(ring, &stop, &wake, Tree::new(context), &sink))
-                .map_err(failed)?
-        };
-        Ok(Session {
-            ebpf,
-            stop,
-            wake,
-            reader,
+        let reader = Reader::spawn(ebpf, "otel-run-processes", move |wait| {
+            read(ring, &wait, Tree::new(context), &sink)
         })
+        .map_err(failed)?;
+        Ok(Session { reader })
     }
 
     /// The child was forked (and followed by the fork hook): disarm the
     /// launcher, so nothing else otel-run forks is followed.
     pub fn spawned(&mut self, pid: u32) {
-        let mut disarm = || -> Result<(), ProcessError> {
-            let map = self
-                .ebpf
-                .map_mut("launcher")
-                .ok_or_else(|| failed(missing("launcher")))?;
-            let mut launcher: Array<_, u32> = Array::try_from(map).map_err(failed)?;
-            launcher.set(0, 0, 0).map_err(failed)
-        };
-        if let Err(e) = disarm() {
-            tracing::debug!("processes: cannot disarm the launcher after spawning {pid}: {e}");
-        }
+        self.reader.spawned(pid);
     }
 
     pub fn finish(self) {
-        let Session {
-            mut ebpf,
-            stop,
-            wake,
-            reader,
-        } = self;
-        stop.store(true, Ordering::Relaxed);
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writing 8 bytes from a live buffer to our eventfd.
-        unsafe { libc::write(wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-        let spans = reader.join().unwrap_or(0);
-        let mut lost = |slot| -> u64 {
-            ebpf.map_mut("lost")
-                .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-                .and_then(|a| a.get(&slot, 0).ok())
-                .map_or(0, |values| values.iter().sum())
-        };
+        let (spans, mut lost) = self.reader.finish();
+        let mut lost = |slot| lost.get(slot);
         let (full, untracked) = (lost(LOST_RINGBUF), lost(LOST_MAP));
         tracing::info!("{spans} process spans recorded");
         if full > 0 {
@@ -168,13 +108,7 @@ impl Session {
 /// drains the ring buffer into the tree, and hands finished spans to the sink
 /// in batches. At the end, the processes still running are closed. Returns the
 /// number of spans made.
-fn read(
-    mut ring: RingBuf<MapData>,
-    stop: &AtomicBool,
-    wake: &OwnedFd,
-    mut tree: Tree,
-    sink: &Sink,
-) -> u64 {
+fn read(mut ring: RingBuf<MapData>, wait: &Wait, mut tree: Tree, sink: &Sink) -> u64 {
     let mut total = 0u64;
     let mut flush = |tree: &mut Tree| {
         let spans = tree.take();
@@ -185,23 +119,7 @@ fn read(
         }
     };
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        if !stopping {
-            let mut fds = [
-                libc::pollfd {
-                    fd: ring.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: wake.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: polling two descriptors we own, in an array we own.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, POLL_MS) };
-        }
+        let stopping = wait.next(&ring);
         while let Some(item) = ring.next() {
             if let Some(event) = Event::from_bytes(&item) {
                 tree.apply(event);
