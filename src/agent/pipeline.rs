@@ -7,7 +7,9 @@
 //! The queue is bounded twice: by records (`OTEL_BSP_MAX_QUEUE_SIZE`, the
 //! specification's queue size) and by bytes, so that a few huge records cannot
 //! fill memory. The bytes are those of the items queued and of the batch being
-//! exported: the batch stays in memory until its export ends.
+//! exported: the batch stays in memory until its export ends. A received item
+//! counts for what it takes once decoded, even when it is held as the bytes
+//! received (which are fewer): an exporter may decode it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

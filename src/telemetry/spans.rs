@@ -4,8 +4,9 @@
 //! The proxies make a span per request. Building each as a `Span` message (a
 //! `String` for every attribute's key and value) and encoding it afterwards
 //! kept the agent busy allocating and freeing; [`SpanBatch`] writes the encoding
-//! directly, and the protobuf exporters send those bytes as they are. Only the
-//! JSON and console exporters decode them again.
+//! directly, and the protobuf exporters send those bytes as they are. Spans
+//! received in protobuf are kept as the bytes received, the same way. Only the
+//! JSON, console, Zipkin and viewer exporters decode them.
 
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
@@ -20,7 +21,8 @@ use super::Limits;
 #[derive(Debug, Clone)]
 pub enum Spans {
     Message(ResourceSpans),
-    /// A `ResourceSpans` message already encoded, and how many spans it holds.
+    /// A `ResourceSpans` message already encoded (by `SpanBatch`, or as
+    /// received), and how many spans it holds.
     Encoded {
         bytes: Bytes,
         count: usize,
@@ -52,8 +54,9 @@ impl Spans {
         match self {
             Spans::Message(m) => std::borrow::Cow::Borrowed(m),
             Spans::Encoded { bytes, .. } => std::borrow::Cow::Owned(
-                // Written by `SpanBatch` in this process: decoding cannot fail
-                // unless the writer is wrong, which the tests below check.
+                // Written by `SpanBatch` in this process, or received and
+                // checked by the receiver's walk as prost decodes: decoding
+                // cannot fail unless either is wrong, which their tests check.
                 ResourceSpans::decode(bytes.as_ref()).unwrap_or_default(),
             ),
         }

@@ -9,6 +9,7 @@ mod console;
 mod container;
 mod dotnet;
 mod examples;
+mod forward;
 mod hosts;
 mod installed;
 mod jaeger;

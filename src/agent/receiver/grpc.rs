@@ -53,7 +53,8 @@ pub async fn export<T: Routed>(
             }
         };
         let body = receive::<T>(&receiver, &headers, body, PREFIX + MAX_REQUEST_BYTES).await?;
-        let (compressed, message) = unframe(&body.bytes)?;
+        let body = Bytes::from(body.bytes);
+        let (compressed, message) = unframe(&body)?;
         if compressed && !gzip {
             return Err(Rejection::new(
                 Why::Malformed,
@@ -64,7 +65,7 @@ pub async fn export<T: Routed>(
             encoding: Encoding::Protobuf,
             gzip: compressed,
         };
-        accept::<T>(&receiver, message, format)
+        accept::<T>(&receiver, body.slice_ref(message), format)
     };
     match answer.await {
         Ok(response) => ok(&response),

@@ -61,6 +61,12 @@ pub trait Routed: Payload {
     /// Takes out of `resource` the records there is nothing to forward of, and
     /// names each in `names`.
     fn take_empty(_resource: &mut Self::Resource, _names: &mut Vec<String>) {}
+    /// The item of a resource of `items` records forwarded as it was received
+    /// in protobuf, `encoded` (checked by the walk), when this signal's items can
+    /// hold their encoding; else the resource is decoded.
+    fn forwarded(_encoded: bytes::Bytes, _items: usize) -> Option<Self> {
+        None
+    }
 }
 
 impl Routed for Spans {
@@ -69,6 +75,14 @@ impl Routed for Spans {
     const SHAPE: json::Shape = json::TRACES;
     fn sink(sinks: &Sinks) -> Option<&Pipeline<Self>> {
         sinks.traces.as_ref()
+    }
+    /// Nothing in the agent changes a received span (the exporters that need
+    /// the message decode it as they export), and `take_empty` keeps them all.
+    fn forwarded(encoded: bytes::Bytes, items: usize) -> Option<Self> {
+        Some(Spans::Encoded {
+            bytes: encoded,
+            count: items,
+        })
     }
 }
 impl Routed for ResourceMetrics {
@@ -276,7 +290,7 @@ async fn http_export<T: Routed>(
     let format = Format { encoding, gzip };
     let accepted = async {
         let body = receive::<T>(&receiver, &headers, body, MAX_REQUEST_BYTES).await?;
-        accept::<T>(&receiver, &body.bytes, format)
+        accept::<T>(&receiver, body.bytes.into(), format)
     };
     let response = match accepted.await {
         Ok(response) => response,
@@ -314,14 +328,15 @@ async fn receive<T: Routed>(
     if T::sink(&receiver.sinks).is_some_and(|pipeline| !pipeline.has_room(1, 1)) {
         return Err(queue_full::<T>(receiver));
     }
-    server::read(body, limit, &receiver.limits).await
+    let declared = declared.and_then(|len| usize::try_from(len).ok());
+    server::read(body, limit, declared, &receiver.limits).await
 }
 
 /// Decodes a request's body and queues what it holds: the response to send, with
 /// a partial success naming the records rejected, or why nothing was taken.
 fn accept<T: Routed>(
     receiver: &Receiver,
-    body: &[u8],
+    body: bytes::Bytes,
     format: Format,
 ) -> Result<T::Response, Rejection> {
     // A signal whose exporter is `none` is discarded as the user asked.

@@ -169,9 +169,12 @@ pub struct Body {
 }
 
 /// Reads a body of at most `limit` bytes within [`BODY_TIMEOUT`].
+/// `declared`, the length the request announced, is the buffer's size once
+/// the body starts: it then grows no more, and is not copied as it grows.
 pub async fn read(
     body: axum::body::Body,
     limit: usize,
+    declared: Option<usize>,
     limits: &Limits,
 ) -> Result<Body, Rejection> {
     let read = async {
@@ -191,7 +194,11 @@ pub async fn read(
             }
             if len > bytes.capacity() {
                 // What the buffer will take is taken from the budget first.
-                let capacity = len.max(bytes.capacity() * 2).min(limit);
+                let capacity = match declared {
+                    Some(declared) if declared >= len => declared,
+                    _ => len.max(bytes.capacity() * 2),
+                }
+                .min(limit);
                 let more = u32::try_from(capacity - bytes.capacity()).expect("under the limit");
                 let granted = limits
                     .reading
@@ -214,6 +221,9 @@ pub async fn read(
             }
             bytes.extend_from_slice(&data);
         }
+        // Spans received are queued as slices of the body: it is kept without
+        // the room it grew by.
+        bytes.shrink_to_fit();
         Ok(Body {
             bytes,
             _permit: permit,

@@ -7,6 +7,13 @@
 //! gigabytes. The walk knows the OTLP schema (which fields are messages, strings
 //! or repeated numbers) and prices each field as prost would allocate it, so the
 //! receiver decides what to decode before anything is allocated.
+//!
+//! Spans are forwarded as they arrive, without being decoded (see
+//! [`super::decode`]), so for them the walk is also the check prost's decoding
+//! was: every string is UTF-8, every field of the traces schema has its wire
+//! type, and nesting stays within prost's limit, counted from the request as a
+//! backend decoding the forwarded request counts it. What the walk accepts, any
+//! OTLP peer decodes.
 
 use std::mem::size_of;
 
@@ -62,10 +69,15 @@ enum Field {
     /// A message: an element of a `Vec` when repeated (its struct is allocated),
     /// else held inside its parent's struct.
     Message(Kind, bool),
-    /// A string or bytes: its content is allocated.
+    /// Bytes: its content is allocated.
     Bytes,
+    /// A string: its content is allocated, and must be UTF-8.
+    String,
     /// One element of a repeated string.
     RepeatedString,
+    /// A number of the traces schema (or the messages it shares), which prost
+    /// reads only in its wire type.
+    Number(WireType),
     /// A repeated number, packed or not; packed varints take 8 bytes for each
     /// byte that ends one.
     RepeatedNumber { varint: bool },
@@ -126,47 +138,65 @@ impl Kind {
     }
 
     /// Field `tag` of this message, from the OTLP .proto files.
+    #[inline(always)]
     fn field(self, tag: u32) -> Field {
-        use Field::{Bytes, Other, RepeatedNumber, RepeatedString};
+        use Field::{Bytes, Number, Other, RepeatedNumber, RepeatedString, String};
         use Kind::*;
+        use WireType::{Fixed32, Fixed64, Varint};
         let one = |kind| Field::Message(kind, false);
         let many = |kind| Field::Message(kind, true);
         match (self, tag) {
-            (AnyValue, 1 | 7) => Bytes,
+            (AnyValue, 1) => String,
+            (AnyValue, 7) => Bytes,
+            (AnyValue, 2 | 3 | 8) => Number(Varint),
+            (AnyValue, 4) => Number(Fixed64),
             (AnyValue, 5) => one(ArrayValue),
             (AnyValue, 6) => one(KeyValueList),
             (ArrayValue, 1) => many(AnyValue),
             (KeyValueList, 1) => many(KeyValue),
-            (KeyValue, 1) => Bytes,
+            (KeyValue, 1) => String,
             (KeyValue, 2) => one(AnyValue),
-            (Scope, 1 | 2) => Bytes,
+            (KeyValue, 3) => Number(Varint),
+            (Scope, 1 | 2) => String,
             (Scope, 3) => many(KeyValue),
-            (EntityRef, 1 | 2) => Bytes,
+            (Scope, 4) => Number(Varint),
+            (EntityRef, 1 | 2) => String,
             (EntityRef, 3 | 4) => RepeatedString,
             (Resource, 1) => many(KeyValue),
+            (Resource, 2) => Number(Varint),
             (Resource, 3) => many(EntityRef),
 
             (ResourceSpans, 1) | (ResourceMetrics, 1) | (ResourceLogs, 1) => one(Resource),
             (ResourceSpans, 2) => many(ScopeSpans),
             (ResourceMetrics, 2) => many(ScopeMetrics),
             (ResourceLogs, 2) => many(ScopeLogs),
-            (ResourceSpans | ResourceMetrics | ResourceLogs, 3) => Bytes,
+            (ResourceSpans | ResourceMetrics | ResourceLogs, 3) => String,
             (ScopeSpans | ScopeMetrics | ScopeLogs, 1) => one(Scope),
             (ScopeSpans, 2) => many(Span),
             (ScopeMetrics, 2) => many(Metric),
             (ScopeLogs, 2) => many(LogRecord),
-            (ScopeSpans | ScopeMetrics | ScopeLogs, 3) => Bytes,
+            (ScopeSpans | ScopeMetrics | ScopeLogs, 3) => String,
 
-            (Span, 1..=5) => Bytes,
+            (Span, 1 | 2 | 4) => Bytes,
+            (Span, 3 | 5) => String,
+            (Span, 6 | 10 | 12 | 14) => Number(Varint),
+            (Span, 7 | 8) => Number(Fixed64),
             (Span, 9) => many(KeyValue),
             (Span, 11) => many(Event),
             (Span, 13) => many(Link),
             (Span, 15) => one(Status),
-            (Event, 2) => Bytes,
+            (Span, 16) => Number(Fixed32),
+            (Event, 1) => Number(Fixed64),
+            (Event, 2) => String,
             (Event, 3) => many(KeyValue),
-            (Link, 1..=3) => Bytes,
+            (Event, 4) => Number(Varint),
+            (Link, 1 | 2) => Bytes,
+            (Link, 3) => String,
             (Link, 4) => many(KeyValue),
-            (Status, 2) => Bytes,
+            (Link, 5) => Number(Varint),
+            (Link, 6) => Number(Fixed32),
+            (Status, 2) => String,
+            (Status, 3) => Number(Varint),
 
             (LogRecord, 3 | 9 | 10 | 12) => Bytes,
             (LogRecord, 5) => one(AnyValue),
@@ -251,7 +281,8 @@ impl Parts<'_> {
             return Ok(Some(Part {
                 range: end - body.len()..end,
                 items: stats.items,
-                bytes: stats.bytes.saturating_add(self.item_size),
+                // A resource forwarded undecoded holds its encoding.
+                bytes: stats.bytes.max(body.len()).saturating_add(self.item_size),
             }));
         }
         Ok(None)
@@ -277,13 +308,20 @@ fn message(buf: &[u8], kind: Kind, depth: u32) -> Result<Stats, Malformed> {
         let field = kind.field(tag);
         let bytes = match (field, wire) {
             (Field::Message(child, repeated), WireType::Len) => {
-                let inner = message(reader.len_delimited()?, child, depth + 1)?;
+                let body = reader.len_delimited()?;
+                let inner = match child {
+                    Kind::KeyValue => key_value(body, depth + 1)?,
+                    _ => message(body, child, depth + 1)?,
+                };
                 stats.items += inner.items;
                 inner.bytes + if repeated { child.size() } else { 0 }
             }
             (Field::Bytes, WireType::Len) => reader.len_delimited()?.len(),
-            (Field::RepeatedString, WireType::Len) => {
-                size_of::<String>() + reader.len_delimited()?.len()
+            (Field::String, WireType::Len) => reader.string()?.len(),
+            (Field::RepeatedString, WireType::Len) => size_of::<String>() + reader.string()?.len(),
+            (Field::Number(expected), _) if wire == expected => {
+                reader.number(wire)?;
+                0
             }
             (Field::RepeatedNumber { varint }, WireType::Len) => {
                 let packed = reader.len_delimited()?;
@@ -294,11 +332,26 @@ fn message(buf: &[u8], kind: Kind, depth: u32) -> Result<Stats, Malformed> {
                 };
                 numbers * 8
             }
-            (Field::RepeatedNumber { .. }, _) => {
-                reader.skip(tag, wire, depth)?;
+            (Field::RepeatedNumber { varint }, _)
+                if wire
+                    == if varint {
+                        WireType::Varint
+                    } else {
+                        WireType::Fixed64
+                    } =>
+            {
+                reader.number(wire)?;
                 8
             }
-            (Field::Message(..) | Field::Bytes | Field::RepeatedString, _) => {
+            (
+                Field::Message(..)
+                | Field::Bytes
+                | Field::String
+                | Field::RepeatedString
+                | Field::RepeatedNumber { .. }
+                | Field::Number(_),
+                _,
+            ) => {
                 return Err(Malformed("a field has the wrong wire type"));
             }
             (Field::Other, _) => {
@@ -314,6 +367,52 @@ fn message(buf: &[u8], kind: Kind, depth: u32) -> Result<Stats, Malformed> {
         stats.items = stats.items.max(1);
     }
     Ok(stats)
+}
+
+/// Walks an attribute. Most are a key and a string, bool, int or double value,
+/// ten or so a span: those are read here at once, field after field in the
+/// order prost writes them, rather than by the walk's dispatch on each field.
+/// Any other shape (another order, an array, a field repeated, an error) is
+/// walked as any message.
+#[inline(always)]
+fn key_value(buf: &[u8], depth: u32) -> Result<Stats, Malformed> {
+    let usual = || -> Option<usize> {
+        // The value's `AnyValue` is one level down, within prost's limit.
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let mut reader = Reader { buf, pos: 0 };
+        let string = |reader: &mut Reader<'_>| reader.string().ok().map(<[u8]>::len);
+        // Field 1 (`key`) and field 2 (`value`), length-delimited.
+        if reader.byte()? != 0x0a {
+            return None;
+        }
+        let key = string(&mut reader)?;
+        if reader.byte()? != 0x12 {
+            return None;
+        }
+        let mut value = Reader {
+            buf: reader.len_delimited().ok()?,
+            pos: 0,
+        };
+        if !reader.is_empty() {
+            return None;
+        }
+        let content = match value.byte()? {
+            // string_value (1)
+            0x0a => string(&mut value)?,
+            // bool_value (2), int_value (3), string_value_strindex (8): varints
+            0x10 | 0x18 | 0x40 => value.varint().ok().map(|_| 0)?,
+            // double_value (4)
+            0x21 => value.take(8).ok().map(|_| 0)?,
+            _ => return None,
+        };
+        value.is_empty().then_some(key + content)
+    };
+    match usual() {
+        Some(bytes) => Ok(Stats { items: 0, bytes }),
+        None => message(buf, Kind::KeyValue, depth),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,11 +431,34 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
+    #[inline(always)]
+    fn byte(&mut self) -> Option<u8> {
+        let byte = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(byte)
+    }
+
+    // The reader's steps run for every field of every span forwarded: they are
+    // inlined into the walk, and a one-byte varint (most keys and lengths) is
+    // read without the loop.
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Malformed> {
+        if let Some(&byte) = self.buf.get(self.pos)
+            && byte < 0x80
+        {
+            self.pos += 1;
+            return Ok(byte.into());
+        }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, Malformed> {
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {
             let byte = *self
@@ -355,9 +477,10 @@ impl<'a> Reader<'a> {
         Err(Malformed("a varint overflows"))
     }
 
+    #[inline(always)]
     fn key(&mut self) -> Result<(u32, WireType), Malformed> {
-        let key = self.varint()?;
-        let tag = u32::try_from(key >> 3).map_err(|_| Malformed("a field number overflows"))?;
+        let key = u32::try_from(self.varint()?).map_err(|_| Malformed("a field key overflows"))?;
+        let tag = key >> 3;
         if tag == 0 {
             return Err(Malformed("a field number is 0"));
         }
@@ -373,6 +496,7 @@ impl<'a> Reader<'a> {
         Ok((tag, wire))
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
         let end = self
             .pos
@@ -384,37 +508,57 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
+    #[inline(always)]
     fn len_delimited(&mut self) -> Result<&'a [u8], Malformed> {
         let len = self.varint()?;
         self.take(usize::try_from(len).map_err(|_| Malformed("a field is cut short"))?)
     }
 
-    /// Skips a field's value, groups included (prost skips them as unknown).
-    fn skip(&mut self, tag: u32, wire: WireType, depth: u32) -> Result<(), Malformed> {
+    #[inline(always)]
+    /// A string's bytes, once checked to be UTF-8 (ASCII first: most are).
+    fn string(&mut self) -> Result<&'a [u8], Malformed> {
+        let bytes = self.len_delimited()?;
+        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+            Ok(bytes)
+        } else {
+            Err(Malformed("a string is not UTF-8"))
+        }
+    }
+
+    /// Reads past a number of wire type `wire`.
+    #[inline(always)]
+    fn number(&mut self, wire: WireType) -> Result<(), Malformed> {
         match wire {
-            WireType::Varint => self.varint().map(drop),
             WireType::Fixed64 => self.take(8).map(drop),
             WireType::Fixed32 => self.take(4).map(drop),
+            _ => self.varint().map(drop),
+        }
+    }
+
+    /// Skips a field's value, groups included (prost skips them as unknown), in
+    /// a message `depth` levels down from the request: prost skips nothing at
+    /// its nesting limit.
+    fn skip(&mut self, tag: u32, wire: WireType, depth: u32) -> Result<(), Malformed> {
+        if depth >= MAX_DEPTH {
+            return Err(Malformed("messages nested too deep"));
+        }
+        match wire {
+            WireType::Varint | WireType::Fixed64 | WireType::Fixed32 => self.number(wire),
             WireType::Len => self.len_delimited().map(drop),
-            WireType::StartGroup => {
-                if depth >= MAX_DEPTH {
-                    return Err(Malformed("messages nested too deep"));
+            WireType::StartGroup => loop {
+                if self.is_empty() {
+                    return Err(Malformed("a group is not closed"));
                 }
-                loop {
-                    if self.is_empty() {
-                        return Err(Malformed("a group is not closed"));
-                    }
-                    let (inner, inner_wire) = self.key()?;
-                    if inner_wire == WireType::EndGroup {
-                        return if inner == tag {
-                            Ok(())
-                        } else {
-                            Err(Malformed("a group is closed by another"))
-                        };
-                    }
-                    self.skip(inner, inner_wire, depth + 1)?;
+                let (inner, inner_wire) = self.key()?;
+                if inner_wire == WireType::EndGroup {
+                    return if inner == tag {
+                        Ok(())
+                    } else {
+                        Err(Malformed("a group is closed by another"))
+                    };
                 }
-            }
+                self.skip(inner, inner_wire, depth + 1)?;
+            },
             WireType::EndGroup => Err(Malformed("a group ends that did not start")),
         }
     }
