@@ -212,12 +212,14 @@ ROWS=(direct otel-run nginx otel-run-untraced)
 # One file of per-round figures: row round rps p50 p99 cpu_us_per_request collector_us_per_request
 ROUNDS_FILE="$RESULTS_DIR/$STAMP-rounds.txt"
 : >"$ROUNDS_FILE"
+# What run_wrk measures: under load (-c CONNECTIONS) or at one connection.
+WRK_CONNECTIONS=$CONNECTIONS WRK_THREADS=$THREADS WRK_TAG=""
 run_wrk() {
   # run_wrk ROW ROUND
-  local out="$RESULTS_DIR/$STAMP-$1-$2.wrk.txt" before after cbefore cafter n
+  local out="$RESULTS_DIR/$STAMP-$1$WRK_TAG-$2.wrk.txt" before after cbefore cafter n
   before=$(ticks "${PID[$1]}")
   cbefore=$( [[ -n "${COLLECTOR_PID:-}" ]] && ticks "$COLLECTOR_PID" || echo 0)
-  "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$1]}/" >"$out"
+  "${LOAD[@]}" wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$1]}/" >"$out"
   after=$(ticks "${PID[$1]}")
   cafter=$( [[ -n "${COLLECTOR_PID:-}" ]] && ticks "$COLLECTOR_PID" || echo 0)
   n=$(awk '/requests in/ {print $1}' "$out")
@@ -255,16 +257,23 @@ done
 # that drift into the ratio.
 log "$ROUNDS rounds: wrk -t$THREADS -c$CONNECTIONS -d$DURATION per row"
 interleave_rounds "$ROUNDS" run_wrk "${ROWS[@]}"
-# Latency without queueing: one connection, one request at a time.
-declare -A P50_1 P99_1
-for row in direct otel-run nginx; do
-  case $row in direct) port=$UPSTREAM ;; otel-run) port=$OTEL_PORT ;; nginx) port=$NGINX_PORT ;; esac
-  out="$RESULTS_DIR/$STAMP-$row.c1.wrk.txt"
-  log "$row: wrk -t1 -c1 -d5s (latency at one connection)"
-  "${LOAD[@]}" wrk -t1 -c1 -d5s --latency "http://127.0.0.1:$port/" >"$out"
-  P50_1[$row]=$(awk '$1=="50%" {print $2}' "$out" | to_us)
-  P99_1[$row]=$(awk '$1=="99%" {print $2}' "$out" | to_us)
+# Latency without queueing: one connection, one request at a time, the rows
+# taking turns as well. A tail (the p99) comes and goes with the machine's
+# load: one run per row would compare moments, not proxies.
+log "$ROUNDS rounds at one connection: wrk -t1 -c1 -d$DURATION per row"
+ROUNDS_FILE_MAIN=$ROUNDS_FILE
+ROUNDS_FILE="$RESULTS_DIR/$STAMP-c1-rounds.txt"
+: >"$ROUNDS_FILE"
+WRK_CONNECTIONS=1 WRK_THREADS=1 WRK_TAG=".c1"
+interleave_rounds "$ROUNDS" run_wrk "${ROWS[@]}"
+ROUNDS_FILE_C1=$ROUNDS_FILE
+declare -A P50_1 P99_1 CPU_1
+for row in "${ROWS[@]}"; do
+  P50_1[$row]=$(median "$row" 4); P99_1[$row]=$(median "$row" 5); CPU_1[$row]=$(median "$row" 6)
 done
+P99_RATIO_1=$(median_ratio otel-run nginx 5)
+P99_RATIO_1_BARE=$(median_ratio otel-run-untraced nginx 5)
+ROUNDS_FILE=$ROUNDS_FILE_MAIN
 LOAD_AFTER="$(load_average)"
 kill -TERM "$BARE_PID"
 
@@ -274,10 +283,11 @@ wait "$OTEL_PID" 2>/dev/null || true
 
 # Every request through the traced proxy should be a span at the collector.
 SERVED=$(cat "$RESULTS_DIR/$STAMP"-otel-run-[0-9]*.wrk.txt "$WORK/otel-run.warmup.txt" \
-  "$RESULTS_DIR/$STAMP-otel-run.c1.wrk.txt" | awk '/requests in/ {n += $1} END {print n}')
+  "$RESULTS_DIR/$STAMP"-otel-run.c1-[0-9]*.wrk.txt | awk '/requests in/ {n += $1} END {print n}')
 SPANS=$(awk '/spans exported/ {print $2}' "$WORK/otel-run.err")
 
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
+minus2() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 declare -A RPS P50 P99 CPU
 for row in "${ROWS[@]}"; do
   RPS[$row]=$(median "$row" 3); P50[$row]=$(median "$row" 4); P99[$row]=$(median "$row" 5)
@@ -309,15 +319,17 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   echo "CPU per request is the process's own (all threads, user and system), for direct the upstream's."
   [[ -n "${COLLECTOR_PID:-}" ]] && echo "The collector spent a further ${COLLECTOR_CPU} µs per request receiving otel-run's spans."
   echo
-  echo "One connection (\`wrk -t1 -c1 -d5s\`), no queueing:"
+  echo "One connection (\`wrk -t1 -c1 -d$DURATION\`, $ROUNDS interleaved rounds, medians; each round's figures: \`$(basename "$ROUNDS_FILE_C1")\`), no queueing:"
   echo
-  echo "| row | p50 µs | p99 µs | added p50 µs |"
-  echo "| --- | ---: | ---: | ---: |"
-  for row in direct otel-run nginx; do
-    echo "| $row | ${P50_1[$row]} | ${P99_1[$row]} | $(minus "${P50_1[$row]}" "${P50_1[direct]}") |"
+  echo "| row | p50 µs | p99 µs | added p50 µs | CPU µs per request |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  for row in "${ROWS[@]}"; do
+    echo "| $row | ${P50_1[$row]} | ${P99_1[$row]} | $(minus "${P50_1[$row]}" "${P50_1[direct]}") | ${CPU_1[$row]} |"
   done
   echo
   echo "- added p50 at one connection: otel-run **$(minus "${P50_1[otel-run]}" "${P50_1[direct]}") µs** (target ≤ 100), nginx $(minus "${P50_1[nginx]}" "${P50_1[direct]}") µs"
+  echo "- p99 at one connection otel-run / nginx, median of the rounds' ratios: **$P99_RATIO_1** (target ≤ 1.5); untraced: $P99_RATIO_1_BARE"
+  echo "- what tracing costs otel-run, CPU µs per request (traced − untraced medians): **$(minus2 "${CPU[otel-run]}" "${CPU[otel-run-untraced]}")** under load (${CPU[otel-run]} − ${CPU[otel-run-untraced]}), $(minus2 "${CPU_1[otel-run]}" "${CPU_1[otel-run-untraced]}") at one connection (${CPU_1[otel-run]} − ${CPU_1[otel-run-untraced]})${COLLECTOR_PID:+; the collector receiving the spans: ${COLLECTOR_CPU} more}"
   echo "- throughput otel-run / nginx, median of the rounds' ratios: **$(median_ratio otel-run nginx 3)** (target ≥ 1.0); otel-run served more in $(rounds_ahead otel-run nginx) of $ROUNDS rounds"
   echo "- the proxy alone (no export) / nginx: $(median_ratio otel-run-untraced nginx 3); tracing keeps $(median_ratio otel-run otel-run-untraced 3) of its throughput"
   echo "- CPU per request otel-run / nginx: $(median_ratio otel-run nginx 6) (untraced: $(median_ratio otel-run-untraced nginx 6))"
@@ -329,6 +341,13 @@ REPORT="$RESULTS_DIR/$STAMP.md"
        { print $2, $1, "req/s", $3; print $2, $1, "p50 µs", $4; print $2, $1, "p99 µs", $5
          print $2, $1, "CPU µs per request", $6 }' "$ROUNDS_FILE" > "$WORK/rounds.tsv"
   rounds_report "$WORK/rounds.tsv" nginx
+  echo
+  echo "At one connection:"
+  echo
+  awk 'BEGIN { OFS = "\t"; print "round", "row", "metric", "value" }
+       { print $2, $1, "p50 µs", $4; print $2, $1, "p99 µs", $5; print $2, $1, "CPU µs per request", $6 }' \
+    "$ROUNDS_FILE_C1" > "$WORK/rounds-c1.tsv"
+  rounds_report "$WORK/rounds-c1.tsv" nginx
   echo
   echo "- spans otel-run exported (its own count, \`-v\`): ${SPANS:-none}, for $SERVED requests (warm-up and one connection included)"
   if [[ -s "$WORK/errors.txt" ]]; then

@@ -44,31 +44,9 @@ struct Point {
     buckets: [u64; BOUNDS.len() + 1],
 }
 
-/// Both histograms, one data point per attribute set.
-pub struct Durations {
-    start: SystemTime,
-    points: HashMap<Key, Point>,
-    delta: bool,
-}
-
-impl Durations {
-    /// Histograms from now on; `temporality` is the preference's value, if set.
-    pub fn new(temporality: Option<&str>) -> Durations {
-        Durations {
-            start: SystemTime::now(),
-            points: HashMap::new(),
-            delta: temporality.is_some_and(|t| {
-                t.eq_ignore_ascii_case("delta") || t.eq_ignore_ascii_case("lowmemory")
-            }),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
-    }
-
-    pub fn add(&mut self, exchange: &Exchange, route: Option<&str>) {
-        let key = Key {
+impl Key {
+    fn of(exchange: &Exchange, route: Option<&str>) -> Key {
+        Key {
             kind: exchange.kind,
             method: exchange.method_name(),
             status: exchange.status,
@@ -80,57 +58,139 @@ impl Durations {
                 let (host, port) = exchange.server();
                 (host.into_owned(), port)
             }),
-        };
-        let seconds = exchange.duration_secs();
-        let point = self.points.entry(key).or_insert(Point {
+        }
+    }
+
+    /// Whether `exchange` has these attributes, without building its key.
+    fn matches(&self, exchange: &Exchange, route: Option<&str>) -> bool {
+        self.kind == exchange.kind
+            && self.status == exchange.status
+            && self.method == exchange.method_name()
+            && self.version == protocol_version(exchange.version)
+            && self.route.as_deref() == route
+            && self.error == exchange.error_type()
+            && match &self.server {
+                None => exchange.kind != Kind::Client,
+                Some((host, port)) => {
+                    exchange.kind == Kind::Client && {
+                        let (their_host, their_port) = exchange.server();
+                        *host == their_host && *port == their_port
+                    }
+                }
+            }
+    }
+}
+
+impl Point {
+    fn new() -> Point {
+        Point {
             count: 0,
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             buckets: [0; BOUNDS.len() + 1],
-        });
-        point.count += 1;
-        point.sum += seconds;
-        point.min = point.min.min(seconds);
-        point.max = point.max.max(seconds);
+        }
+    }
+
+    fn record(&mut self, seconds: f64) {
+        self.count += 1;
+        self.sum += seconds;
+        self.min = self.min.min(seconds);
+        self.max = self.max.max(seconds);
         let bucket = BOUNDS.partition_point(|b| *b < seconds);
-        point.buckets[bucket] += 1;
+        self.buckets[bucket] += 1;
+    }
+
+    fn absorb(&mut self, other: Point) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// Both histograms, one data point per attribute set.
+///
+/// Requests in a row mostly share their attributes: the latest attribute set's
+/// point is counted apart, and only joins the map (its key built and hashed)
+/// when a request of another set comes, or the counts are read.
+pub struct Durations {
+    start: SystemTime,
+    points: HashMap<Key, Point>,
+    latest: Option<(Key, Point)>,
+    delta: bool,
+}
+
+impl Durations {
+    /// Histograms from now on; `temporality` is the preference's value, if set.
+    pub fn new(temporality: Option<&str>) -> Durations {
+        Durations {
+            start: SystemTime::now(),
+            points: HashMap::new(),
+            latest: None,
+            delta: temporality.is_some_and(|t| {
+                t.eq_ignore_ascii_case("delta") || t.eq_ignore_ascii_case("lowmemory")
+            }),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.latest.is_none()
+    }
+
+    pub fn add(&mut self, exchange: &Exchange, route: Option<&str>) {
+        let seconds = exchange.duration_secs();
+        match &mut self.latest {
+            Some((key, point)) if key.matches(exchange, route) => point.record(seconds),
+            _ => {
+                self.settle();
+                let mut point = Point::new();
+                point.record(seconds);
+                self.latest = Some((Key::of(exchange, route), point));
+            }
+        }
+    }
+
+    /// Puts the latest attribute set's point in the map.
+    fn settle(&mut self) {
+        if let Some((key, point)) = self.latest.take() {
+            self.points
+                .entry(key)
+                .or_insert_with(Point::new)
+                .absorb(point);
+        }
     }
 
     /// The counts so far, which this leaves empty: for another thread's
     /// histograms to [`merge`](Durations::merge).
     pub fn take(&mut self) -> Durations {
+        self.settle();
         Durations {
             start: self.start,
             points: std::mem::take(&mut self.points),
+            latest: None,
             delta: self.delta,
         }
     }
 
     /// Adds `other`'s counts to these.
-    pub fn merge(&mut self, other: Durations) {
+    pub fn merge(&mut self, mut other: Durations) {
+        other.settle();
         for (key, point) in other.points {
-            match self.points.entry(key) {
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(point);
-                }
-                std::collections::hash_map::Entry::Occupied(mut entry) => {
-                    let mine = entry.get_mut();
-                    mine.count += point.count;
-                    mine.sum += point.sum;
-                    mine.min = mine.min.min(point.min);
-                    mine.max = mine.max.max(point.max);
-                    for (mine, theirs) in mine.buckets.iter_mut().zip(point.buckets) {
-                        *mine += theirs;
-                    }
-                }
-            }
+            self.points
+                .entry(key)
+                .or_insert_with(Point::new)
+                .absorb(point);
         }
     }
 
     /// The histograms as they stand now, for `resource`. With delta temporality
     /// the next export starts from nothing, now.
     pub fn export(&mut self, resource: &Resource) -> ResourceMetrics {
+        self.settle();
         let exported_at = SystemTime::now();
         let (start, now) = (nanos(self.start), nanos(exported_at));
         let mut metrics = Vec::new();
@@ -300,6 +360,72 @@ mod tests {
                 "the next point starts at the last export"
             );
         }
+    }
+
+    /// Each data point's count by its attributes, `key=value` joined by `,`.
+    fn counts(metrics: &ResourceMetrics) -> Vec<(String, u64)> {
+        let mut counts: Vec<(String, u64)> = metrics.scope_metrics[0]
+            .metrics
+            .iter()
+            .flat_map(|metric| {
+                let Some(Data::Histogram(h)) = &metric.data else {
+                    panic!("a histogram");
+                };
+                h.data_points.iter().map(|p| {
+                    let attributes: Vec<String> = p
+                        .attributes
+                        .iter()
+                        .map(
+                            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                Some(Value::StringValue(s)) => format!("{}={s}", kv.key),
+                                Some(Value::IntValue(i)) => format!("{}={i}", kv.key),
+                                other => panic!("{other:?}"),
+                            },
+                        )
+                        .filter(|a| a.starts_with("http.r") || a.starts_with("server."))
+                        .collect();
+                    (attributes.join(","), p.count)
+                })
+            })
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    #[test]
+    fn requests_of_alternating_attribute_sets_are_each_counted() {
+        let ok = request();
+        let mut not_found = request();
+        not_found.status = Some(404);
+        let client = |authority: &str| {
+            let mut client = request();
+            client.kind = Kind::Client;
+            client.uri = format!("http://{authority}/").parse().unwrap();
+            client
+        };
+        let mut durations = Durations::new(None);
+        for _ in 0..3 {
+            durations.add(&ok, None);
+            durations.add(&not_found, None);
+            durations.add(&not_found, None);
+        }
+        durations.add(&ok, None);
+        durations.add(&ok, Some("/users/{id}"));
+        durations.add(&client("a:1"), None);
+        durations.add(&client("b:1"), None);
+        durations.add(&client("b:2"), None);
+        durations.add(&client("b:2"), None);
+        let counts = counts(&durations.export(&Resource::default()));
+        let expected = [
+            ("http.request.method=GET,http.response.status_code=200", 4),
+            ("http.request.method=GET,http.response.status_code=200,http.route=/users/{id}", 1),
+            ("http.request.method=GET,http.response.status_code=200,server.address=a,server.port=1", 1),
+            ("http.request.method=GET,http.response.status_code=200,server.address=b,server.port=1", 1),
+            ("http.request.method=GET,http.response.status_code=200,server.address=b,server.port=2", 2),
+            ("http.request.method=GET,http.response.status_code=404", 6),
+        ]
+        .map(|(a, n)| (a.to_string(), n));
+        assert_eq!(counts, expected);
     }
 
     #[test]

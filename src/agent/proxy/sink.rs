@@ -40,7 +40,7 @@ const SPAN_DELAY: Duration = Duration::from_millis(200);
 /// What reaches the sink: records, or what a batching thread wrote of them.
 enum Message {
     Records(Vec<Exchange>),
-    Written(Written),
+    Written(Box<Written>),
 }
 
 /// A batching thread's spans and histogram counts, of `records` records;
@@ -106,13 +106,13 @@ struct Local {
 }
 
 impl Local {
-    fn take(&mut self, last: bool) -> Written {
-        Written {
+    fn take(&mut self, last: bool) -> Box<Written> {
+        Box::new(Written {
             spans: (!self.spans.is_empty()).then(|| self.spans.take()),
             durations: self.durations.take(),
             records: std::mem::take(&mut self.records),
             last,
-        }
+        })
     }
 }
 
