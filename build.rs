@@ -16,6 +16,8 @@ const HEADERS: &[&str] = &["probes/event.h", "probes/process.h"];
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(otel_run_probes)");
     println!("cargo::rerun-if-env-changed=OTEL_RUN_CLANG");
+    // The symbol order `cargo build-installed` links by: a new one relinks.
+    println!("cargo::rerun-if-changed=.cargo/launch.order");
     for header in HEADERS {
         println!("cargo::rerun-if-changed={header}");
     }

@@ -101,6 +101,13 @@ hyperfine --help 2>/dev/null | grep -q -- '--shell' || die "hyperfine too old (n
 # --- otel-run binary ---------------------------------------------------------
 find_otel_run
 
+# --- the floor: a minimal launcher, linked as otel-run is -----------------------
+command -v rustc >/dev/null || die "rustc is needed to build the floor row (bench/launch/floor.rs)"
+mkdir -p "$RESULTS_DIR"
+FLOOR="$RESULTS_DIR/floor"
+rustc --edition 2024 -O -C target-feature=+crt-static -C relocation-model=static \
+  -o "$FLOOR" "$SCRIPT_DIR/floor.rs" || die "cannot build $SCRIPT_DIR/floor.rs"
+
 # --- throwaway venv with opentelemetry-instrument ------------------------------
 PY_ID="$("$PYTHON" -c 'import sys; print(sys.implementation.name, sys.version, sys.executable)')"
 VENV_HASH="$(printf '%s\n' "$PY_ID" "${PY_REQUIREMENTS[@]}" | sha256sum | cut -c1-12)"
@@ -137,6 +144,7 @@ NAMES=(
   "otel-run --exporter-otlp-protocol http/protobuf -- true (nothing listening)"
   "opentelemetry-instrument true"
   "opentelemetry-instrument --traces_exporter none --metrics_exporter none --logs_exporter none true"
+  "floor -- true (a minimal launcher: fork, exec, wait)"
 )
 CMD_0=(true)
 CMD_1=("$OTEL_RUN_BIN" --traces-exporter none -- true)
@@ -144,8 +152,9 @@ CMD_2=("$OTEL_RUN_BIN" -- true)
 CMD_3=("$OTEL_RUN_BIN" --exporter-otlp-protocol http/protobuf -- true)
 CMD_4=("$OTEL_INSTRUMENT" true)
 CMD_5=("$OTEL_INSTRUMENT" --traces_exporter none --metrics_exporter none --logs_exporter none true)
+CMD_6=("$FLOOR" true)
 # Rows measured under callgrind too (the Python ones would take minutes).
-NATIVE=(0 1 2 3)
+NATIVE=(0 1 2 3 6)
 
 # The OTLP rows export otel-run's own span to the default endpoints, which must
 # refuse it: a collector there would make the rows measure its answers.
@@ -219,14 +228,20 @@ for i in "${NATIVE[@]}"; do
   printf '%s\t%s\t%s\n' "$i" "${NAMES[$i]}" "$insns" >> "$INSN_TSV"
 done
 
+# --- how much of the launch's code the binary has side by side (bench/launch/order.sh) ----
+ORDER_FILE="$REPO_ROOT/.cargo/launch.order"
+ORDER_FOUND="$(nm --demangle=none --defined-only "$OTEL_RUN_BIN" 2>/dev/null | awk '{ print $3 }' | sort -u \
+  | comm -12 - <(sort -u "$ORDER_FILE") | wc -l)"
+ORDER_NOTE="$ORDER_FOUND of the $(wc -l < "$ORDER_FILE") functions of .cargo/launch.order are in the binary"
+
 # --- summary ------------------------------------------------------------------------------
 LOAD_AFTER="$(load_average)"
-"$PYTHON" - "$RESULTS_DIR" "$(otel_run_identity)" "$VENV" "$LOAD_BEFORE" "$LOAD_AFTER" "$ROUNDS" "${NAMES[@]}" <<'PY'
+"$PYTHON" - "$RESULTS_DIR" "$(otel_run_identity); $ORDER_NOTE" "$VENV" "$LOAD_BEFORE" "$LOAD_AFTER" "$ROUNDS" "${NAMES[@]}" <<'PY'
 import csv, json, os, platform, statistics, sys
 
 results_dir, otel_run, venv, load_before, load_after, rounds = sys.argv[1:7]
 rounds = int(rounds)
-names = sys.argv[7:]        # row order: true, otel-run (none, gRPC, HTTP), instrument, instrument (none)
+names = sys.argv[7:]        # row order: true, otel-run (none, gRPC, HTTP), instrument, instrument (none), floor
 hf = []                     # per command, all its runs over the rounds pooled
 with open(os.path.join(results_dir, "rounds.tsv"), "w") as tsv:
     tsv.write("round\trow\tmetric\tvalue\n")
@@ -263,7 +278,7 @@ for i, name in enumerate(names):
         "rss_runs": len(mem[i]),
         "instructions": insns.get(i),
     })
-TRUE, OTELRUN, GRPC, HTTP, OI, OI_NONE = rows
+TRUE, OTELRUN, GRPC, HTTP, OI, OI_NONE, FLOOR = rows
 
 def ratio(a, b):
     return a / b if b else float("nan")
@@ -299,6 +314,15 @@ for label, row in (("otel-run (traces none)", OTELRUN), ("otel-run (OTLP/gRPC)",
                f"({ratio(row['mean_ms'], TRUE['mean_ms']):.1f}x time), "
                f"+{row['rss_mib'] - TRUE['rss_mib']:.1f} MiB "
                f"({ratio(row['rss_mib'], TRUE['rss_mib']):.1f}x memory)")
+out.append(f"- the floor (a minimal launcher) over bare true: "
+           f"+{FLOOR['mean_ms'] - TRUE['mean_ms']:.2f} ms "
+           f"[+{FLOOR['median_ms'] - TRUE['median_ms']:.2f} ms], "
+           f"+{FLOOR['rss_mib'] - TRUE['rss_mib']:.1f} MiB; what any launcher costs here")
+for label, row in (("otel-run (traces none)", OTELRUN), ("otel-run (OTLP/gRPC)", GRPC),
+                   ("otel-run (OTLP/HTTP)", HTTP)):
+    out.append(f"- {label} over the floor: "
+               f"+{row['mean_ms'] - FLOOR['mean_ms']:.2f} ms "
+               f"[+{row['median_ms'] - FLOOR['median_ms']:.2f} ms]")
 out.append(f"- opentelemetry-instrument overhead over bare true: "
            f"+{OI['mean_ms'] - TRUE['mean_ms']:.2f} ms, +{OI['rss_mib'] - TRUE['rss_mib']:.1f} MiB")
 text = "\n".join(out) + "\n"

@@ -25,6 +25,7 @@ pub mod standalone;
 pub mod viewer;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -110,6 +111,9 @@ struct Shared {
     /// Started at the first thing to export (see [`idle`]); `None` inside
     /// when the runtime could not be made.
     running: OnceLock<Option<Running>>,
+    /// The command has exited: a runtime started now only flushes, on the
+    /// thread that waits for it (see [`Agent::record_at_exit`]).
+    at_exit: AtomicBool,
 }
 
 /// The runtime, the pipelines and the receiver.
@@ -245,6 +249,7 @@ impl Agent {
             listeners: Mutex::new(listeners),
             exporters: Mutex::new((!eager).then(|| Signal::ALL.map(|s| exporters(config, s)))),
             running: OnceLock::new(),
+            at_exit: AtomicBool::new(false),
         });
         let mut watcher = None;
         // What has exporters: the running pipelines, or the exporters made
@@ -252,7 +257,7 @@ impl Agent {
         let exported = if eager {
             let listeners =
                 std::mem::take(&mut *shared.listeners.lock().unwrap_or_else(|e| e.into_inner()));
-            let running = Running::start(config, None, listeners)?;
+            let running = Running::start(config, None, listeners, Flavor::Serving)?;
             let exported = Signal::ALL.map(|s| Recorder(running.sinks.clone()).exports(s));
             let _ = shared.running.set(Some(running));
             exported
@@ -329,6 +334,14 @@ impl Agent {
         }
     }
 
+    /// Queues the last of otel-run's own spans, once the command has exited.
+    /// An agent that nothing has started yet starts only to flush them: on a
+    /// runtime of the calling thread, which is the one that flushes.
+    pub fn record_at_exit(&self, spans: ResourceSpans) {
+        self.shared.at_exit.store(true, Ordering::Relaxed);
+        self.record(spans);
+    }
+
     /// A handle that records otel-run's own telemetry from any task.
     pub fn recorder(&self) -> Recorder {
         let sinks = self.shared.running().map(|r| r.sinks.clone());
@@ -395,7 +408,12 @@ impl Shared {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .take();
-                Running::start(&self.config, exporters, listeners)
+                let flavor = if self.at_exit.load(Ordering::Relaxed) {
+                    Flavor::Flushing
+                } else {
+                    Flavor::Serving
+                };
+                Running::start(&self.config, exporters, listeners, flavor)
                     .inspect_err(|e| {
                         tracing::warn!(
                             "cannot start the local agent ({e}); telemetry is not exported"
@@ -407,6 +425,16 @@ impl Shared {
     }
 }
 
+/// What the agent's runtime is started for.
+#[derive(Clone, Copy)]
+enum Flavor {
+    /// Serving while the command runs: threads of its own.
+    Serving,
+    /// Only flushing, after the command has exited: the flush drives it on
+    /// the thread that waits, so no thread is started for it.
+    Flushing,
+}
+
 impl Running {
     /// Starts the runtime, and on it the pipelines of `exporters` (made now
     /// when `None`) and the receiver on `listeners`.
@@ -414,12 +442,19 @@ impl Running {
         config: &Config,
         exporters: Option<PerSignal>,
         listeners: Vec<std::net::TcpListener>,
+        flavor: Flavor,
     ) -> Result<Running, StartError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("otel-run-agent")
-            .enable_all()
-            .build()?;
+        let runtime = match flavor {
+            Flavor::Serving => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("otel-run-agent")
+                .enable_all()
+                .build()?,
+            Flavor::Flushing => tokio::runtime::Builder::new_current_thread()
+                .thread_name("otel-run-agent")
+                .enable_all()
+                .build()?,
+        };
         // Clients spawn their connection tasks on this runtime.
         let _guard = runtime.enter();
         let reporter = Arc::new(Reporter::default());

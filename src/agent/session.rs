@@ -163,7 +163,7 @@ impl Session {
             .take()
             .and_then(|s| s.finish(&self.telemetry, self.pid, exit))
         {
-            agent.record(spans);
+            agent.record_at_exit(spans);
         }
         if let Some(url) = agent.viewer_url() {
             super::viewer::hold_after_exit(url);

@@ -104,3 +104,49 @@ fn the_installed_binary_exports_to_localhost_over_both_protocols() {
     names.sort();
     assert_eq!(names, ["grpc", "http/protobuf"]);
 }
+
+/// The functions a launch runs (`.cargo/launch.order`, written by
+/// `bench/launch/order.sh`) are linked side by side, so a launch maps a few
+/// 64 KiB windows of code instead of most of them. Fails when the build
+/// ignored the order, or when the list has gone stale: too many of its
+/// functions were renamed or moved (run the script again).
+#[test]
+fn the_installed_binary_has_the_launchs_code_side_by_side() {
+    use object::{Object as _, ObjectSymbol as _};
+    let Some(binary) = installed() else { return };
+    let order =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".cargo/launch.order"))
+            .unwrap();
+    let listed: std::collections::HashSet<&str> = order.lines().collect();
+    let bytes = std::fs::read(&binary).unwrap();
+    let elf = object::File::parse(&*bytes).unwrap();
+    let mut found = std::collections::HashSet::new();
+    let mut windows = std::collections::BTreeSet::new();
+    let mut hot_bytes = 0;
+    for symbol in elf.symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        if symbol.size() == 0 || !listed.contains(name) || !found.insert(name) {
+            continue;
+        }
+        hot_bytes += symbol.size();
+        let (start, end) = (symbol.address(), symbol.address() + symbol.size());
+        windows.extend(start >> 16..=(end - 1) >> 16);
+    }
+    assert!(
+        found.len() * 5 >= listed.len() * 4,
+        "only {} of the {} functions in .cargo/launch.order are in {}: run bench/launch/order.sh",
+        found.len(),
+        listed.len(),
+        binary.display()
+    );
+    // Packed, they fill their size in windows and a few more at the edges of
+    // the C library's objects; spread, they touched about 120.
+    let packed = hot_bytes.div_ceil(1 << 16) as usize;
+    assert!(
+        windows.len() <= packed * 3 / 2 + 4,
+        "the launch's {} KiB of code spans {} windows of 64 KiB ({} when packed)",
+        hot_bytes >> 10,
+        windows.len(),
+        packed
+    );
+}

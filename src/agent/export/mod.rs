@@ -5,6 +5,7 @@
 //! store ([`crate::agent::viewer`]) takes batches as one too. The three signals are made generic by [`Payload`].
 
 pub mod console;
+pub mod localhost;
 pub mod otlp;
 pub mod prometheus;
 pub mod zipkin;

@@ -520,7 +520,7 @@ fn grpc_channel(
             .tls_config(tls)
             .map_err(|e| endpoint_error(e.to_string()))?;
     }
-    Ok(endpoint.connect_lazy())
+    Ok(endpoint.connect_with_connector_lazy(super::localhost::connector()))
 }
 
 fn http_client(
@@ -533,7 +533,8 @@ fn http_client(
         .connect_timeout(target.timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("otel-run/", env!("CARGO_PKG_VERSION")))
         // The roots are the shared ones, and only for `https://`.
-        .tls_built_in_root_certs(false);
+        .tls_built_in_root_certs(false)
+        .resolve_to_addrs("localhost", &super::localhost::LOOPBACK);
     for der in roots.map_or(&[][..], |r| &r.ders) {
         let cert = reqwest::Certificate::from_der(der).expect("a root rustls has parsed");
         builder = builder.add_root_certificate(cert);

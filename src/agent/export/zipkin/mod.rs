@@ -43,7 +43,8 @@ impl Client {
             .timeout(self.config.timeout)
             .connect_timeout(self.config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("otel-run/", env!("CARGO_PKG_VERSION")))
-            .tls_built_in_root_certs(false);
+            .tls_built_in_root_certs(false)
+            .resolve_to_addrs("localhost", &super::localhost::LOOPBACK);
         for der in roots.unwrap_or_default() {
             let cert = reqwest::Certificate::from_der(der).expect("a root rustls has parsed");
             builder = builder.add_root_certificate(cert);
