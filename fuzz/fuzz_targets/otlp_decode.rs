@@ -3,7 +3,8 @@
 //! is exercised. Whatever the input, decoding must not panic, and what it
 //! accepts must fit the bounds.
 //!
-//! The first byte picks the signal, the encoding, whether the rest is
+//! The first byte picks the signal, the encoding (a JSON body whose selector has
+//! its top bit set is read as otel-run's compact span encoding instead), whether the rest is
 //! compressed here first (so the decoder sees well-formed gzip of fuzzed
 //! content) or given as gzip as it is, and the bounds. What is accepted
 //! undecoded (spans in protobuf) must decode with prost.
@@ -23,10 +24,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    let encoding = if selector & 1 == 0 {
-        Encoding::Protobuf
-    } else {
-        Encoding::Json
+    let encoding = match (selector & 1, selector >> 7) {
+        (0, _) => Encoding::Protobuf,
+        (_, 0) => Encoding::Json,
+        _ => Encoding::CompactSpans,
     };
     let (gzip, body) = match (selector >> 1) & 3 {
         0 | 1 => (false, body.to_vec()),

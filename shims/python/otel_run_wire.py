@@ -8,6 +8,7 @@ signal starts.
 import base64
 import http.client
 import json
+import math
 import os
 import sys
 from urllib.parse import urlsplit
@@ -31,21 +32,24 @@ class AgentClient:
         self._connection = None
         self._pid = None
 
-    def _post(self, body):
+    def _post(self, body, content_type):
         if self._connection is None or self._pid != os.getpid():
             self._connection = http.client.HTTPConnection(self._target.hostname, self._target.port, timeout=10)
             self._pid = os.getpid()
-        self._connection.request("POST", self._path, body, {"Content-Type": "application/json"})
+        self._connection.request("POST", self._path, body, {"Content-Type": content_type})
         response = self._connection.getresponse()
         response.read()
         return response.status
 
     def send(self, message):
         """Whether the agent took `message` (a dict, the OTLP request)."""
-        body = json.dumps(message, separators=(",", ":")).encode()
+        return self.send_body(json.dumps(message, separators=(",", ":")).encode(), "application/json")
+
+    def send_body(self, body, content_type):
+        """Whether the agent took `body`, encoded as `content_type` says."""
         for attempt in (1, 2):
             try:
-                status = self._post(body)
+                status = self._post(body, content_type)
                 if status != 200:
                     debug("otel-run's agent answered %s to %s" % (status, self._path))
                 return status == 200
@@ -68,7 +72,9 @@ def any_value(value):
     if isinstance(value, int):
         return {"intValue": str(value)}
     if isinstance(value, float):
-        return {"doubleValue": value}
+        # JSON has no NaN or infinities, and the agent's OTLP/JSON decoder takes
+        # no spelling of them: as text, the span at least arrives.
+        return {"doubleValue": value} if math.isfinite(value) else {"stringValue": str(value)}
     if isinstance(value, str):
         return {"stringValue": value}
     if isinstance(value, (bytes, bytearray)):

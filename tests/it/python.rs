@@ -823,3 +823,70 @@ fn psycopg_queries_get_the_spans_opentelemetry_instrument_gives_them() {
         .collect();
     assert_eq!(queries.len(), 3, "{ours:#?}");
 }
+
+/// Every field of a span the program makes reaches otel-run's exporters as the
+/// SDK holds it, through the shim's compact encoding, and a batch that encoding
+/// cannot carry (a bytes value) still arrives, as OTLP/JSON, its NaN as text.
+#[test]
+fn a_programs_spans_arrive_whole_in_either_encoding() {
+    let Some(python) = apps_python() else { return };
+    let program = r#"
+import sys
+from opentelemetry import trace
+t = trace.get_tracer("demo", "1.2")
+with t.start_as_current_span("outer", attributes={"s": "x\u00e9", "i": 3, "f": 1.0, "b": True, "l": ("a", "b"), "n": [1, 2]}) as outer:
+    outer.add_event("ev", {"k": 1})
+    with t.start_as_current_span("inner", links=[trace.Link(outer.get_span_context(), {"why": "test"})]) as inner:
+        inner.set_status(trace.Status(trace.StatusCode.ERROR, "bad"))
+trace.get_tracer_provider().force_flush()
+if sys.argv[1:] == ["fallback"]:
+    with t.start_as_current_span("odd", attributes={"raw": b"\x00\x01", "nan": float("nan"), "i": 4}):
+        pass
+"#;
+    for argv in [vec![], vec!["fallback".to_owned()]] {
+        let mut args = vec![bin(&python, "python"), "-c".into(), program.into()];
+        args.extend(argv.iter().cloned());
+        let (out, spans) = run_program(&args, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let span = |name: &str| {
+            spans
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap_or_else(|| panic!("no span {name} in {spans:#?}"))
+        };
+        let outer = span("outer");
+        let a = &outer["attributes"];
+        assert_eq!(a["s"], "xé");
+        assert_eq!(a["i"], 3);
+        assert!(a["f"].is_f64() && a["f"] == 1.0, "{a}");
+        assert_eq!(a["b"], true);
+        assert_eq!(a["l"], serde_json::json!(["a", "b"]));
+        assert_eq!(a["n"], serde_json::json!([1, 2]));
+        assert_eq!(outer["events"][0]["name"], "ev");
+        assert_eq!(outer["events"][0]["attributes"]["k"], 1);
+        assert_eq!(
+            outer["resource"]["attributes"]["telemetry.sdk.language"],
+            "python"
+        );
+        let inner = span("inner");
+        assert_eq!(inner["parent_id"], outer["context"]["span_id"]);
+        assert_eq!(inner["context"]["trace_id"], outer["context"]["trace_id"]);
+        assert_eq!(inner["status"]["status_code"], "ERROR");
+        assert_eq!(inner["status"]["description"], "bad");
+        assert_eq!(
+            inner["links"][0]["context"]["span_id"],
+            outer["context"]["span_id"]
+        );
+        assert_eq!(inner["links"][0]["attributes"]["why"], "test");
+        if !argv.is_empty() {
+            let odd = span("odd");
+            assert_eq!(odd["attributes"]["i"], 4, "{odd:#}");
+            assert_eq!(odd["attributes"]["nan"], "nan", "{odd:#}");
+            assert!(!odd["attributes"]["raw"].is_null(), "{odd:#}");
+        }
+    }
+}

@@ -30,6 +30,9 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 pub enum Encoding {
     Protobuf,
     Json,
+    /// otel-run's own encoding of spans, which its Python shim sends (see
+    /// `receiver::compact`).
+    CompactSpans,
 }
 
 /// How a request body is encoded.
@@ -111,13 +114,16 @@ pub fn decode<T: Routed>(
         return Err(DecodeError::Oversized);
     }
     let body = if format.gzip { gunzip(&body)? } else { body };
+    if format.encoding == Encoding::CompactSpans {
+        return compact::<T>(&body, bounds);
+    }
     let named;
     let body_slice = match format.encoding {
         Encoding::Json => {
             named = json_names::lower_camel_keys(&body);
             &named[..]
         }
-        Encoding::Protobuf => &body[..],
+        Encoding::Protobuf | Encoding::CompactSpans => &body[..],
     };
     let signal = T::SIGNAL.name();
     let malformed = |message: String| DecodeError::Malformed { signal, message };
@@ -149,8 +155,10 @@ pub fn decode<T: Routed>(
         let mut resource = match format.encoding {
             Encoding::Protobuf => <T::Resource as prost::Message>::decode(encoded)
                 .map_err(|e| malformed(e.to_string()))?,
-            Encoding::Json => serde_json::from_slice::<T::Resource>(encoded)
-                .map_err(|e| malformed(e.to_string()))?,
+            Encoding::Json | Encoding::CompactSpans => {
+                serde_json::from_slice::<T::Resource>(encoded)
+                    .map_err(|e| malformed(e.to_string()))?
+            }
         };
         T::take_empty(&mut resource, &mut decoded.empty);
         let item: T = resource.into();
@@ -169,7 +177,7 @@ pub fn decode<T: Routed>(
                 take(part.map_err(walk_error)?)?;
             }
         }
-        Encoding::Json => {
+        Encoding::Json | Encoding::CompactSpans => {
             for part in json::parts(body_slice, T::JSON_FIELD, T::SHAPE, item_size) {
                 take(part.map_err(walk_error)?)?;
             }
@@ -188,6 +196,48 @@ pub fn decode<T: Routed>(
     if decoded.accepted.is_empty() && decoded.rejected > 0 {
         return Err(DecodeError::TooLarge {
             records,
+            items: decoded.rejected,
+            bounds,
+        });
+    }
+    Ok(decoded)
+}
+
+/// A body in otel-run's compact encoding: decoded whole (it is as large as the
+/// OTLP it stands for, within the same limit), then its resources taken in
+/// order while they fit `bounds`, as [`decode`] takes those of OTLP.
+fn compact<T: Routed>(body: &[u8], bounds: Bounds) -> Result<Decoded<T>, DecodeError> {
+    let signal = T::SIGNAL.name();
+    let resources = T::compact(body)
+        .unwrap_or_else(|| {
+            Err(format!(
+                "otel-run's compact encoding holds only spans, not {signal}"
+            ))
+        })
+        .map_err(|message| DecodeError::Malformed { signal, message })?;
+    let mut decoded = Decoded {
+        accepted: Vec::new(),
+        rejected: 0,
+        empty: Vec::new(),
+    };
+    let (mut items, mut bytes) = (0usize, 0usize);
+    for resource in resources {
+        let item: T = resource.into();
+        let count = item.count();
+        // What the walks count a decoded resource for: its structs and their
+        // contents, about twice its encoding.
+        let size = size_of::<T>() + 2 * item.encoded_len();
+        if items.saturating_add(count) > bounds.items || bytes.saturating_add(size) > bounds.bytes {
+            decoded.rejected += count as u64;
+            continue;
+        }
+        items += count;
+        bytes += size;
+        decoded.accepted.push((item, size));
+    }
+    if decoded.accepted.is_empty() && decoded.rejected > 0 {
+        return Err(DecodeError::TooLarge {
+            records: T::SIGNAL.records(),
             items: decoded.rejected,
             bounds,
         });

@@ -13,6 +13,7 @@
 //! with a retryable "come back later" when the queue is full: never
 //! acknowledged and then dropped.
 
+mod compact;
 pub mod decode;
 mod grpc;
 pub mod json;
@@ -67,6 +68,11 @@ pub trait Routed: Payload {
     fn forwarded(_encoded: bytes::Bytes, _items: usize) -> Option<Self> {
         None
     }
+    /// The resources of a body in otel-run's compact encoding
+    /// ([`compact`]), when this signal has one.
+    fn compact(_body: &[u8]) -> Option<Result<Vec<Self::Resource>, String>> {
+        None
+    }
 }
 
 impl Routed for Spans {
@@ -83,6 +89,9 @@ impl Routed for Spans {
             bytes: encoded,
             count: items,
         })
+    }
+    fn compact(body: &[u8]) -> Option<Result<Vec<ResourceSpans>, String>> {
+        Some(compact::resources(body))
     }
 }
 impl Routed for ResourceMetrics {
@@ -273,6 +282,7 @@ async fn http_export<T: Routed>(
     let encoding = match content_type.as_str() {
         "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
         "application/json" => Encoding::Json,
+        compact::CONTENT_TYPE => Encoding::CompactSpans,
         other => {
             return Rejection::new(
                 Why::Unsupported,
@@ -302,7 +312,7 @@ async fn http_export<T: Routed>(
             prost::Message::encode_to_vec(&response),
         )
             .into_response(),
-        Encoding::Json => (
+        Encoding::Json | Encoding::CompactSpans => (
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_vec(&response).expect("OTLP messages serialize"),
         )

@@ -697,3 +697,69 @@ fn nesting_is_taken_as_deep_as_prost_decodes_the_request() {
     body.extend_from_slice(b"\x80\x80\x80\x80\x10\x00");
     agrees_with_prost(&body);
 }
+
+const COMPACT: Format = Format {
+    encoding: Encoding::CompactSpans,
+    gzip: false,
+};
+
+/// Two resources of otel-run's compact encoding, with one and two spans.
+fn compact_body() -> String {
+    let span = |r: u32, id: u32| {
+        format!(
+            r#"[{r},0,"5b8efff798038103d269b633813fc60c","{id:016x}","","",1,"s{id}",2,1,2,{{"k":"v"}},0,[],0,[],0,0,""]"#
+        )
+    };
+    format!(
+        r#"[1,[[{{"service.name":"a"}},"",0],[{{"service.name":"b"}},"",0]],[["scope","","",{{}}]],[{},{},{}]]"#,
+        span(0, 1),
+        span(1, 2),
+        span(1, 3)
+    )
+}
+
+#[test]
+fn compact_spans_are_decoded_and_bounded_like_otlp() {
+    let body = compact_body();
+    let all = decode::<Spans>(body.as_bytes(), COMPACT, ROOMY).unwrap();
+    let counts: Vec<_> = all.accepted.iter().map(|(s, _)| s.count()).collect();
+    assert_eq!(counts, [1, 2]);
+    assert_eq!(all.rejected, 0);
+    // As OTLP's resources are: each taken while it fits, in order.
+    let one = Bounds {
+        items: 1,
+        bytes: 1 << 20,
+    };
+    let some = decode::<Spans>(body.as_bytes(), COMPACT, one).unwrap();
+    assert_eq!(some.accepted.len(), 1);
+    assert_eq!(some.rejected, 2);
+    let tiny = Bounds {
+        items: 100,
+        bytes: 8,
+    };
+    assert!(matches!(
+        decode::<Spans>(body.as_bytes(), COMPACT, tiny),
+        Err(DecodeError::TooLarge { items: 3, .. })
+    ));
+    // And gzip is taken off first, as for OTLP.
+    let gzipped = Format {
+        gzip: true,
+        ..COMPACT
+    };
+    let unzipped = decode::<Spans>(&gzip(body.as_bytes()), gzipped, ROOMY).unwrap();
+    assert_eq!(unzipped.accepted.len(), 2);
+}
+
+#[test]
+fn the_compact_encoding_holds_spans_only() {
+    let body = compact_body();
+    for error in [
+        decode::<ResourceMetrics>(body.as_bytes(), COMPACT, ROOMY).unwrap_err(),
+        decode::<ResourceLogs>(body.as_bytes(), COMPACT, ROOMY).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&error, DecodeError::Malformed { message, .. } if message.contains("holds only spans")),
+            "{error}"
+        );
+    }
+}
