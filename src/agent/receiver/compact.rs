@@ -27,6 +27,7 @@
 //!
 //! Spans keep the order sent, grouped by resource and then scope.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use opentelemetry_proto::tonic::common::v1::{
@@ -69,17 +70,19 @@ pub fn resources(body: &[u8]) -> Result<Vec<ResourceSpans>, String> {
             schema_url: r.1,
         })
         .collect();
-    // Where each (resource, scope) pair's spans go in `out`.
-    let mut placed: Vec<Vec<Option<usize>>> = vec![vec![None; scopes.len()]; out.len()];
+    // Where each (resource, scope) pair's spans go in `out`: only the pairs
+    // spans name, not every pair a body lists.
+    let mut placed: HashMap<(usize, usize), usize> = HashMap::new();
+    let resource_count = out.len();
     for span in spans {
         let (r, s) = (span.0, span.1);
         let Some(resource) = out.get_mut(r) else {
-            return Err(format!("a span names resource {r} of {}", placed.len()));
+            return Err(format!("a span names resource {r} of {resource_count}"));
         };
         let Some(scope) = scopes.get(s) else {
             return Err(format!("a span names scope {s} of {}", scopes.len()));
         };
-        let at = *placed[r][s].get_or_insert_with(|| {
+        let at = *placed.entry((r, s)).or_insert_with(|| {
             resource.scope_spans.push(ScopeSpans {
                 scope: Some(InstrumentationScope {
                     name: scope.0.clone(),

@@ -245,3 +245,19 @@ fn a_resource_without_spans_is_left_out() {
         resources(br#"[1,[[{"service.name":"idle"},"",0]],[["s","","",{}]],[]]"#).unwrap();
     assert!(resources.is_empty());
 }
+
+#[test]
+fn many_resources_and_scopes_cost_only_what_the_spans_name() {
+    // A body of 16 MiB lists up to about a million of each: their pairs must not
+    // be laid out in full.
+    let n = 200_000;
+    let body = format!(
+        r#"[1,[{}],[{}],[[{last},{last},"5b8efff798038103d269b633813fc60c","0000000000000001","","",1,"n",1,1,2,{{}},0,[],0,[],0,0,""]]]"#,
+        vec![r#"[{},"",0]"#; n].join(","),
+        vec![r#"["s","","",{}]"#; n].join(","),
+        last = n - 1
+    );
+    let resources = resources(body.as_bytes()).unwrap();
+    assert_eq!(resources.len(), 1);
+    assert_eq!(resources[0].scope_spans.len(), 1);
+}
