@@ -129,8 +129,10 @@ pub struct Receiver {
     sinks: Arc<Sinks>,
     limits: Arc<server::Limits>,
     reporter: Arc<Reporter>,
-    /// The listening sockets' descriptors, to see connections still waiting.
-    listening: Vec<std::os::fd::RawFd>,
+    /// Set to stop accepting connections.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The accept loops, each ending once it has stopped and taken what waited.
+    acceptors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Receiver {
@@ -139,32 +141,25 @@ impl Receiver {
         self.limits.refused()
     }
 
-    /// Waits, at most `grace`, until no connection is open or waiting to be
-    /// accepted: what a command sent just before it exited (its sockets are
-    /// closed with it) is then in the pipelines before they are flushed.
+    /// Stops accepting connections and waits, at most `grace`, until every one
+    /// accepted (those waiting in the backlog too) is closed: what a command
+    /// sent just before it exited (its sockets are closed with it) is then in
+    /// the pipelines before they are flushed.
     pub async fn settle(&self, grace: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + grace;
-        while self.limits.open() > 0 || self.waiting() {
+        self.stop.send_replace(true);
+        let acceptors = std::mem::take(&mut *self.acceptors.lock().expect("acceptors lock"));
+        for acceptor in acceptors {
+            if tokio::time::timeout_at(deadline, acceptor).await.is_err() {
+                return;
+            }
+        }
+        while self.limits.open() > 0 {
             if tokio::time::Instant::now() >= deadline {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
-    }
-
-    /// Whether a connection is waiting in a listener's backlog.
-    fn waiting(&self) -> bool {
-        let mut fds: Vec<libc::pollfd> = self
-            .listening
-            .iter()
-            .map(|&fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `fds` is a live array of pollfd; a zero timeout never blocks.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) > 0 }
     }
 }
 
@@ -214,7 +209,7 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
     listen().map_err(|error| BindError { addr, error })
 }
 
-/// Serves every listener until the runtime shuts down; `max_connections` may
+/// Serves every listener until [`Receiver::settle`]; `max_connections` may
 /// be open at once, on all of them together.
 pub fn serve(
     listeners: Vec<std::net::TcpListener>,
@@ -222,12 +217,12 @@ pub fn serve(
     reporter: Arc<Reporter>,
     max_connections: usize,
 ) -> Arc<Receiver> {
-    use std::os::fd::AsRawFd as _;
     let receiver = Arc::new(Receiver {
         sinks,
         limits: Arc::new(server::Limits::new(max_connections, reporter.clone())),
         reporter,
-        listening: listeners.iter().map(|l| l.as_raw_fd()).collect(),
+        stop: tokio::sync::watch::channel(false).0,
+        acceptors: Default::default(),
     });
     use axum::routing::post;
     let app = Router::new()
@@ -244,7 +239,19 @@ pub fn serve(
         .with_state(receiver.clone());
     for listener in listeners {
         match TcpListener::from_std(listener) {
-            Ok(listener) => server::spawn(listener, app.clone(), receiver.limits.clone()),
+            Ok(listener) => {
+                let acceptor = server::spawn(
+                    listener,
+                    app.clone(),
+                    receiver.limits.clone(),
+                    receiver.stop.subscribe(),
+                );
+                receiver
+                    .acceptors
+                    .lock()
+                    .expect("acceptors lock")
+                    .push(acceptor);
+            }
             Err(e) => tracing::warn!("the local OTLP receiver cannot serve a socket: {e}"),
         }
     }
@@ -422,3 +429,6 @@ fn queue_full<T: Routed>(receiver: &Receiver) -> Rejection {
         format!("otel-run's {} queue is full; retry later", T::SIGNAL.name()),
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,7 +24,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
 use super::status::{Rejection, Why};
@@ -95,8 +96,16 @@ impl Limits {
     }
 }
 
-/// Serves `app` on `listener` until the runtime shuts down.
-pub fn spawn(listener: TcpListener, app: Router, limits: Arc<Limits>) {
+/// Serves `app` on `listener` until `stop` is set: then the connections
+/// already waiting in its backlog are accepted too, and the listener is closed.
+/// The task ends only once every connection it accepted holds its permit, so
+/// [`Limits::open`] counts them all from then on.
+pub fn spawn(
+    listener: TcpListener,
+    app: Router,
+    limits: Arc<Limits>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -109,28 +118,59 @@ pub fn spawn(listener: TcpListener, app: Router, limits: Arc<Limits>) {
         .max_buf_size(MAX_HEAD_BYTES);
     builder.http2().timer(TokioTimer::new());
     tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    limits.shed(&listener).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::debug!("the local OTLP receiver could not accept a connection: {e}");
-                    continue;
-                }
-            };
+        let serve = |stream: TcpStream| {
+            // Taken in the same poll as the accept: no connection is ever
+            // accepted and not yet counted when this task is not running.
             let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
                 limits.refuse(&format!(
                     "{} connections are open already",
                     limits.max_connections
                 ));
-                continue;
+                return;
             };
             tokio::spawn(connection(stream, app.clone(), builder.clone(), permit));
+        };
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => serve(stream),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    limits.shed(&listener).await;
+                }
+                Err(e) => {
+                    tracing::debug!("the local OTLP receiver could not accept a connection: {e}");
+                }
+            }
         }
-    });
+        // What completed its handshake before the stop is still served: read
+        // straight from the socket, as the reactor may not have seen it yet.
+        let Ok(listener) = listener.into_std() else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    Ok(stream) => serve(stream),
+                    Err(e) => tracing::debug!("cannot serve a last connection: {e}"),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        limits.refuse("otel-run has no file descriptor left");
+                    }
+                    // WouldBlock: the backlog is empty.
+                    return;
+                }
+            }
+        }
+    })
 }
 
 /// Serves one connection; it holds `_permit` while open.
