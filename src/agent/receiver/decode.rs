@@ -114,16 +114,17 @@ pub fn decode<T: Routed>(
         return Err(DecodeError::Oversized);
     }
     let body = if format.gzip { gunzip(&body)? } else { body };
-    if format.encoding == Encoding::CompactSpans {
-        return compact::<T>(&body, bounds);
-    }
+    let is_json = match format.encoding {
+        Encoding::CompactSpans => return compact::<T>(&body, bounds),
+        Encoding::Json => true,
+        Encoding::Protobuf => false,
+    };
     let named;
-    let body_slice = match format.encoding {
-        Encoding::Json => {
-            named = json_names::lower_camel_keys(&body);
-            &named[..]
-        }
-        Encoding::Protobuf | Encoding::CompactSpans => &body[..],
+    let body_slice = if is_json {
+        named = json_names::lower_camel_keys(&body);
+        &named[..]
+    } else {
+        &body[..]
     };
     let signal = T::SIGNAL.name();
     let malformed = |message: String| DecodeError::Malformed { signal, message };
@@ -141,9 +142,7 @@ pub fn decode<T: Routed>(
             decoded.rejected += part.items as u64;
             return Ok(());
         }
-        if format.encoding == Encoding::Protobuf
-            && let Some(item) = T::forwarded(body.slice(part.range.clone()), part.items)
-        {
+        if !is_json && let Some(item) = T::forwarded(body.slice(part.range.clone()), part.items) {
             if part.items > 0 {
                 items += part.items;
                 bytes += part.bytes;
@@ -152,13 +151,11 @@ pub fn decode<T: Routed>(
             return Ok(());
         }
         let encoded = &body_slice[part.range];
-        let mut resource = match format.encoding {
-            Encoding::Protobuf => <T::Resource as prost::Message>::decode(encoded)
-                .map_err(|e| malformed(e.to_string()))?,
-            Encoding::Json | Encoding::CompactSpans => {
-                serde_json::from_slice::<T::Resource>(encoded)
-                    .map_err(|e| malformed(e.to_string()))?
-            }
+        let mut resource = if is_json {
+            serde_json::from_slice::<T::Resource>(encoded).map_err(|e| malformed(e.to_string()))?
+        } else {
+            <T::Resource as prost::Message>::decode(encoded)
+                .map_err(|e| malformed(e.to_string()))?
         };
         T::take_empty(&mut resource, &mut decoded.empty);
         let item: T = resource.into();
@@ -171,16 +168,13 @@ pub fn decode<T: Routed>(
     };
     let item_size = size_of::<T>();
     let walk_error = |e: Malformed| malformed(e.0.to_string());
-    match format.encoding {
-        Encoding::Protobuf => {
-            for part in wire::parts(body_slice, T::KIND, item_size) {
-                take(part.map_err(walk_error)?)?;
-            }
+    if is_json {
+        for part in json::parts(body_slice, T::JSON_FIELD, T::SHAPE, item_size) {
+            take(part.map_err(walk_error)?)?;
         }
-        Encoding::Json | Encoding::CompactSpans => {
-            for part in json::parts(body_slice, T::JSON_FIELD, T::SHAPE, item_size) {
-                take(part.map_err(walk_error)?)?;
-            }
+    } else {
+        for part in wire::parts(body_slice, T::KIND, item_size) {
+            take(part.map_err(walk_error)?)?;
         }
     }
     let counted: usize = decoded.accepted.iter().map(|(_, bytes)| bytes).sum();
