@@ -7,7 +7,7 @@
 
 use std::time::SystemTime;
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
 };
@@ -17,7 +17,7 @@ use crate::launch::Exit;
 use crate::telemetry::cicd::{self, Ci};
 use crate::telemetry::context::{SpanContext, SpanId};
 use crate::telemetry::ids::random_id;
-use crate::telemetry::{Telemetry, command_name, kv, nanos};
+use crate::telemetry::{Telemetry, command_name, kv, nanos, strings};
 
 /// What the settings say of the process span.
 #[derive(Debug, Clone, Default)]
@@ -77,17 +77,7 @@ impl ProcessSpan {
                 "process.command",
                 Value::StringValue(command.argv[0].clone()),
             ),
-            kv(
-                "process.command_args",
-                Value::ArrayValue(ArrayValue {
-                    values: args
-                        .into_iter()
-                        .map(|a| AnyValue {
-                            value: Some(Value::StringValue(a)),
-                        })
-                        .collect(),
-                }),
-            ),
+            kv("process.command_args", strings(args)),
             kv(
                 "process.executable.path",
                 Value::StringValue(command.executable.display().to_string()),

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value::Value,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -123,6 +123,18 @@ pub fn kv(key: &str, value: Value) -> KeyValue {
         value: Some(AnyValue { value: Some(value) }),
         ..Default::default()
     }
+}
+
+/// A list of strings, as an attribute's value (`process.command_args`).
+pub fn strings(values: impl IntoIterator<Item = String>) -> Value {
+    Value::ArrayValue(ArrayValue {
+        values: values
+            .into_iter()
+            .map(|v| AnyValue {
+                value: Some(Value::StringValue(v)),
+            })
+            .collect(),
+    })
 }
 
 /// A time as OTLP's nanoseconds since the epoch.

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
@@ -18,7 +18,7 @@ use crate::agent::command_args;
 use crate::agent::probes::clock::Clock;
 use crate::telemetry::context::{SpanContext, SpanId};
 use crate::telemetry::ids::random_id;
-use crate::telemetry::{Limits, Telemetry, kv};
+use crate::telemetry::{Limits, Telemetry, kv, strings};
 
 /// The span a process's current program is recorded in.
 #[derive(Debug)]
@@ -236,17 +236,7 @@ impl Tree {
                 Value::StringValue(program.name().to_string()),
             ));
         }
-        attributes.push(kv(
-            "process.command_args",
-            Value::ArrayValue(ArrayValue {
-                values: args
-                    .into_iter()
-                    .map(|a| AnyValue {
-                        value: Some(Value::StringValue(a)),
-                    })
-                    .collect(),
-            }),
-        ));
+        attributes.push(kv("process.command_args", strings(args)));
         let mut span_status = Status::default();
         if let Some(wait) = status {
             let signal = wait & 0x7f;
