@@ -2,7 +2,7 @@
 # Python benchmark: what does `otel-run` cost a Python program, compared with
 # running it bare and with the Python anchor `opentelemetry-instrument`?
 #   A. start-up:   python -c pass, bare / under otel-run / under opentelemetry-instrument
-#   B. throughput: a Flask app under gunicorn, bare / otel-run / opentelemetry-instrument,
+#   B. throughput: a Flask or Django app under gunicorn, bare / otel-run / opentelemetry-instrument,
 #                  driven by wrk, both instrumented rows exporting spans to a real collector
 #
 # Usage: bench/python/run.sh [OPTIONS]   (see --help and bench/python/README.md)
@@ -18,7 +18,8 @@ A. start-up, in interleaved rounds, one hyperfine run per row and round (python 
      otel-run --exporter-otlp-endpoint http://127.0.0.1:GRPC -- python -c pass
      opentelemetry-instrument --exporter_otlp_endpoint http://127.0.0.1:GRPC python -c pass
 B. throughput, in interleaved rounds (each round runs every row once, one after
-   another), wrk against GET /users/7 of the Flask fixture app:
+   another), wrk against GET /users/7 of the Flask fixture app (--app django: GET /
+   of the Django fixture site, gunicorn running mysite.wsgi:application):
      gunicorn -w 2 -b 127.0.0.1:PORT flask_app:app
      otel-run --service-name bench --exporter-otlp-endpoint http://127.0.0.1:GRPC -- gunicorn ...
      opentelemetry-instrument --service_name bench --exporter_otlp_endpoint http://127.0.0.1:GRPC gunicorn ...
@@ -34,7 +35,8 @@ Options:
   -t, --threads N       wrk threads                               (env BENCH_THREADS,     default 2)
   -c, --connections N   wrk connections                           (env BENCH_CONNECTIONS, default 32)
       --workers N       gunicorn workers                          (env BENCH_WORKERS,     default 2)
-      --path PATH       URL path to load                          (env BENCH_PATH,        default /users/7)
+      --app APP         `flask` or `django` (B)                   (env BENCH_APP,         default flask)
+      --path PATH       URL path to load         (env BENCH_PATH, default /users/7 for flask, / for django)
       --only PART       run only `startup` (A) or `throughput` (B) (env BENCH_ONLY,       default both)
   -h, --help            show this help
   Durations are wrk durations: 15s, 1m, ...
@@ -42,9 +44,10 @@ Options:
 Environment:
   OTEL_RUN        otel-run binary (default: ${CARGO_TARGET_DIR:-<repo>/target}/release/otel-run,
                   built with `cargo build-installed` at the repo root if missing)
-  BENCH_VENV      venv with flask, gunicorn, opentelemetry-distro and the instrumentations
+  BENCH_VENV      venv with flask, django, gunicorn, opentelemetry-distro and the instrumentations
                   (default: the one .ci/python/venv.sh apps creates)
-  BENCH_APP_DIR   directory holding flask_app.py (default: <repo>/tests/fixtures/python)
+  BENCH_APP_DIR   directory holding flask_app.py, or for --app django mysite/
+                  (default: <repo>/tests/fixtures/python, or its django_site/)
   OTELCOL         collector binary with the otlp receiver and file exporter
                   (default: the one .ci/otelcol/build.sh builds)
   OTEL_RUN_CACHE  cache dir passed on to venv.sh apps and build.sh (default: $HOME/.cache/otel-run-ci)
@@ -61,7 +64,8 @@ WRK_WARMUP="${BENCH_WRK_WARMUP:-3s}"
 THREADS="${BENCH_THREADS:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 WORKERS="${BENCH_WORKERS:-2}"
-URL_PATH="${BENCH_PATH:-/users/7}"
+APP="${BENCH_APP:-flask}"
+URL_PATH="${BENCH_PATH:-}"
 ONLY="${BENCH_ONLY:-}"
 
 while [[ $# -gt 0 ]]; do
@@ -82,6 +86,8 @@ while [[ $# -gt 0 ]]; do
     --connections=*)  CONNECTIONS="${1#*=}"; shift ;;
     --workers)        WORKERS="${2:?--workers needs a value}"; shift 2 ;;
     --workers=*)      WORKERS="${1#*=}"; shift ;;
+    --app)            APP="${2:?--app needs a value}"; shift 2 ;;
+    --app=*)          APP="${1#*=}"; shift ;;
     --path)           URL_PATH="${2:?--path needs a value}"; shift 2 ;;
     --path=*)         URL_PATH="${1#*=}"; shift ;;
     --only)           ONLY="${2:?--only needs a value}"; shift 2 ;;
@@ -103,6 +109,15 @@ done
 if (( RUNS < 2 || ROUNDS < 1 || THREADS < 1 || WORKERS < 1 || CONNECTIONS < THREADS )); then
   echo "run.sh: need --runs >= 2, --rounds >= 1, --threads >= 1, --workers >= 1, --connections >= --threads" >&2; exit 2
 fi
+# Each app's module for gunicorn, the file that shows the directory holds it, and
+# the path loaded: Django's index, as /articles/N/ writes to one SQLite file that
+# both workers share, which measures SQLite's locking more than the tools.
+case "$APP" in
+  flask)  APP_MODULE=flask_app:app; APP_FILE=flask_app.py; DEFAULT_PATH=/users/7 ;;
+  django) APP_MODULE=mysite.wsgi:application; APP_FILE=mysite/wsgi.py; DEFAULT_PATH=/ ;;
+  *) echo "run.sh: --app must be flask or django, got '$APP'" >&2; exit 2 ;;
+esac
+URL_PATH="${URL_PATH:-$DEFAULT_PATH}"
 [[ "$URL_PATH" == /* ]] || { echo "run.sh: --path must start with /" >&2; exit 2; }
 case "$ONLY" in
   "")         DO_A=1; DO_B=1 ;;
@@ -118,6 +133,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 source "$SCRIPT_DIR/../lib.sh"
 RESULTS_DIR="$SCRIPT_DIR/results"
 APP_DIR="${BENCH_APP_DIR:-$REPO_ROOT/tests/fixtures/python}"
+[[ -n "${BENCH_APP_DIR:-}" || "$APP" != django ]] || APP_DIR="$APP_DIR/django_site"
 
 # --- tools -------------------------------------------------------------------
 
@@ -156,7 +172,7 @@ for f in "$VENV_PY" "$OTEL_INSTRUMENT" "$GUNICORN"; do
   [[ -x "$f" ]] || die "$f missing: the venv needs python, opentelemetry-distro and gunicorn"
 done
 if (( DO_B )); then
-  [[ -f "$APP_DIR/flask_app.py" ]] || die "$APP_DIR/flask_app.py not found (set BENCH_APP_DIR)"
+  [[ -f "$APP_DIR/$APP_FILE" ]] || die "$APP_DIR/$APP_FILE not found (set BENCH_APP_DIR)"
   APP_DIR="$(cd "$APP_DIR" && pwd -P)"
 fi
 
@@ -177,6 +193,9 @@ fi
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true)
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP GUNICORN_CMD_ARGS WEB_CONCURRENCY VIRTUAL_ENV
 export PATH="$VENV_BIN:$PATH"
+# Django's instrumentation (under either tool) instruments only a process that
+# names its settings before the site is imported, as its documentation asks.
+if [[ "$APP" == django ]]; then export DJANGO_SETTINGS_MODULE=mysite.settings; fi
 
 # --- scratch dir, background processes, cleanup ---------------------------------------------
 WORK_DIR="$(mktemp -d -t otel-run-bench-python.XXXXXX)"
@@ -407,7 +426,7 @@ b_row() {  # b_row INDEX ROUND: one row of B, once: its own server, a wrk warm-u
   local i="$1" round="$2" port server server_log url pid seg
   declare -n prefix="B_PREFIX_$i"
   port="$(free_ports 1)"
-  server=("${prefix[@]}" "$GUNICORN" -w "$WORKERS" -b "127.0.0.1:$port" "${GUNICORN_EXTRA[@]}" flask_app:app)
+  server=("${prefix[@]}" "$GUNICORN" -w "$WORKERS" -b "127.0.0.1:$port" "${GUNICORN_EXTRA[@]}" "$APP_MODULE")
   unset -n prefix
   server_log="$RESULTS_DIR/server-$i-r$round.log"
   settle_spans
@@ -441,7 +460,7 @@ LOAD_AFTER="$(load_average)"
 OTELCOL_VERSION="$("$OTELCOL_BIN" --version 2>/dev/null | head -n1 || true)"
 "$VENV_PY" -I - "$RESULTS_DIR" "$SPANS_FILE" "$OTEL_RUN_IDENTITY" "$VENV" \
   "${OTELCOL_VERSION:-?}" "$LOAD_BEFORE" "$LOAD_AFTER" "$DO_A" "$DO_B" "$ROUNDS" \
-  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after $WRK_WARMUP warm-up), gunicorn -w $WORKERS, GET $URL_PATH" \
+  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after $WRK_WARMUP warm-up), gunicorn -w $WORKERS $APP_MODULE, GET $URL_PATH" \
   "${A_NAMES[@]}" "${B_NAMES[@]}" <<'PY'
 import csv, json, os, platform, statistics, sys
 from importlib import metadata
@@ -501,7 +520,7 @@ out = ["# Python benchmark summary\n"]
 out.append(f"- otel-run: `{otel_run}`")
 out.append(f"- venv: `{venv}` (python {platform.python_version()}, "
            + ", ".join(f"{d} {version(d)}" for d in
-                       ("opentelemetry-instrumentation", "opentelemetry-sdk", "flask", "gunicorn"))
+                       ("opentelemetry-instrumentation", "opentelemetry-sdk", "flask", "django", "gunicorn"))
            + ")")
 out.append(f"- collector: {otelcol_version} (OTLP gRPC receiver -> file exporter)")
 out.append(f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}")
