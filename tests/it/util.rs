@@ -505,17 +505,24 @@ impl Server {
             .args(["-INT", &self.child.id().to_string()])
             .status();
         if wait_for(Duration::from_secs(20), || self.child.try_wait().unwrap()).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
+    }
+
+    /// SIGKILL to the server's whole process group, not only the process the
+    /// test started (a `sh -c` or otel-run): nothing it started outlives the test.
+    fn kill(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
     }
 }
