@@ -202,7 +202,7 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
         // and a backlog of 1024 (std's is 128) for a burst of senders.
         socket.set_reuse_address(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(1024)?;
+        socket.listen(server::BACKLOG as i32)?;
         socket.set_nonblocking(true)?;
         Ok(std::net::TcpListener::from(socket))
     };

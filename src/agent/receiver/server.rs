@@ -34,6 +34,8 @@ use crate::agent::report::Reporter;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections the system queues for a listener before they are accepted.
+pub const BACKLOG: usize = 1024;
 pub const MAX_READING_BYTES: usize = 64 << 20;
 /// Request heads are small; hyper's default lets each connection buffer 400 KB.
 const MAX_HEAD_BYTES: usize = 64 << 10;
@@ -148,10 +150,12 @@ pub fn spawn(
         }
         // What completed its handshake before the stop is still served: read
         // straight from the socket, as the reactor may not have seen it yet.
+        // No more than the backlog held, so that a process connecting without
+        // end cannot keep this loop (and otel-run's exit) going.
         let Ok(listener) = listener.into_std() else {
             return;
         };
-        loop {
+        for _ in 0..BACKLOG {
             match listener.accept() {
                 Ok((stream, _)) => match stream
                     .set_nonblocking(true)
