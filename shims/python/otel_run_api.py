@@ -22,6 +22,9 @@ import sys
 
 _started = set()
 _start_lock = _thread.RLock()
+# Per signal, the proxies' methods wrapped to start it: put back once it has
+# started, so that a request's spans and measurements no longer pass through them.
+_wrapped = {}
 
 
 def start(signal):
@@ -34,6 +37,8 @@ def start(signal):
         if signal in _started:
             return
         _started.add(signal)
+        for cls, method, original in _wrapped.pop(signal, ()):
+            setattr(cls, method, original)
         if not _shim._exported(signal):
             return
         try:
@@ -69,7 +74,7 @@ def _start_on_use(cls, method, real, api, provider, signal, program_only=False):
     proxy has no real object yet and no provider is set. A class or method this
     API version does not have is left alone."""
     original = getattr(cls, "__dict__", {}).get(method)
-    if original is None:
+    if original is None or signal in _started:
         return
     target = original.fget if isinstance(original, property) else original
 
@@ -81,6 +86,7 @@ def _start_on_use(cls, method, real, api, provider, signal, program_only=False):
 
     use.__wrapped__ = target
     setattr(cls, method, property(use) if isinstance(original, property) else use)
+    _wrapped.setdefault(signal, []).append((cls, method, original))
 
 
 def patch_trace_api(trace):
