@@ -890,3 +890,41 @@ if sys.argv[1:] == ["fallback"]:
         }
     }
 }
+
+/// A tracer an instrumentor took before any provider was set is the API's
+/// proxy: its first span starts otel-run's provider, and from then on its
+/// spans (and the proxies' measurements) pass through none of otel-run's code.
+#[test]
+fn once_started_the_api_proxies_no_longer_pass_through_otel_run() {
+    let Some(python) = apps_python() else { return };
+    let program = r#"
+from opentelemetry import trace
+from opentelemetry.metrics._internal import instrument
+proxy = trace.ProxyTracer("taken-early")
+with proxy.start_as_current_span("first"):
+    pass
+with proxy.start_as_current_span("second"):
+    pass
+instrument._ProxyCounter("made-early").add(1)
+print("tracer:", trace.ProxyTracer.__dict__["_tracer"].fget.__module__)
+print("counter:", instrument._ProxyCounter.add.__module__)
+"#;
+    let args = [bin(&python, "python"), "-c".into(), program.into()];
+    let (out, spans) = run_program(&args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert!(
+        names.contains(&"first") && names.contains(&"second"),
+        "{names:?}"
+    );
+    assert!(stdout.contains("tracer: opentelemetry.trace\n"), "{stdout}");
+    assert!(
+        stdout.contains("counter: opentelemetry.metrics._internal.instrument\n"),
+        "{stdout}"
+    );
+}
