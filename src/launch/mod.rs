@@ -5,6 +5,7 @@
 //! child sent. stdin, stdout, stderr and the terminal are inherited untouched.
 
 mod signals;
+mod spawn;
 mod stdio;
 mod terminal;
 mod wait;
@@ -15,7 +16,6 @@ pub use stdio::{closed as closed_stdio, note_closed as note_closed_stdio};
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 
 use crate::runtime::Plan;
@@ -155,51 +155,33 @@ pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<
     let signals = signals::Signals::install().map_err(LaunchError::Signals)?;
     let terminal = terminal::Terminal::find();
     let foreground = terminal.as_ref().filter(|t| t.ours()).map(Terminal::fd);
-    let mut child_command = std::process::Command::new(&command.program);
-    child_command
-        .arg0(&command.argv[0])
-        .args(&command.argv[1..]);
+    let mut env: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     for name in &plan.remove {
-        child_command.env_remove(name);
+        env.remove(std::ffi::OsStr::new(name));
     }
-    child_command.envs(plan.set.iter().map(|(k, v)| (k, v)));
-    // SAFETY: getpid is a plain syscall.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: between fork and exec the closure makes only async-signal-safe calls.
-    unsafe {
-        child_command.pre_exec(move || {
-            // Its own process group, as a shell's job (see `signals`), with the
-            // terminal if otel-run's group had it. The parent does the same, so
-            // neither order of the two can let the command run without them.
-            libc::setpgid(0, 0);
-            if let Some(fd) = foreground {
-                terminal::give(fd, libc::getpid());
-            }
-            // Outside otel-run's group, the command no longer gets a SIGKILL sent
-            // to the group (`timeout -k`, an IDE's force stop): otel-run's death
-            // passes it on.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::raise(libc::SIGKILL);
-            }
-            for fd in stdio::closed() {
-                libc::close(fd);
-            }
-            Ok(())
-        });
-    }
-    let mut child = child_command
-        .spawn()
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::PermissionDenied => LaunchError::PermissionDenied {
-                path: command.program.clone(),
-            },
-            _ => LaunchError::Spawn {
-                path: command.program.clone(),
-                source,
-            },
-        })?;
-    let pid = child.id() as libc::pid_t;
+    env.extend(
+        plan.set
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    let spawn_error = |source: io::Error| match source.kind() {
+        io::ErrorKind::PermissionDenied => LaunchError::PermissionDenied {
+            path: command.program.clone(),
+        },
+        _ => LaunchError::Spawn {
+            path: command.program.clone(),
+            source,
+        },
+    };
+    let mut child = spawn::Spawn::new(
+        &command.program,
+        &command.argv,
+        env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())),
+    )
+    .map_err(spawn_error)?;
+    child.foreground = foreground;
+    child.close_stdio(stdio::closed());
+    let pid = child.start().map_err(spawn_error)?;
     // SAFETY: plain syscall; fails harmlessly once the child has exec'd.
     unsafe {
         libc::setpgid(pid, pid);
@@ -228,24 +210,19 @@ pub fn run(command: &Command, plan: &Plan, spawned: impl FnOnce(u32)) -> Result<
         terminal.take_back();
     }
     waited.map_err(LaunchError::Wait)?;
-    let status = child.wait().map_err(LaunchError::Wait)?;
-    Ok(match (status.code(), status.signal()) {
-        (Some(code), _) => Exit {
+    let status = spawn::wait(pid).map_err(LaunchError::Wait)?;
+    Ok(match status {
+        spawn::Status::Code(code) => Exit {
             code,
             signal: None,
             from_terminal: false,
         },
-        (None, Some(signal)) => Exit {
+        spawn::Status::Signal(signal) => Exit {
             code: 128 + signal,
             signal: Some(signal),
             from_terminal: held_terminal
                 && matches!(signal, libc::SIGINT | libc::SIGQUIT)
                 && !forwarded.contains(signal),
-        },
-        (None, None) => Exit {
-            code: 1,
-            signal: None,
-            from_terminal: false,
         },
     })
 }
