@@ -4,6 +4,10 @@
 //! in a process group of its own with a parent-death signal (so `fork`, not
 //! `posix_spawn`), waits, and exits with the command's code. Nothing else:
 //! no settings, no agent, no signal forwarding.
+//!
+//! `floor --exec COMMAND` is the floor of the floor: it replaces itself with the
+//! command (no fork, no wait), so it costs one exec of a static binary and
+//! nothing else. A launcher that waits for its command cannot cost less.
 use std::os::unix::process::CommandExt;
 
 unsafe extern "C" {
@@ -15,8 +19,16 @@ const SIGKILL: u64 = 9;
 
 fn main() {
     let mut args = std::env::args_os().skip(1);
-    let program = args.next().expect("usage: floor COMMAND [ARGS...]");
+    let mut program = args.next().expect("usage: floor [--exec] COMMAND [ARGS...]");
+    let exec_only = program == "--exec";
+    if exec_only {
+        program = args.next().expect("usage: floor --exec COMMAND [ARGS...]");
+    }
     let mut command = std::process::Command::new(program);
+    if exec_only {
+        let error = command.args(args).exec();
+        panic!("cannot run the command: {error}");
+    }
     command.args(args).process_group(0);
     // SAFETY: prctl is async-signal-safe, as a pre-exec hook must be.
     unsafe {

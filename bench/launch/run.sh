@@ -4,7 +4,7 @@
 #
 # Usage: bench/launch/run.sh [-r|--runs N] [-w|--warmup N] [-m|--mem-runs N] [-h|--help]
 # See bench/launch/README.md for details.
-# shellcheck disable=SC2034  # CMD_0..CMD_5 are read through `declare -n cmd=CMD_$i`
+# shellcheck disable=SC2034  # CMD_0..CMD_7 are read through `declare -n cmd=CMD_$i`
 set -euo pipefail
 
 usage() {
@@ -19,6 +19,8 @@ instructions with callgrind for the native rows) of
   otel-run --exporter-otlp-protocol http/protobuf -- true   (nothing listening)
   opentelemetry-instrument true                     (its defaults: OTLP exporters)
   opentelemetry-instrument --traces_exporter none --metrics_exporter none --logs_exporter none true
+  floor true          (bench/launch/floor.rs: fork, exec, wait; nothing else)
+  floor --exec true   (exec only: the least any launcher costs)
 
 Options:
   -n, --rounds N     interleaved rounds of hyperfine     (env BENCH_ROUNDS,   default 5)
@@ -145,6 +147,7 @@ NAMES=(
   "opentelemetry-instrument true"
   "opentelemetry-instrument --traces_exporter none --metrics_exporter none --logs_exporter none true"
   "floor -- true (a minimal launcher: fork, exec, wait)"
+  "floor --exec true (exec only: no fork, no wait)"
 )
 CMD_0=(true)
 CMD_1=("$OTEL_RUN_BIN" --traces-exporter none -- true)
@@ -153,7 +156,9 @@ CMD_3=("$OTEL_RUN_BIN" --exporter-otlp-protocol http/protobuf -- true)
 CMD_4=("$OTEL_INSTRUMENT" true)
 CMD_5=("$OTEL_INSTRUMENT" --traces_exporter none --metrics_exporter none --logs_exporter none true)
 CMD_6=("$FLOOR" true)
-# Rows measured under callgrind too (the Python ones would take minutes).
+CMD_7=("$FLOOR" --exec true)
+# Rows measured under callgrind too (the Python ones would take minutes; the
+# exec-only floor leaves nothing for callgrind to count once it has exec'd).
 NATIVE=(0 1 2 3 6)
 
 # The OTLP rows export otel-run's own span to the default endpoints, which must
@@ -241,7 +246,7 @@ import csv, json, os, platform, statistics, sys
 
 results_dir, otel_run, venv, load_before, load_after, rounds = sys.argv[1:7]
 rounds = int(rounds)
-names = sys.argv[7:]        # row order: true, otel-run (none, gRPC, HTTP), instrument, instrument (none), floor
+names = sys.argv[7:]        # row order: true, otel-run (none, gRPC, HTTP), instrument, instrument (none), floor, exec only
 hf = []                     # per command, all its runs over the rounds pooled
 with open(os.path.join(results_dir, "rounds.tsv"), "w") as tsv:
     tsv.write("round\trow\tmetric\tvalue\n")
@@ -278,7 +283,7 @@ for i, name in enumerate(names):
         "rss_runs": len(mem[i]),
         "instructions": insns.get(i),
     })
-TRUE, OTELRUN, GRPC, HTTP, OI, OI_NONE, FLOOR = rows
+TRUE, OTELRUN, GRPC, HTTP, OI, OI_NONE, FLOOR, EXEC = rows
 
 def ratio(a, b):
     return a / b if b else float("nan")
@@ -318,6 +323,10 @@ out.append(f"- the floor (a minimal launcher) over bare true: "
            f"+{FLOOR['mean_ms'] - TRUE['mean_ms']:.2f} ms "
            f"[+{FLOOR['median_ms'] - TRUE['median_ms']:.2f} ms], "
            f"+{FLOOR['rss_mib'] - TRUE['rss_mib']:.1f} MiB; what any launcher costs here")
+out.append(f"- one exec alone (floor --exec) over bare true: "
+           f"+{EXEC['mean_ms'] - TRUE['mean_ms']:.2f} ms "
+           f"[+{EXEC['median_ms'] - TRUE['median_ms']:.2f} ms]; the least a launcher that is a "
+           f"process of its own can cost")
 for label, row in (("otel-run (traces none)", OTELRUN), ("otel-run (OTLP/gRPC)", GRPC),
                    ("otel-run (OTLP/HTTP)", HTTP)):
     out.append(f"- {label} over the floor: "

@@ -391,10 +391,17 @@ B_NAMES=(
   "gunicorn (bare)"
   "otel-run --service-name bench -- gunicorn"
   "opentelemetry-instrument --service_name bench gunicorn"
+  "opentelemetry-instrument, no SDK (the API's no-op providers) gunicorn"
 )
 B_PREFIX_0=()
 B_PREFIX_1=("$OTEL_RUN_BIN" --service-name bench --exporter-otlp-endpoint "$ENDPOINT" --)
 B_PREFIX_2=("$OTEL_INSTRUMENT" --service_name bench --exporter_otlp_endpoint "$ENDPOINT")
+# The ceiling: the same instrumentations with no SDK behind the API. Naming a
+# configurator that does not exist keeps opentelemetry-instrument from loading
+# the SDK's, so every tracer and meter is the API's no-op one: the instrumentations
+# run, nothing is recorded or exported. No tool that keeps these instrumentations
+# can serve more than this row.
+B_PREFIX_3=(env OTEL_PYTHON_CONFIGURATOR=bench-no-sdk "$OTEL_INSTRUMENT" --service_name bench)
 
 cat > "$WORK_DIR/report.lua" <<'LUA'
 -- Writes wrk's summary as JSON to $WRK_REPORT (latencies in microseconds).
@@ -467,7 +474,7 @@ from importlib import metadata
 
 (results_dir, spans_file, otel_run, venv, otelcol_version,
  load_before, load_after, do_a, do_b, rounds, wrk_desc) = sys.argv[1:12]
-a_names, b_names = sys.argv[12:15], sys.argv[15:18]
+a_names, b_names = sys.argv[12:15], sys.argv[15:19]
 do_a, do_b, rounds = do_a == "1", do_b == "1", int(rounds)
 
 def ratio(a, b):
@@ -605,13 +612,20 @@ if do_b:
                f"aim 1.3 {'met' if rr >= 1.3 else 'not yet'}")
     out.append(f"- otel-run p99 / opentelemetry-instrument p99: median {p99r:.3f} "
                f"(range {min(p99_round):.3f}–{max(p99_round):.3f})")
+    ceiling = [ratio(by[(3, k)]["rps"], by[(2, k)]["rps"]) for k in range(1, rounds + 1)]
+    bare = [ratio(by[(0, k)]["rps"], by[(2, k)]["rps"]) for k in range(1, rounds + 1)]
+    cr = statistics.median(ceiling)
+    out.append(f"- ceiling: the instrumentations with no SDK behind them / opentelemetry-instrument rps: "
+               f"median {cr:.3f} (range {min(ceiling):.3f}–{max(ceiling):.3f}); no tool that keeps these "
+               f"instrumentations serves more. Bare / opentelemetry-instrument: median "
+               f"{statistics.median(bare):.3f} (range {min(bare):.3f}–{max(bare):.3f})")
     out.append(f"- spans/request counts every request served in the segment (warm-up + measured + 1 probe; "
                f"wrk does not count the <= connections requests still in flight when it stops, so a "
                f"little above 1.0 is normal). Metric points / log records received: "
                + "; ".join(f"{r['config']} (round {r['round']}): {r['metric_points']} / {r['log_records']}"
-                           for r in rows if r["index"] and r["round"] == 1))
+                           for r in rows if r["index"] in (1, 2) and r["round"] == 1))
     for r in rows:
-        if not r["index"]:
+        if r["index"] in (0, 3):       # bare, and the ceiling: nothing is exported by design
             continue
         if r["spans_per_request"] < 0.5:
             out.append(f"- NOTE: `{r['config']}` (round {r['round']}) exported almost no request spans: the "
@@ -625,6 +639,7 @@ if do_b:
             out.append(f"- WARNING: `{r['config']}` (round {r['round']}) had wrk errors {r['errors']}")
     out.append("")
     summary["throughput"] = {"wrk": wrk_desc, "rounds": rounds, "rows": rows,
+                             "ceiling_over_anchor_rps": {"median": cr, "per_round": ceiling},
                              "otel_run_over_anchor_rps": {"median": rr, "per_round": per_round},
                              "otel_run_over_anchor_p99": {"median": p99r, "per_round": p99_round}}
 
