@@ -14,6 +14,10 @@
 //! keep running and may hold them), everything it needs is built beforehand,
 //! and no signal handler of otel-run's may run in it: signals stay blocked
 //! until its handlers are reset to the default.
+//!
+//! The child tells a failed `execve` through the memory it shares. Under
+//! valgrind, which turns such a clone into a fork, that is lost as it is for
+//! glibc's `posix_spawn`: the command then just exits 127.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -27,6 +31,10 @@ pub struct Spawn {
     /// The `argv` and `envp` arrays: pointers into `strings`, each ending in null.
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
+    /// The same argv for `/bin/sh` (`sh PROGRAM ARGS...`): an executable file
+    /// that is not one to the kernel (ENOEXEC, a script without `#!`) runs
+    /// through the shell, as `execvp` and shells run it.
+    script: Vec<*const libc::c_char>,
     _strings: Vec<CString>,
     /// Take the terminal on this descriptor for the new process group.
     pub foreground: Option<libc::c_int>,
@@ -66,11 +74,15 @@ impl Spawn {
             })
         };
         let program = c(program.as_os_str().as_bytes())?;
-        let mut strings = Vec::with_capacity(argv.len());
+        let mut strings = Vec::with_capacity(argv.len() + 1);
+        strings.push(c(b"/bin/sh")?);
         for arg in argv {
             strings.push(c(arg.as_bytes())?);
         }
         let args = strings.len();
+        let mut script = vec![strings[0].as_ptr(), program.as_ptr()];
+        script.extend(strings[2.min(args)..args].iter().map(|s| s.as_ptr()));
+        script.push(std::ptr::null());
         for (name, value) in env {
             let mut pair = Vec::with_capacity(name.len() + value.len() + 1);
             pair.extend_from_slice(name.as_bytes());
@@ -85,7 +97,8 @@ impl Spawn {
         };
         Ok(Spawn {
             program,
-            argv: pointers(&strings[..args]),
+            argv: pointers(&strings[1..args]),
+            script,
             envp: pointers(&strings[args..]),
             _strings: strings,
             foreground: None,
@@ -199,9 +212,12 @@ extern "C" fn child(spawn: *mut libc::c_void) -> libc::c_int {
             spawn.argv.as_ptr(),
             spawn.envp.as_ptr(),
         );
-        spawn
-            .error
-            .store(*libc::__errno_location(), Ordering::Release);
+        let mut errno = *libc::__errno_location();
+        if errno == libc::ENOEXEC {
+            libc::execve(spawn.script[0], spawn.script.as_ptr(), spawn.envp.as_ptr());
+            errno = *libc::__errno_location();
+        }
+        spawn.error.store(errno, Ordering::Release);
         libc::_exit(127)
     }
 }
@@ -262,6 +278,28 @@ mod tests {
         let spawned = spawn("/nonexistent/program", &["program"], &[]).unwrap();
         let error = spawned.start().unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn an_executable_file_without_an_interpreter_line_runs_through_the_shell() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        let out = dir.path().join("out");
+        std::fs::write(
+            &script,
+            format!("printf '%s|' \"$0\" \"$1\" > {}\n", out.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let argv = [OsString::from("typed-name"), OsString::from("one")];
+        let pid = Spawn::new(&script, &argv, std::iter::empty())
+            .unwrap()
+            .start()
+            .unwrap();
+        assert!(matches!(wait(pid).unwrap(), Status::Code(0)));
+        let expected = format!("{}|one|", script.display());
+        assert_eq!(std::fs::read_to_string(out).unwrap(), expected);
     }
 
     #[test]
