@@ -221,11 +221,21 @@ def _parent_work_to_the_process_span():
 def start_metrics():
     from opentelemetry import metrics
     from opentelemetry.metrics import _internal as api
+
+    if api._METER_PROVIDER is not None:
+        return
+    if _shim._exporters(_shim._EXPORTER_VARIABLES["metrics"]) == ["otlp"] and _agent():
+        meters = _shim._sibling("otel_run_meters")
+        if meters.usable():
+            provider = meters.MeterProvider(_otel_run_resource(), _agent())
+            _adopted.add(provider)
+            metrics.set_meter_provider(provider)
+            _shim._debug("started otel-run's meter provider")
+            return
     from opentelemetry.sdk.metrics import MeterProvider
 
-    if api._METER_PROVIDER is None:
-        metrics.set_meter_provider(MeterProvider(resource=_otel_run_resource()))
-        _shim._debug("started the meter provider")
+    metrics.set_meter_provider(MeterProvider(resource=_otel_run_resource()))
+    _shim._debug("started the meter provider")
 
 
 def _metric_exporters():

@@ -51,6 +51,10 @@ pub const PYTHON: Shim = Shim {
             include_str!("../../shims/python/otel_run_metrics.py"),
         ),
         (
+            "otel_run_meters.py",
+            include_str!("../../shims/python/otel_run_meters.py"),
+        ),
+        (
             "otel_run_logs.py",
             include_str!("../../shims/python/otel_run_logs.py"),
         ),

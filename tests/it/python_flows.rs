@@ -621,3 +621,138 @@ fn the_shims_messages_follow_otel_runs_verbosity() {
     assert!(shim(&["-v"]).contains("otel-run: python: instrumented requests"));
     assert!(shim(&["-vv"]).contains("otel-run: debug: python:"));
 }
+
+// --- otel-run's meter provider against the SDK's -------------------------------------
+
+/// Each metric the program made (not the SDK's own `otel.sdk.*`), by name: its
+/// kind, unit, description, temporality, monotonicity and points, every point with
+/// its attributes (type tags kept: 1, 1.0 and true are different series) and its
+/// exemplars' values and whether they carry a trace. Timestamps are left out.
+fn metric_shapes(raw: &str) -> std::collections::BTreeMap<String, Value> {
+    let mut shapes = std::collections::BTreeMap::new();
+    let each = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+    for line in raw.lines().filter(|l| !l.trim().is_empty()) {
+        let data: Value = serde_json::from_str(line).expect("collector output is JSON lines");
+        for rm in each(&data, "resourceMetrics") {
+            for metric in each(&rm, "scopeMetrics")
+                .iter()
+                .flat_map(|s| each(s, "metrics"))
+            {
+                let name = metric["name"].as_str().unwrap_or_default().to_string();
+                if name.starts_with("otel.sdk.") {
+                    continue;
+                }
+                let kind = ["sum", "gauge", "histogram"]
+                    .into_iter()
+                    .find(|k| metric.get(*k).is_some())
+                    .unwrap_or("other");
+                let data = &metric[kind];
+                let mut points: Vec<Value> = each(data, "dataPoints")
+                    .iter()
+                    .map(|p| {
+                        let mut attributes: Vec<(String, String)> = each(p, "attributes")
+                            .iter()
+                            .map(|kv| {
+                                let key = kv["key"].as_str().unwrap_or_default().to_string();
+                                (key, kv["value"].to_string())
+                            })
+                            .collect();
+                        attributes.sort();
+                        let exemplars: Vec<Value> = each(p, "exemplars")
+                            .iter()
+                            .map(|e| {
+                                let value = e.get("asInt").or(e.get("asDouble"));
+                                let traced = e["traceId"].as_str().is_some_and(|t| !t.is_empty());
+                                serde_json::json!([value, traced])
+                            })
+                            .collect();
+                        let mut point = serde_json::json!({
+                            "attributes": attributes,
+                            "exemplars": exemplars,
+                        });
+                        for field in [
+                            "asInt",
+                            "asDouble",
+                            "count",
+                            "sum",
+                            "min",
+                            "max",
+                            "bucketCounts",
+                            "explicitBounds",
+                        ] {
+                            if let Some(v) = p.get(field) {
+                                point[field] = v.clone();
+                            }
+                        }
+                        point
+                    })
+                    .collect();
+                points.sort_by_key(|p| p.to_string());
+                let shape = serde_json::json!({
+                    "kind": kind,
+                    "unit": metric["unit"],
+                    "description": metric["description"],
+                    "temporality": data["aggregationTemporality"],
+                    "monotonic": data["isMonotonic"],
+                    "points": points,
+                });
+                let previous = shapes.insert(name.clone(), shape);
+                assert!(previous.is_none(), "{name} delivered twice:\n{raw}");
+            }
+        }
+    }
+    shapes
+}
+
+#[test]
+fn otel_runs_meter_provider_delivers_what_the_sdks_does() {
+    let Some(python) = apps_python() else { return };
+    let argv = ["python", "meter_shapes.py"];
+    for preference in ["cumulative", "delta"] {
+        let env = [(
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            preference,
+        )];
+        let (out, ours) = run(Launcher::OtelRun, &python, &argv, &env);
+        let stdout = text(&out.stdout);
+        let stderr = text(&out.stderr);
+        assert!(stdout.contains("shapes measured"), "{stdout}\n{stderr}");
+        // The negative add and the failing callback are each said once.
+        assert_eq!(
+            stderr.matches("must be non-negative on Counter").count(),
+            1,
+            "{stderr}"
+        );
+        assert_eq!(
+            stderr.matches("this callback always fails").count(),
+            1,
+            "{stderr}"
+        );
+        let (_, theirs) = run(Launcher::Anchor, &python, &argv, &env);
+        let (ours_shapes, theirs_shapes) = (metric_shapes(&ours.raw), metric_shapes(&theirs.raw));
+        assert!(ours_shapes.contains_key("shapes.histogram"), "{}", ours.raw);
+        for (name, theirs_shape) in &theirs_shapes {
+            assert_eq!(
+                ours_shapes.get(name),
+                Some(theirs_shape),
+                "{preference}: {name} differs from the SDK's\nours:\n{}\ntheirs:\n{}",
+                ours.raw,
+                theirs.raw
+            );
+        }
+        assert_eq!(
+            ours_shapes.keys().collect::<Vec<_>>(),
+            theirs_shapes.keys().collect::<Vec<_>>()
+        );
+        // The exemplar is the span's.
+        let trace = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("trace "))
+            .expect("the script prints its trace id");
+        assert!(
+            ours.raw.contains(&format!("\"traceId\":\"{trace}\"")),
+            "{}",
+            ours.raw
+        );
+    }
+}
