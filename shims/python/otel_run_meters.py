@@ -174,20 +174,16 @@ class _Instrument:
     def collect(self, now):
         """The metric's OTLP/JSON since the last collection, or None."""
         with self._lock:
-            points = [self._point(s, now) for s in list(self._series.values()) if s.fresh or self._reported(s)]
+            points = [self._point(s, now) for s in list(self._series.values()) if s.fresh or self._temporality == _CUMULATIVE]
             start, self._last_collection = self._last_collection, now
         points = [p for p in points if p is not None]
         if not points:
             return None
         return self._metric(points, start)
 
-    def _reported(self, series):
-        return self._temporality == _CUMULATIVE
-
     def _base(self, series, now, start):
-        point = {"attributes": _wire.attributes(series.attributes), "startTimeUnixNano": str(start),
-                 "timeUnixNano": str(now)}
-        return point
+        return {"attributes": _wire.attributes(series.attributes), "startTimeUnixNano": str(start),
+                "timeUnixNano": str(now)}
 
     def _encoded_exemplars(self, exemplars):
         out = []
@@ -304,7 +300,6 @@ class Histogram(_Instrument, _api.Histogram):
 class _LastValue(_Instrument):
     def _point(self, series, now):
         point = self._base(series, now, 0)
-        point["startTimeUnixNano"] = "0"
         point.update(_number(series.value))
         point["exemplars"] = self._encoded_exemplars([series.exemplars] if series.exemplars else [])
         series.exemplars, series.seen, series.fresh = None, 0, False
@@ -457,7 +452,6 @@ class MeterProvider(_api.MeterProvider):
         self._meters = {}
         self._lock = threading.Lock()
         self._export_lock = threading.Lock()
-        self._said = set()
         self._shut_down = False
         self._start_thread()
         ref = weakref.ref(self)
@@ -485,9 +479,7 @@ class MeterProvider(_api.MeterProvider):
             self._start_thread()
 
     def say_once(self, key, message):
-        if key not in self._said:
-            self._said.add(key)
-            _shim._warn_once("meters:%r" % (key,), message)
+        _shim._warn_once("meters:%r" % (key,), message)
 
     def get_meter(self, name, version=None, schema_url=None, attributes=None):
         if not name:
