@@ -12,6 +12,8 @@ modules is imported, it patches them as they are.
   otel-run's span processors and metric readers (otel_run_sdk.py decides which).
 - `opentelemetry.propagate` imports even when OTEL_PROPAGATORS names a propagator
   that is not installed.
+- `opentelemetry.util.http` reads its settings without decoding the environment
+  on every request.
 """
 
 import _thread
@@ -172,3 +174,62 @@ def known_propagators_only(exec_module, module):
         return exec_module(module)
     finally:
         os.environ["OTEL_PROPAGATORS"] = configured
+
+
+# --- Settings read on every request -------------------------------------------------
+
+def quick_environ_reads(module):
+    """`opentelemetry.util.http`, which the HTTP instrumentations call for every
+    request, reads its settings (the headers to capture, whether every method is
+    kept) from os.environ each time: several decodings of the environment per
+    request. It reads from a view of os.environ instead, the same values."""
+    if getattr(module, "environ", None) is os.environ and EnvironReads.usable(os.environ):
+        module.environ = EnvironReads(os.environ)
+
+
+class EnvironReads:
+    """os.environ for reading, `get` answered from what it last decoded for a
+    key while os.environ holds the same value object for it: setting a variable
+    through os.environ stores a new one (and this view keeps the old one alive,
+    so no other takes its place). Anything else goes to os.environ itself."""
+
+    _UNSET = object()
+
+    @staticmethod
+    def usable(environ):
+        return isinstance(getattr(environ, "_data", None), dict) and callable(getattr(environ, "encodekey", None))
+
+    def __init__(self, environ):
+        self._environ = environ
+        self._data = environ._data
+        self._encode = environ.encodekey
+        self._decoded = {}
+
+    def get(self, key, default=None):
+        known = self._decoded.get(key)
+        if known is not None and self._data.get(known[0], self._UNSET) is known[1]:
+            value = known[2]
+            return default if value is self._UNSET else value
+        try:
+            encoded = self._encode(key)
+        except Exception:  # not a str: os.environ says what it says
+            return self._environ.get(key, default)
+        raw = self._data.get(encoded, self._UNSET)
+        value = self._UNSET if raw is self._UNSET else self._environ.get(key, self._UNSET)
+        self._decoded[key] = (encoded, raw, value)
+        return default if value is self._UNSET else value
+
+    def __getitem__(self, key):
+        return self._environ[key]
+
+    def __contains__(self, key):
+        return key in self._environ
+
+    def __iter__(self):
+        return iter(self._environ)
+
+    def __len__(self):
+        return len(self._environ)
+
+    def __getattr__(self, name):
+        return getattr(self._environ, name)

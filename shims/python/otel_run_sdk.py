@@ -153,6 +153,7 @@ def tracer_provider_built(provider):
         return
     _adopted.add(provider)
     _parent_work_to_the_process_span()
+    _shim._sibling("otel_run_spans").install()
     traces = _shim._sibling("otel_run_traces")
     for exporter in _span_exporters():
         provider.add_span_processor(traces.CountedBatchSpanProcessor(exporter))

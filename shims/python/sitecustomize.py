@@ -486,6 +486,7 @@ def _install():
         "opentelemetry._logs": [_hook("patch_logs_api")],
         "opentelemetry.sdk.trace": [_hook("watch_tracer_providers")],
         "opentelemetry.sdk.metrics": [_hook("watch_meter_providers")],
+        "opentelemetry.util.http": [_hook("quick_environ_reads")],
     }
     if "logs" in signals:
         callbacks["logging"] = [_on_logging_imported]

@@ -55,6 +55,10 @@ pub const PYTHON: Shim = Shim {
             include_str!("../../shims/python/otel_run_meters.py"),
         ),
         (
+            "otel_run_spans.py",
+            include_str!("../../shims/python/otel_run_spans.py"),
+        ),
+        (
             "otel_run_logs.py",
             include_str!("../../shims/python/otel_run_logs.py"),
         ),

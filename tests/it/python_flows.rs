@@ -756,3 +756,140 @@ fn otel_runs_meter_provider_delivers_what_the_sdks_does() {
         );
     }
 }
+
+/// Each span a collector received, by name: its kind, attributes (type tags
+/// kept, sorted), dropped counts, events, links, status and parent's name.
+/// Identifiers and timestamps are left out; otel-run's own spans too.
+fn span_shapes(raw: &str) -> std::collections::BTreeMap<String, Value> {
+    let each = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+    let sorted = |attributes: Vec<Value>| {
+        let mut pairs: Vec<(String, String)> = attributes
+            .iter()
+            .map(|kv| {
+                (
+                    kv["key"].as_str().unwrap_or_default().to_string(),
+                    kv["value"].to_string(),
+                )
+            })
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    let mut spans = Vec::new();
+    for line in raw.lines().filter(|l| !l.trim().is_empty()) {
+        let data: Value = serde_json::from_str(line).expect("collector output is JSON lines");
+        for rs in each(&data, "resourceSpans") {
+            for ss in each(&rs, "scopeSpans") {
+                if ss["scope"]["name"] == "otel-run" {
+                    continue;
+                }
+                spans.extend(each(&ss, "spans"));
+            }
+        }
+    }
+    let name_of = |id: &Value| {
+        spans
+            .iter()
+            .find(|s| &s["spanId"] == id)
+            .map(|s| s["name"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let mut shapes = std::collections::BTreeMap::new();
+    for span in &spans {
+        let events: Vec<Value> = each(span, "events")
+            .iter()
+            .map(|e| {
+                let attributes: Vec<(String, String)> = sorted(each(e, "attributes"))
+                    .into_iter()
+                    .map(|(k, v)| {
+                        if k == "exception.stacktrace" {
+                            (k, "…".into())
+                        } else {
+                            (k, v)
+                        }
+                    })
+                    .collect();
+                serde_json::json!([e["name"], attributes, e.get("droppedAttributesCount")])
+            })
+            .collect();
+        let links: Vec<Value> = each(span, "links")
+            .iter()
+            .map(|l| serde_json::json!([name_of(&l["spanId"]), sorted(each(l, "attributes"))]))
+            .collect();
+        let shape = serde_json::json!({
+            "kind": span["kind"],
+            "attributes": sorted(each(span, "attributes")),
+            "droppedAttributesCount": span.get("droppedAttributesCount"),
+            "events": events,
+            "droppedEventsCount": span.get("droppedEventsCount"),
+            "links": links,
+            "droppedLinksCount": span.get("droppedLinksCount"),
+            "status": span["status"],
+            "parent": name_of(&span["parentSpanId"]),
+        });
+        let name = span["name"].as_str().unwrap_or_default().to_string();
+        assert!(
+            shapes.insert(name.clone(), shape).is_none(),
+            "two spans named {name}"
+        );
+    }
+    shapes
+}
+
+#[test]
+fn otel_runs_spans_deliver_what_the_sdks_do() {
+    let Some(python) = apps_python() else { return };
+    let argv = ["python", "span_shapes.py"];
+    let env = [
+        ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "5"),
+        ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "10"),
+    ];
+    let (out, ours) = run(Launcher::OtelRun, &python, &argv, &env);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("spans made"),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    // The spans compared are otel-run's own, not the SDK's.
+    assert!(stdout.contains("span type otel_run_spans"), "{stdout}");
+    let (out, theirs) = run(Launcher::Anchor, &python, &argv, &env);
+    assert!(text(&out.stdout).contains("span type opentelemetry.sdk.trace"));
+    let (ours_shapes, theirs_shapes) = (span_shapes(&ours.raw), span_shapes(&theirs.raw));
+    assert!(
+        theirs_shapes.contains_key("child renamed"),
+        "{}",
+        theirs.raw
+    );
+    for (name, theirs_shape) in &theirs_shapes {
+        assert_eq!(
+            ours_shapes.get(name),
+            Some(theirs_shape),
+            "{name} differs from the SDK's\nours:\n{}\ntheirs:\n{}",
+            ours.raw,
+            theirs.raw
+        );
+    }
+    assert_eq!(
+        ours_shapes.keys().collect::<Vec<_>>(),
+        theirs_shapes.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn settings_read_on_every_request_follow_the_programs_environment() {
+    let Some(python) = apps_python() else { return };
+    let argv = ["python", "environ_reads.py"];
+    let (out, _) = run(Launcher::OtelRun, &python, &argv, &[]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("environ view EnvironReads"), "{stdout}");
+    assert!(
+        stdout.contains("environ reads follow os.environ"),
+        "{stdout}"
+    );
+    let (out, _) = run(Launcher::Anchor, &python, &argv, &[]);
+    assert!(
+        text(&out.stdout).contains("environ reads follow os.environ"),
+        "the fixture holds for the SDK's own reads too"
+    );
+}

@@ -1,0 +1,210 @@
+"""Lighter spans behind the SDK's own API, loaded by otel-run's Python shim
+(sitecustomize.py beside this file) when a tracer provider first exports
+through otel-run.
+
+A request in an instrumented web app starts and ends a span and sets a dozen
+attributes on it, on the worker's thread, under the GIL the app serves requests
+with. The SDK's span spends most of that time on generality a plain span does
+not use: each attribute value goes through the recursive cleaning of any
+value, under a second lock; the span's fields are passed through two layers of
+keyword arguments; and at its end the span is copied, field by field through
+the same keywords, into the read-only span the processors receive.
+
+`Span` here is the SDK's `_Span`, subclassed: the same fields, the same
+methods, the same type for every `isinstance` an instrumentation or a
+program's processor makes. What differs is only how fast the common case is:
+an attribute whose key is a non-empty `str` and whose value is a `str` within
+the length limit, a `bool`, an `int` or a `float` is stored as the SDK would
+store it, without the cleaning; any other value, or a full attribute dict,
+goes the SDK's own way. The span processors still receive a `ReadableSpan`
+holding the ended span's fields.
+
+`install()` replaces the SDK's `_Span`, which its tracers create spans
+from, only after building one span both ways and finding the same fields: an
+SDK whose spans hold other fields keeps its own.
+"""
+
+import threading
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util import BoundedList
+
+_SDK_SPAN = sdk_trace._Span
+_READABLE = sdk_trace.ReadableSpan
+_UNSET_LIMITS = sdk_trace._UnsetLimits
+_UNSET_STATUS = sdk_trace.Status(sdk_trace.StatusCode.UNSET)
+_INTERNAL = sdk_trace.trace_api.SpanKind.INTERNAL
+_NO_PROCESSOR = sdk_trace.SpanProcessor()
+_Lock = threading.Lock
+_new = object.__new__
+# The value types stored as they are given: bool is an int, but its own type.
+_PLAIN = frozenset((bool, int, float))
+# The fields a ReadableSpan holds, which the processors receive at a span's end.
+_READABLE_FIELDS = ("_name", "_context", "_kind", "_instrumentation_info", "_instrumentation_scope",
+                    "_parent", "_start_time", "_end_time", "_attributes", "_events", "_links",
+                    "_resource", "_status")
+
+
+class Attributes(BoundedAttributes):
+    """The SDK's BoundedAttributes, storing plain values without cleaning them.
+
+    Built by `new_attributes()`, not by `__init__`."""
+
+    def __setitem__(self, key, value):
+        kind = type(value)
+        if ((kind is str and (self.max_value_len is None or len(value) <= self.max_value_len))
+                or kind in _PLAIN) and type(key) is str and key and not self._immutable:
+            with self._lock:
+                stored = self._dict
+                if key in stored:
+                    del stored[key]
+                    stored[key] = value
+                    return
+                if self.maxlen is None or len(stored) < self.maxlen:
+                    stored[key] = value
+                    return
+        BoundedAttributes.__setitem__(self, key, value)
+
+    def _set_items(self, attributes):
+        for key, value in attributes.items():
+            kind = type(value)
+            if not ((kind is str and (self.max_value_len is None or len(value) <= self.max_value_len))
+                    or kind in _PLAIN) or type(key) is not str or not key:
+                BoundedAttributes._set_items(self, attributes)
+                return
+        if self._immutable or (self.maxlen is not None and len(self._dict) + len(attributes) > self.maxlen):
+            BoundedAttributes._set_items(self, attributes)
+            return
+        with self._lock:
+            stored = self._dict
+            for key, value in attributes.items():
+                if key in stored:
+                    del stored[key]
+                stored[key] = value
+
+
+def new_attributes(maxlen, initial, max_value_len):
+    """A mutable `Attributes`, as `BoundedAttributes(maxlen, initial,
+    immutable=False, max_value_len=max_value_len)` would be."""
+    if maxlen is not None and maxlen < 0 or max_value_len is not None and max_value_len < 0:
+        return BoundedAttributes(maxlen, initial, immutable=False, max_value_len=max_value_len)
+    made = _new(Attributes)
+    made._dict = {}
+    made.maxlen = maxlen
+    made.dropped = 0
+    made.max_value_len = max_value_len
+    made._lock = _Lock()
+    made._immutable = False
+    if initial:
+        made._set_items(initial)
+    return made
+
+
+class Span(_SDK_SPAN):
+    """The SDK's span, built and ended with less work (the module says how)."""
+
+    def __init__(self, name, context, parent=None, sampler=None, trace_config=None, resource=None,
+                 attributes=None, events=None, links=(), kind=_INTERNAL, span_processor=_NO_PROCESSOR,
+                 instrumentation_info=None, record_exception=True, set_status_on_exception=True,
+                 limits=_UNSET_LIMITS, instrumentation_scope=None, *, record_end_metrics=None):
+        if events or links:
+            # Events and links given at the start are the SDK's to bound.
+            _SDK_SPAN.__init__(self, name, context, parent, sampler, trace_config, resource, attributes,
+                               events, links, kind, span_processor, instrumentation_info,
+                               record_exception, set_status_on_exception, limits, instrumentation_scope,
+                               record_end_metrics=record_end_metrics)
+            return
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._instrumentation_info = instrumentation_info
+        self._instrumentation_scope = instrumentation_scope
+        self._parent = parent
+        self._start_time = None
+        self._end_time = None
+        self._resource = resource if resource is not None else Resource.create({})
+        self._status = _UNSET_STATUS
+        self._sampler = sampler
+        self._trace_config = trace_config
+        self._record_exception = record_exception
+        self._set_status_on_exception = set_status_on_exception
+        self._span_processor = span_processor
+        self._limits = limits
+        self._lock = _Lock()
+        self._attributes = new_attributes(limits.max_span_attributes, attributes, limits.max_span_attribute_length)
+        self._events = BoundedList(limits.max_events)
+        self._links = BoundedList(limits.max_links)
+        self._record_end_metrics = record_end_metrics
+
+    def set_attribute(self, key, value):
+        # The span's lock alone: every change to its attributes (the SDK's
+        # `set_attributes` too) is made holding it.
+        stored = self._attributes
+        kind = type(value)
+        if type(stored) is Attributes and type(key) is str and key and (
+                kind in _PLAIN or kind is str and (stored.max_value_len is None or len(value) <= stored.max_value_len)):
+            with self._lock:
+                if self._end_time is None and not stored._immutable:
+                    plain = stored._dict
+                    if key in plain:
+                        del plain[key]
+                        plain[key] = value
+                        return
+                    if stored.maxlen is None or len(plain) < stored.maxlen:
+                        plain[key] = value
+                        return
+        _SDK_SPAN.set_attribute(self, key, value)
+
+    def _readable_span(self):
+        readable = _new(_READABLE)
+        fields = self.__dict__
+        readable.__dict__.update({name: fields[name] for name in _READABLE_FIELDS})
+        return readable
+
+
+
+def _fields_match():
+    """Whether a span and its ReadableSpan built here hold the fields the SDK's
+    do, and the same values of them."""
+    from opentelemetry import trace as trace_api
+
+    context = trace_api.SpanContext(0x1, 0x2, is_remote=False,
+                                    trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED))
+    limits = sdk_trace.SpanLimits()
+    resource = Resource.create({})
+    given = {"k": "v", "n": 1}
+    built = []
+    for cls in (_SDK_SPAN, Span):
+        span = cls(name="check", context=context, resource=resource, attributes=given, limits=limits)
+        span._start_time = 1
+        span.set_attribute("later", 2.5)
+        span._end_time = 3
+        fields = vars(span)
+        readable = vars(span._readable_span())
+        built.append((sorted(fields), sorted(readable), dict(span.attributes), span.dropped_attributes,
+                      type(span._events), type(span._links), span.status.status_code))
+    return built[0] == built[1]
+
+
+_installed = False
+
+
+def install():
+    """The SDK's tracers make otel-run's spans from now on, if this SDK's spans
+    are the ones this module knows. Returns whether they do."""
+    global _installed
+    if _installed:
+        return True
+    try:
+        same = _fields_match()
+    except Exception as error:  # another SDK version: its own spans stay
+        _shim._debug("the SDK's spans stay its own: %r" % error)
+        return False
+    if not same:
+        _shim._debug("the SDK's spans stay its own: they hold other fields than otel-run's would")
+        return False
+    sdk_trace._Span = Span
+    _installed = True
+    return True
