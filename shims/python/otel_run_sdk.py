@@ -153,7 +153,10 @@ def tracer_provider_built(provider):
         return
     _adopted.add(provider)
     _parent_work_to_the_process_span()
-    _shim._sibling("otel_run_spans").install()
+    try:
+        _shim._sibling("otel_run_spans").install()
+    except Exception as error:  # an SDK without what it builds on: its own spans stay
+        _shim._debug("the SDK's spans stay its own: %r" % error)
     traces = _shim._sibling("otel_run_traces")
     for exporter in _span_exporters():
         provider.add_span_processor(traces.CountedBatchSpanProcessor(exporter))

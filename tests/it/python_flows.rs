@@ -893,3 +893,24 @@ fn settings_read_on_every_request_follow_the_programs_environment() {
         "the fixture holds for the SDK's own reads too"
     );
 }
+
+#[test]
+fn an_sdk_without_what_the_lighter_spans_use_keeps_its_own_and_exports_them() {
+    let Some(python) = apps_python() else { return };
+    let argv = ["python", "other_sdk_spans.py"];
+    let (out, delivered) = run(Launcher::OtelRun, &python, &argv, &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains("span type opentelemetry.sdk.trace"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        delivered
+            .spans
+            .iter()
+            .any(|(name, _, _)| name == "made by the sdk"),
+        "{stderr}\n{}",
+        delivered.raw
+    );
+    assert!(!stderr.contains("failed in"), "{stderr}");
+}
