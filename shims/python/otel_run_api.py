@@ -10,6 +10,10 @@ modules is imported, it patches them as they are.
   importing an instrumented library keeps it.
 - Every TracerProvider and MeterProvider, the program's or otel-run's, gets
   otel-run's span processors and metric readers (otel_run_sdk.py decides which).
+- A proxy that has found its real tracer, instrument or logger steps aside: the
+  real one's methods are bound on it, so an instrumentor's calls skip it.
+- `opentelemetry.trace.use_span` is a plain context manager, not a generator,
+  if the API's own behaves as it does.
 - `opentelemetry.propagate` imports even when OTEL_PROPAGATORS names a propagator
   that is not installed.
 - `opentelemetry.util.http` reads its settings without decoding the environment
@@ -17,6 +21,8 @@ modules is imported, it patches them as they are.
 """
 
 import _thread
+import functools
+import inspect
 import os
 import sys
 
@@ -91,8 +97,186 @@ def _start_on_use(cls, method, real, api, provider, signal, program_only=False):
     _wrapped.setdefault(signal, []).append((cls, method, original))
 
 
+# --- Proxies that step aside ---------------------------------------------------------
+
+def _bind_real(proxy, real, methods):
+    """Once a proxy has its real object, its `methods` become the real object's
+    own, bound on the instance: an instrumentor's later calls skip the proxy (and
+    the context manager the API's ProxyTracer adds around each span)."""
+    for method in methods:
+        found = getattr(real, method, None)
+        if found is not None:
+            proxy.__dict__[method] = found
+
+
+def _binding_property(cls, prop, real, methods):
+    """`cls.prop` (ProxyTracer._tracer) binds `methods` to the real object the
+    first time it finds one."""
+    original = getattr(cls, "__dict__", {}).get(prop)
+    if not isinstance(original, property):
+        return
+    get = original.fget
+
+    def found(self):
+        value = get(self)
+        if value is not None and getattr(self, real, None) is value:
+            _bind_real(self, value, methods)
+        return value
+
+    found.__wrapped__ = get
+    setattr(cls, prop, property(found))
+
+
+def _binding_meter_set(cls, methods):
+    """`cls.on_meter_set` (a proxy instrument's) binds its measuring method to the
+    real instrument it creates."""
+    original = getattr(cls, "__dict__", {}).get("on_meter_set")
+    if original is None:
+        return
+
+    def on_meter_set(self, meter):
+        original(self, meter)
+        real = getattr(self, "_real_instrument", None)
+        if real is not None:
+            _bind_real(self, real, [m for m in methods if callable(getattr(type(self), m, None))])
+
+    on_meter_set.__wrapped__ = original
+    cls.on_meter_set = on_meter_set
+
+
+# --- use_span without a generator ----------------------------------------------------
+
+def _quick_use_span(trace):
+    """`trace.use_span` as a plain context manager: the API's runs a generator
+    under two context-manager layers, for every request an instrumentor serves
+    and every span the SDK starts as current. Installed only if the API's own
+    behaves as this one does (the exceptions it records differ between versions)."""
+    original = trace.use_span
+    context_api = sys.modules["opentelemetry.context"]
+    set_value, attach, detach = context_api.set_value, context_api.attach, context_api.detach
+    span_key = trace._SPAN_KEY
+    api_span, status, error = trace.Span, trace.Status, trace.StatusCode.ERROR
+
+    def failed(span, exc, record, set_status):
+        if isinstance(span, api_span) and span.is_recording():
+            if record:
+                span.record_exception(exc)
+            if set_status:
+                span.set_status(status(status_code=error, description="%s: %s" % (type(exc).__name__, exc)))
+
+    class UseSpan:
+        __slots__ = ("_span", "_end", "_record", "_set_status", "_token")
+
+        def __init__(self, span, end_on_exit=False, record_exception=True, set_status_on_exception=True):
+            self._span, self._end = span, end_on_exit
+            self._record, self._set_status = record_exception, set_status_on_exception
+
+        def __enter__(self):
+            span = self._span
+            try:
+                self._token = attach(set_value(span_key, span))
+            except caught as exc:
+                failed(span, exc, self._record, self._set_status)
+                if self._end:
+                    span.end()
+                raise
+            except BaseException:
+                if self._end:
+                    span.end()
+                raise
+            return span
+
+        def __exit__(self, kind, exc, traceback):
+            span = self._span
+            try:
+                detach(self._token)
+                if exc is None and kind is not None:  # called as __exit__(type, None, None)
+                    exc = kind()
+                if exc is not None and isinstance(exc, caught):
+                    failed(span, exc, self._record, self._set_status)
+            finally:
+                if self._end:
+                    span.end()
+            return False
+
+        def __call__(self, function):
+            """As a decorator: the span is used for each call."""
+            made = (self._span, self._end, self._record, self._set_status)
+            if inspect.iscoroutinefunction(function):
+                @functools.wraps(function)
+                async def using(*args, **kwargs):
+                    with UseSpan(*made):
+                        return await function(*args, **kwargs)
+            else:
+                @functools.wraps(function)
+                def using(*args, **kwargs):
+                    with UseSpan(*made):
+                        return function(*args, **kwargs)
+            return using
+
+    def use_span(span, end_on_exit=False, record_exception=True, set_status_on_exception=True):
+        return UseSpan(span, end_on_exit, record_exception, set_status_on_exception)
+
+    caught = _caught_by(original, api_span, trace.INVALID_SPAN_CONTEXT)
+    if caught is None or _caught_by(use_span, api_span, trace.INVALID_SPAN_CONTEXT) is not caught:
+        return
+    use_span.__doc__, use_span.__wrapped__ = original.__doc__, original
+    trace.use_span = use_span
+
+
+def _caught_by(use_span, api_span, invalid):
+    """Which exceptions `use_span` records on the span it uses (Exception or
+    BaseException), having also ended it, detached it and let them through; None
+    if it does something else."""
+    import opentelemetry.context as context_api
+
+    class Probe(api_span):
+        def __init__(self):
+            self.recorded, self.ended, self.status = [], 0, None
+
+        def is_recording(self):
+            return True
+
+        def record_exception(self, exception, *args, **kwargs):
+            self.recorded.append(type(exception))
+
+        def set_status(self, status, description=None):
+            self.status = status
+
+        def end(self, end_time=None):
+            self.ended += 1
+
+        def get_span_context(self):
+            return invalid
+
+        def set_attribute(self, key, value):
+            pass
+
+        set_attributes = add_event = update_name = add_link = set_attribute
+
+    outcome = []
+    before = context_api.get_current()
+    for raised in (ValueError, KeyboardInterrupt):
+        probe = Probe()
+        try:
+            with use_span(probe, end_on_exit=True):
+                raise raised("probe")
+        except raised:
+            pass
+        if probe.ended != 1 or context_api.get_current() != before:
+            return None
+        outcome.append(bool(probe.recorded) and probe.status is not None)
+    return {(True, False): Exception, (True, True): BaseException}.get(tuple(outcome))
+
+
 def patch_trace_api(trace):
     trace.get_tracer_provider = _starting_getter(trace, "get_tracer_provider", "_TRACER_PROVIDER", "traces")
+    try:
+        _quick_use_span(trace)
+    except Exception as error:  # the API's own stays
+        _shim._debug("opentelemetry.trace.use_span stays the API's: %r" % error)
+    _binding_property(getattr(trace, "ProxyTracer", None), "_tracer", "_real_tracer",
+                      ("start_span", "start_as_current_span"))
     _start_on_use(getattr(trace, "ProxyTracer", None), "_tracer", "_real_tracer",
                   trace, "_TRACER_PROVIDER", "traces")
 
@@ -102,6 +286,7 @@ def patch_metrics_api(metrics):
     api.get_meter_provider = metrics.get_meter_provider = _starting_getter(
         api, "get_meter_provider", "_METER_PROVIDER", "metrics")
     instruments = sys.modules["opentelemetry.metrics._internal.instrument"]
+    _binding_meter_set(getattr(instruments, "_ProxyInstrument", None), ("add", "record", "set"))
     for name, method in (("_ProxyCounter", "add"), ("_ProxyUpDownCounter", "add"),
                          ("_ProxyHistogram", "record"), ("_ProxyGauge", "set")):
         _start_on_use(getattr(instruments, name, None), method, "_real_instrument",
@@ -117,6 +302,7 @@ def patch_logs_api(logs):
     api = sys.modules["opentelemetry._logs._internal"]
     api.get_logger_provider = logs.get_logger_provider = _starting_getter(
         api, "get_logger_provider", "_LOGGER_PROVIDER", "logs")
+    _binding_property(getattr(api, "ProxyLogger", None), "_logger", "_real_logger", ("emit",))
     _start_on_use(getattr(api, "ProxyLogger", None), "_logger", "_real_logger",
                   api, "_LOGGER_PROVIDER", "logs")
 

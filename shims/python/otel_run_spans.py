@@ -16,8 +16,9 @@ program's processor makes. What differs is only how fast the common case is:
 an attribute whose key is a non-empty `str` and whose value is a `str` within
 the length limit, a `bool`, an `int` or a `float` is stored as the SDK would
 store it, without the cleaning; any other value, or a full attribute dict,
-goes the SDK's own way. The span processors still receive a `ReadableSpan`
-holding the ended span's fields.
+goes the SDK's own way. The span processors receive the ended span itself, a
+`ReadableSpan` as the SDK's span is (the SDK ignores every change to an ended
+span), not a copy of its fields.
 
 `install()` replaces the SDK's `_Span`, which its tracers create spans
 from, only after building one span both ways and finding the same fields: an
@@ -41,10 +42,6 @@ _Lock = threading.Lock
 _new = object.__new__
 # The value types stored as they are given: bool is an int, but its own type.
 _PLAIN = frozenset((bool, int, float))
-# The fields a ReadableSpan holds, which the processors receive at a span's end.
-_READABLE_FIELDS = ("_name", "_context", "_kind", "_instrumentation_info", "_instrumentation_scope",
-                    "_parent", "_start_time", "_end_time", "_attributes", "_events", "_links",
-                    "_resource", "_status")
 
 
 class Attributes(BoundedAttributes):
@@ -158,16 +155,21 @@ class Span(_SDK_SPAN):
         _SDK_SPAN.set_attribute(self, key, value)
 
     def _readable_span(self):
-        readable = _new(_READABLE)
-        fields = self.__dict__
-        readable.__dict__.update({name: fields[name] for name in _READABLE_FIELDS})
-        return readable
+        # The ended span itself: a ReadableSpan, whose every change the SDK
+        # ignores once it has ended.
+        return self
 
+
+def _readable_view(span):
+    """What a processor reads of a ReadableSpan."""
+    return (span.name, span.context, span.kind, span.parent, span.start_time, span.end_time,
+            span.status.status_code, dict(span.attributes), span.dropped_attributes, span.events,
+            span.dropped_events, span.links, span.dropped_links, span.resource, span.instrumentation_scope)
 
 
 def _fields_match():
-    """Whether a span and its ReadableSpan built here hold the fields the SDK's
-    do, and the same values of them."""
+    """Whether a span built here holds the fields the SDK's does, and its
+    processors read the same values from it."""
     from opentelemetry import trace as trace_api
 
     context = trace_api.SpanContext(0x1, 0x2, is_remote=False,
@@ -181,10 +183,9 @@ def _fields_match():
         span._start_time = 1
         span.set_attribute("later", 2.5)
         span._end_time = 3
-        fields = vars(span)
-        readable = vars(span._readable_span())
-        built.append((sorted(fields), sorted(readable), dict(span.attributes), span.dropped_attributes,
-                      type(span._events), type(span._links), span.status.status_code))
+        readable = span._readable_span()
+        built.append((sorted(vars(span)), isinstance(readable, _READABLE), _readable_view(readable),
+                      type(span._events), type(span._links)))
     return built[0] == built[1]
 
 

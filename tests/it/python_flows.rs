@@ -717,6 +717,7 @@ fn otel_runs_meter_provider_delivers_what_the_sdks_does() {
         let stdout = text(&out.stdout);
         let stderr = text(&out.stderr);
         assert!(stdout.contains("shapes measured"), "{stdout}\n{stderr}");
+        assert!(stdout.contains("instruments step aside True"), "{stdout}");
         // The negative add and the failing callback are each said once.
         assert_eq!(
             stderr.matches("must be non-negative on Counter").count(),
@@ -853,6 +854,8 @@ fn otel_runs_spans_deliver_what_the_sdks_do() {
     );
     // The spans compared are otel-run's own, not the SDK's.
     assert!(stdout.contains("span type otel_run_spans"), "{stdout}");
+    assert!(stdout.contains("tracer steps aside True"), "{stdout}");
+    assert!(stdout.contains("use_span from otel_run_api"), "{stdout}");
     let (out, theirs) = run(Launcher::Anchor, &python, &argv, &env);
     assert!(text(&out.stdout).contains("span type opentelemetry.sdk.trace"));
     let (ours_shapes, theirs_shapes) = (span_shapes(&ours.raw), span_shapes(&theirs.raw));
