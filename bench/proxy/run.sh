@@ -22,6 +22,8 @@ Options:
   -r, --rounds N        rounds, rows taking turns  (env BENCH_ROUNDS,      default 8)
   -c, --connections N   wrk connections            (env BENCH_CONNECTIONS, default 32)
   -t, --threads N       wrk threads                (env BENCH_THREADS,     default 1)
+  -b, --export-batch N  spans per export to the collector (OTEL_BSP_MAX_EXPORT_BATCH_SIZE;
+                                                 env BENCH_EXPORT_BATCH, default 512, otel-run's own)
   -p, --placement P     where the collector runs   (env BENCH_PLACEMENT,   default shared)
                           shared: every process may use every core
                           apart:  the collector alone on the last core, wrk, the
@@ -44,6 +46,7 @@ ROUNDS="${BENCH_ROUNDS:-8}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 THREADS="${BENCH_THREADS:-1}"
 PLACEMENT="${BENCH_PLACEMENT:-shared}"
+EXPORT_BATCH="${BENCH_EXPORT_BATCH:-512}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -d|--duration)    DURATION="${2:?--duration needs a value}"; shift 2 ;;
@@ -51,6 +54,7 @@ while [[ $# -gt 0 ]]; do
     -c|--connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
     -t|--threads)     THREADS="${2:?--threads needs a value}"; shift 2 ;;
     -p|--placement)   PLACEMENT="${2:?--placement needs a value}"; shift 2 ;;
+    -b|--export-batch) EXPORT_BATCH="${2:?--export-batch needs a value}"; shift 2 ;;
     -h|--help)        usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -180,7 +184,7 @@ else
 fi
 
 # Spans are exported, not dropped: a queue that holds a few seconds of them.
-OTEL_BSP_MAX_QUEUE_SIZE=200000 OTEL_BSP_SCHEDULE_DELAY=200 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048 \
+OTEL_BSP_MAX_QUEUE_SIZE=200000 OTEL_BSP_SCHEDULE_DELAY=200 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=$EXPORT_BATCH \
   "${LOAD[@]}" "$OTEL_RUN_BIN" -v "${EXPORT[@]}" --service-name bench-proxy \
   --proxy "$OTEL_PORT=127.0.0.1:$UPSTREAM" -- sleep 100000 2>"$WORK/otel-run.err" & OTEL_PID=$!
 wait_port "$OTEL_PORT"
@@ -299,7 +303,7 @@ REPORT="$RESULTS_DIR/$STAMP.md"
   echo "# bench/proxy $STAMP"
   echo
   echo "- $ROUNDS rounds of wrk -t$THREADS -c$CONNECTIONS -d$DURATION per row, rows taking turns; loopback; upstream: nginx (1 worker) returning a static 200"
-  echo "- otel-run: $(otel_run_identity), spans via $EXPORT_DESC"
+  echo "- otel-run: $(otel_run_identity), spans via $EXPORT_DESC, at most $EXPORT_BATCH per export (OTEL_BSP_MAX_EXPORT_BATCH_SIZE)"
   echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $LOAD_CORES workers, proxy_pass with upstream keep-alive"
   echo "- cores: $CORES; load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER"
   if [[ $PLACEMENT == apart ]]; then
