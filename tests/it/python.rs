@@ -893,20 +893,33 @@ if sys.argv[1:] == ["fallback"]:
 
 /// A tracer an instrumentor took before any provider was set is the API's
 /// proxy: its first span starts otel-run's provider, and from then on its
-/// spans (and the proxies' measurements) pass through none of otel-run's code.
+/// spans (and the proxies' measurements) pass through none of otel-run's
+/// proxy code: the proxy has the real tracer's methods, and the proxies'
+/// start-on-use wrappers are gone.
 #[test]
 fn once_started_the_api_proxies_no_longer_pass_through_otel_run() {
     let Some(python) = apps_python() else { return };
     let program = r#"
+import sys
 from opentelemetry import trace
 from opentelemetry.metrics._internal import instrument
 proxy = trace.ProxyTracer("taken-early")
 with proxy.start_as_current_span("first"):
     pass
+instrument._ProxyCounter("made-early").add(1)
+seen = set()
+def profile(frame, event, arg):
+    if event == "call":
+        seen.add((frame.f_globals.get("__name__"), frame.f_code.co_name))
+sys.setprofile(profile)
 with proxy.start_as_current_span("second"):
     pass
 instrument._ProxyCounter("made-early").add(1)
-print("tracer:", trace.ProxyTracer.__dict__["_tracer"].fget.__module__)
+sys.setprofile(None)
+# otel_run_api's use_span is the API's own, replaced: not the proxies' code.
+passed = {name for module, name in seen if module == "otel_run_api"}
+print("proxy code:", sorted(passed - {"use_span", "__init__", "__enter__", "__exit__"}))
+print("tracer bound:", type(vars(proxy)["start_as_current_span"].__self__).__module__)
 print("counter:", instrument._ProxyCounter.add.__module__)
 "#;
     let args = [bin(&python, "python"), "-c".into(), program.into()];
@@ -922,7 +935,11 @@ print("counter:", instrument._ProxyCounter.add.__module__)
         names.contains(&"first") && names.contains(&"second"),
         "{names:?}"
     );
-    assert!(stdout.contains("tracer: opentelemetry.trace\n"), "{stdout}");
+    assert!(stdout.contains("proxy code: []\n"), "{stdout}");
+    assert!(
+        stdout.contains("tracer bound: opentelemetry.sdk.trace\n"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("counter: opentelemetry.metrics._internal.instrument\n"),
         "{stdout}"
