@@ -4,7 +4,8 @@
 //! accepts must fit the bounds.
 //!
 //! The first byte picks the signal, the encoding (a JSON body whose selector has
-//! its top bit set is read as otel-run's compact span encoding instead), whether the rest is
+//! its top bit set is read as otel-run's compact span encoding instead, as
+//! marshal data when the next bit is set too), whether the rest is
 //! compressed here first (so the decoder sees well-formed gzip of fuzzed
 //! content) or given as gzip as it is, and the bounds. What is accepted
 //! undecoded (spans in protobuf) must decode with prost.
@@ -17,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use otel_run::agent::pipeline::Bounds;
-use otel_run::agent::receiver::{Encoding, Format, Routed, decode};
+use otel_run::agent::receiver::{CompactForm, Encoding, Format, Routed, decode};
 use otel_run::telemetry::spans::Spans;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
     let encoding = match (selector & 1, selector >> 7) {
         (0, _) => Encoding::Protobuf,
         (_, 0) => Encoding::Json,
-        _ => Encoding::CompactSpans,
+        _ if selector & 0x40 == 0 => Encoding::CompactSpans(CompactForm::Json),
+        _ => Encoding::CompactSpans(CompactForm::Marshal),
     };
     let (gzip, body) = match (selector >> 1) & 3 {
         0 | 1 => (false, body.to_vec()),

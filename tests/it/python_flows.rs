@@ -840,37 +840,64 @@ fn span_shapes(raw: &str) -> std::collections::BTreeMap<String, Value> {
 #[test]
 fn otel_runs_spans_deliver_what_the_sdks_do() {
     let Some(python) = apps_python() else { return };
-    let argv = ["python", "span_shapes.py"];
     let env = [
         ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "5"),
         ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "10"),
     ];
-    let (out, ours) = run(Launcher::OtelRun, &python, &argv, &env);
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("spans made"),
-        "{stdout}\n{}",
-        text(&out.stderr)
+    let (out, theirs) = run(
+        Launcher::Anchor,
+        &python,
+        &["python", "span_shapes.py"],
+        &env,
     );
-    // The spans compared are otel-run's own, not the SDK's.
-    assert!(stdout.contains("span type otel_run_spans"), "{stdout}");
-    assert!(stdout.contains("tracer steps aside True"), "{stdout}");
-    assert!(stdout.contains("use_span from otel_run_api"), "{stdout}");
-    let (out, theirs) = run(Launcher::Anchor, &python, &argv, &env);
     assert!(text(&out.stdout).contains("span type opentelemetry.sdk.trace"));
-    let (ours_shapes, theirs_shapes) = (span_shapes(&ours.raw), span_shapes(&theirs.raw));
-    assert!(
-        theirs_shapes.contains_key("child renamed"),
-        "{}",
-        theirs.raw
-    );
-    for (name, theirs_shape) in &theirs_shapes {
+    let theirs_shapes = span_shapes(&theirs.raw);
+    // Each form the shim sends spans in: marshal data wherever the interpreter
+    // writes it as the agent reads it (the odd values' batch too), JSON else.
+    let forms = [
+        (
+            &["python", "span_shapes.py"][..],
+            "['application/x-otel-run-spans+marshal']",
+        ),
+        (
+            &["python", "span_shapes.py", "json"][..],
+            "['application/x-otel-run-spans+json']",
+        ),
+    ];
+    for (argv, sent) in forms {
+        let (out, ours) = run(Launcher::OtelRun, &python, argv, &env);
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("spans made"),
+            "{stdout}\n{}",
+            text(&out.stderr)
+        );
+        // The spans compared are otel-run's own, not the SDK's.
+        assert!(stdout.contains("span type otel_run_spans"), "{stdout}");
+        assert!(stdout.contains("tracer steps aside True"), "{stdout}");
+        assert!(stdout.contains("use_span from otel_run_api"), "{stdout}");
+        assert!(stdout.contains(&format!("sent as {sent}")), "{stdout}");
+        compare_shapes(
+            &span_shapes(&ours.raw),
+            &theirs_shapes,
+            &ours.raw,
+            &theirs.raw,
+        );
+    }
+}
+
+fn compare_shapes(
+    ours_shapes: &std::collections::BTreeMap<String, Value>,
+    theirs_shapes: &std::collections::BTreeMap<String, Value>,
+    ours_raw: &str,
+    theirs_raw: &str,
+) {
+    assert!(theirs_shapes.contains_key("child renamed"), "{theirs_raw}");
+    for (name, theirs_shape) in theirs_shapes {
         assert_eq!(
             ours_shapes.get(name),
             Some(theirs_shape),
-            "{name} differs from the SDK's\nours:\n{}\ntheirs:\n{}",
-            ours.raw,
-            theirs.raw
+            "{name} differs from the SDK's\nours:\n{ours_raw}\ntheirs:\n{theirs_raw}"
         );
     }
     assert_eq!(

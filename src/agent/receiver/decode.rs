@@ -31,8 +31,8 @@ pub enum Encoding {
     Protobuf,
     Json,
     /// otel-run's own encoding of spans, which its Python shim sends (see
-    /// `receiver::compact`).
-    CompactSpans,
+    /// `receiver::compact`), in one of its forms.
+    CompactSpans(super::CompactForm),
 }
 
 /// How a request body is encoded.
@@ -115,7 +115,7 @@ pub fn decode<T: Routed>(
     }
     let body = if format.gzip { gunzip(&body)? } else { body };
     let is_json = match format.encoding {
-        Encoding::CompactSpans => return compact::<T>(&body, bounds),
+        Encoding::CompactSpans(form) => return compact::<T>(&body, form, bounds),
         Encoding::Json => true,
         Encoding::Protobuf => false,
     };
@@ -200,9 +200,13 @@ pub fn decode<T: Routed>(
 /// A body in otel-run's compact encoding: decoded whole (it is as large as the
 /// OTLP it stands for, within the same limit), then its resources taken in
 /// order while they fit `bounds`, as [`decode`] takes those of OTLP.
-fn compact<T: Routed>(body: &[u8], bounds: Bounds) -> Result<Decoded<T>, DecodeError> {
+fn compact<T: Routed>(
+    body: &[u8],
+    form: super::CompactForm,
+    bounds: Bounds,
+) -> Result<Decoded<T>, DecodeError> {
     let signal = T::SIGNAL.name();
-    let resources = T::compact(body)
+    let resources = T::compact(body, form)
         .unwrap_or_else(|| {
             Err(format!(
                 "otel-run's compact encoding holds only spans, not {signal}"

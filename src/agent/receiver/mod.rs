@@ -38,6 +38,7 @@ use super::export::Payload;
 use super::pipeline::{Pipeline, Refused};
 use super::report::Reporter;
 use crate::telemetry::spans::Spans;
+pub use compact::Form as CompactForm;
 pub use decode::{DecodeError, Decoded, Encoding, Format, MAX_REQUEST_BYTES, decode};
 pub use server::MAX_CONNECTIONS;
 use status::{Rejection, Why};
@@ -70,7 +71,7 @@ pub trait Routed: Payload {
     }
     /// The resources of a body in otel-run's compact encoding
     /// ([`compact`]), when this signal has one.
-    fn compact(_body: &[u8]) -> Option<Result<Vec<Self::Resource>, String>> {
+    fn compact(_body: &[u8], _form: CompactForm) -> Option<Result<Vec<Self::Resource>, String>> {
         None
     }
 }
@@ -90,8 +91,8 @@ impl Routed for Spans {
             count: items,
         })
     }
-    fn compact(body: &[u8]) -> Option<Result<Vec<ResourceSpans>, String>> {
-        Some(compact::resources(body))
+    fn compact(body: &[u8], form: CompactForm) -> Option<Result<Vec<ResourceSpans>, String>> {
+        Some(compact::resources(body, form))
     }
 }
 impl Routed for ResourceMetrics {
@@ -289,7 +290,8 @@ async fn http_export<T: Routed>(
     let encoding = match content_type.as_str() {
         "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
         "application/json" => Encoding::Json,
-        compact::CONTENT_TYPE => Encoding::CompactSpans,
+        compact::CONTENT_TYPE => Encoding::CompactSpans(CompactForm::Json),
+        compact::MARSHAL_CONTENT_TYPE => Encoding::CompactSpans(CompactForm::Marshal),
         other => {
             return Rejection::new(
                 Why::Unsupported,
@@ -319,7 +321,7 @@ async fn http_export<T: Routed>(
             prost::Message::encode_to_vec(&response),
         )
             .into_response(),
-        Encoding::Json | Encoding::CompactSpans => (
+        Encoding::Json | Encoding::CompactSpans(_) => (
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_vec(&response).expect("OTLP messages serialize"),
         )

@@ -84,7 +84,7 @@ impl Rejection {
                 prost::Message::encode_to_vec(&body),
             )
                 .into_response(),
-            Encoding::Json | Encoding::CompactSpans => (
+            Encoding::Json | Encoding::CompactSpans(_) => (
                 status,
                 [(header::CONTENT_TYPE, "application/json")],
                 serde_json::to_vec(&body).expect("status serializes"),

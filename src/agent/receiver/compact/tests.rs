@@ -34,7 +34,7 @@ fn spans_are_grouped_by_resource_then_scope_in_the_order_sent() {
          [0,1,"{TRACE}","0000000000000003","eee19b7ec3c1b174","",1,"SELECT",3,12,13,{{}},0,[],0,[],0,0,""],
          [0,0,"{TRACE}","0000000000000004","","",1,"second",2,30,40,{{}},0,[],0,[],0,0,""]]]"#
     );
-    let resources = resources(body.as_bytes()).unwrap();
+    let resources = resources(body.as_bytes(), Form::Json).unwrap();
     assert_eq!(resources.len(), 2);
     let web = &resources[0];
     assert_eq!(web.schema_url, "https://opentelemetry.io/schemas/1.21.0");
@@ -106,7 +106,7 @@ fn every_field_of_a_span_is_read() {
           6,
           2,"boom"]]]"#
     );
-    let resources = resources(body.as_bytes()).unwrap();
+    let resources = resources(body.as_bytes(), Form::Json).unwrap();
     let span = &resources[0].scope_spans[0].spans[0];
     assert_eq!(
         span.span_id,
@@ -234,15 +234,18 @@ fn hostile_bodies_are_refused_with_a_reason() {
         (deep_attribute, "recursion limit"),
     ];
     for (body, why) in cases {
-        let error = resources(body.as_bytes()).expect_err(&body[..body.len().min(80)]);
+        let error = resources(body.as_bytes(), Form::Json).expect_err(&body[..body.len().min(80)]);
         assert!(error.contains(why), "{why}: {error}");
     }
 }
 
 #[test]
 fn a_resource_without_spans_is_left_out() {
-    let resources =
-        resources(br#"[1,[[{"service.name":"idle"},"",0]],[["s","","",{}]],[]]"#).unwrap();
+    let resources = resources(
+        br#"[1,[[{"service.name":"idle"},"",0]],[["s","","",{}]],[]]"#,
+        Form::Json,
+    )
+    .unwrap();
     assert!(resources.is_empty());
 }
 
@@ -257,7 +260,256 @@ fn many_resources_and_scopes_cost_only_what_the_spans_name() {
         vec![r#"["s","","",{}]"#; n].join(","),
         last = n - 1
     );
-    let resources = resources(body.as_bytes()).unwrap();
+    let resources = resources(body.as_bytes(), Form::Json).unwrap();
     assert_eq!(resources.len(), 1);
     assert_eq!(resources[0].scope_spans.len(), 1);
+}
+
+/// A Python value, for writing marshal data of version 2 by the layout
+/// `marshal.rs` documents (independently of how it reads it).
+enum Py<'a> {
+    None,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(&'a str),
+    Bytes(&'a [u8]),
+    Tuple(Vec<Py<'a>>),
+    List(Vec<Py<'a>>),
+    Dict(Vec<(&'a str, Py<'a>)>),
+}
+
+impl Py<'_> {
+    fn marshal(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.put(&mut out);
+        out
+    }
+
+    fn put(&self, out: &mut Vec<u8>) {
+        let len = |out: &mut Vec<u8>, n: usize| out.extend_from_slice(&(n as i32).to_le_bytes());
+        match self {
+            Py::None => out.push(b'N'),
+            Py::Bool(v) => out.push(if *v { b'T' } else { b'F' }),
+            Py::Int(v) => {
+                if let Ok(small) = i32::try_from(*v) {
+                    out.push(b'i');
+                    out.extend_from_slice(&small.to_le_bytes());
+                } else {
+                    let mut rest = v.unsigned_abs();
+                    let mut digits = Vec::new();
+                    while rest > 0 {
+                        digits.push((rest & 0x7fff) as u16);
+                        rest >>= 15;
+                    }
+                    out.push(b'l');
+                    let count = digits.len() as i32;
+                    out.extend_from_slice(&(if *v < 0 { -count } else { count }).to_le_bytes());
+                    for digit in digits {
+                        out.extend_from_slice(&digit.to_le_bytes());
+                    }
+                }
+            }
+            Py::Float(v) => {
+                out.push(b'g');
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Py::Str(v) => {
+                out.push(b'u');
+                len(out, v.len());
+                out.extend_from_slice(v.as_bytes());
+            }
+            Py::Bytes(v) => {
+                out.push(b's');
+                len(out, v.len());
+                out.extend_from_slice(v);
+            }
+            Py::Tuple(items) | Py::List(items) => {
+                out.push(if matches!(self, Py::Tuple(_)) {
+                    b'('
+                } else {
+                    b'['
+                });
+                len(out, items.len());
+                for item in items {
+                    item.put(out);
+                }
+            }
+            Py::Dict(entries) => {
+                out.push(b'{');
+                for (key, value) in entries {
+                    Py::Str(key).put(out);
+                    value.put(out);
+                }
+                out.push(b'0');
+            }
+        }
+    }
+}
+
+/// A span as the shim's `_compact_spans` builds it, in both forms.
+fn span_py<'a>(span_id: &'a str, attributes: Vec<(&'a str, Py<'a>)>) -> Py<'a> {
+    use Py::*;
+    Tuple(vec![
+        Int(0),
+        Int(0),
+        Str(TRACE),
+        Str(span_id),
+        Str(""),
+        Str("k=v"),
+        Int(0x301),
+        Str("GET /users/<int:id>"),
+        Int(2),
+        Int(1_764_800_000_000_000_000),
+        Int(1_764_800_000_000_500_000),
+        Dict(attributes),
+        Int(1),
+        Tuple(vec![Tuple(vec![
+            Int(1_764_800_000_000_100_000),
+            Str("exception"),
+            Dict(vec![("exception.type", Str("ValueError"))]),
+            Int(0),
+        ])]),
+        Int(0),
+        List(vec![Tuple(vec![
+            Str(TRACE),
+            Str("00f067aa0ba902b7"),
+            Str(""),
+            Dict(vec![]),
+            Int(0x101),
+            Int(0),
+        ])]),
+        Int(0),
+        Int(2),
+        Str("boom"),
+    ])
+}
+
+#[test]
+fn a_marshalled_batch_reads_as_its_json_twin() {
+    use Py::*;
+    let attributes = || {
+        vec![
+            ("http.method", Str("GET")),
+            ("net.host.port", Int(8000)),
+            ("ratio", Float(0.25)),
+            ("ok", Bool(true)),
+            ("tags", Tuple(vec![Str("a"), Str("b")])),
+            ("nested", Dict(vec![("x", Int(-3))])),
+            ("nothing", None),
+            ("large", Int(1 << 40)),
+        ]
+    };
+    let batch = Tuple(vec![
+        Int(1),
+        List(vec![Tuple(vec![
+            Dict(vec![("service.name", Str("web"))]),
+            Str(""),
+            Int(0),
+        ])]),
+        List(vec![Tuple(vec![
+            Str("flask"),
+            Str("0.66b1"),
+            Str(""),
+            Dict(vec![]),
+        ])]),
+        List(vec![span_py("eee19b7ec3c1b174", attributes())]),
+    ]);
+    let json = format!(
+        r#"[1,[[{{"service.name":"web"}},"",0]],[["flask","0.66b1","",{{}}]],
+        [[0,0,"{TRACE}","eee19b7ec3c1b174","","k=v",769,"GET /users/<int:id>",2,1764800000000000000,1764800000000500000,
+          {{"http.method":"GET","net.host.port":8000,"ratio":0.25,"ok":true,"tags":["a","b"],"nested":{{"x":-3}},"nothing":null,"large":1099511627776}},
+          1,[[1764800000000100000,"exception",{{"exception.type":"ValueError"}},0]],0,
+          [["{TRACE}","00f067aa0ba902b7","",{{}},257,0]],0,2,"boom"]]]"#
+    );
+    let from_json = resources(json.as_bytes(), Form::Json).unwrap();
+    let from_marshal = resources(&batch.marshal(), Form::Marshal).unwrap();
+    assert_eq!(from_marshal, from_json);
+    let span = &from_marshal[0].scope_spans[0].spans[0];
+    assert_eq!(span.name, "GET /users/<int:id>");
+    assert_eq!(span.events[0].name, "exception");
+    assert_eq!(
+        span.links[0].span_id,
+        [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+    );
+    assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
+}
+
+#[test]
+fn marshal_carries_what_json_cannot() {
+    use Py::*;
+    let batch = Tuple(vec![
+        Int(1),
+        List(vec![Tuple(vec![Dict(vec![]), Str(""), Int(0)])]),
+        List(vec![Tuple(vec![Str("s"), Str(""), Str(""), Dict(vec![])])]),
+        List(vec![span_py(
+            "0000000000000001",
+            vec![
+                ("raw", Bytes(b"\x00\xff")),
+                ("nan", Float(f64::NAN)),
+                ("huge", Int(1 << 80)),
+            ],
+        )]),
+    ]);
+    let read = resources(&batch.marshal(), Form::Marshal).unwrap();
+    let attributes = &read[0].scope_spans[0].spans[0].attributes;
+    assert_eq!(
+        get(attributes, "raw"),
+        &value(Value::BytesValue(vec![0, 255]))
+    );
+    match get(attributes, "nan") {
+        Some(AnyValue {
+            value: Some(Value::DoubleValue(v)),
+        }) => assert!(v.is_nan()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        get(attributes, "huge"),
+        &value(Value::DoubleValue(2f64.powi(80)))
+    );
+}
+
+#[test]
+fn hostile_marshal_batches_are_refused_with_a_reason() {
+    use Py::*;
+    let empty_lists = |spans: Vec<Py<'static>>| {
+        Tuple(vec![
+            Int(1),
+            List(vec![Tuple(vec![Dict(vec![]), Str(""), Int(0)])]),
+            List(vec![Tuple(vec![Str("s"), Str(""), Str(""), Dict(vec![])])]),
+            List(spans),
+        ])
+        .marshal()
+    };
+    let mut short = empty_lists(vec![span_py("0000000000000001", vec![])]);
+    short.truncate(short.len() - 3);
+    let mut version_two = empty_lists(vec![]);
+    version_two[6] = 2;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (short, "ends early"),
+        (version_two, "encoding version 2"),
+        (empty_lists(vec![Tuple(vec![Int(0)])]), "invalid length"),
+        (
+            empty_lists(vec![span_py("zz", vec![])]),
+            "is not 16 hex digits",
+        ),
+        (
+            empty_lists(vec![span_py(
+                "0000000000000001",
+                vec![("k", Tuple(vec![Bytes(b"x"), List(vec![])]))],
+            )]),
+            "",
+        ),
+        (
+            b"(\x04\x00\x00\x00i\x01\x00\x00\x00)\x00".to_vec(),
+            "marshal type ')'",
+        ),
+    ];
+    for (body, why) in cases {
+        match resources(&body, Form::Marshal) {
+            Err(error) => assert!(error.contains(why), "{why}: {error}"),
+            // Bytes within an array value are a value like any other.
+            Ok(read) => assert!(why.is_empty(), "{why}: read {read:?}"),
+        }
+    }
 }

@@ -699,7 +699,7 @@ fn nesting_is_taken_as_deep_as_prost_decodes_the_request() {
 }
 
 const COMPACT: Format = Format {
-    encoding: Encoding::CompactSpans,
+    encoding: Encoding::CompactSpans(crate::agent::receiver::CompactForm::Json),
     gzip: false,
 };
 
