@@ -169,47 +169,38 @@ def _compact_spans(spans, ours=True):
     append = out.append
     fast = _our_span_type() if ours else None
     for span in spans:
-        if type(span) is fast:
-            fields = span.__dict__
-            if not fields["_events"] and not fields["_links"]:
-                resource = fields["_resource"]
-                r = resource_at.get(id(resource))
-                if r is None:
-                    r = resource_at[id(resource)] = len(resources)
-                    resources.append((_plain(resource.attributes), resource.schema_url or "", 0))
-                scope = fields["_instrumentation_scope"]
-                key = (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", "")
-                s = scope_at.get(key)
-                if s is None:
-                    s = scope_at[key] = len(scopes)
-                    scopes.append(key + (_plain(getattr(scope, "attributes", None)),))
-                trace_id, span_id, _, flags, trace_state = fields["_context"][:5]
-                parent = fields["_parent"]
-                status = fields["_status"]
-                attributes = fields["_attributes"]
-                append((
-                    r, s, "%032x" % trace_id, "%016x" % span_id,
-                    "%016x" % parent[1] if parent is not None else "",
-                    trace_state.to_header() if trace_state else "",
-                    0x100 | flags | (0x200 if parent is not None and parent[2] else 0),
-                    fields["_name"], fields["_kind"]._value_ + 1, fields["_start_time"] or 0,
-                    fields["_end_time"] or 0, _plain(attributes), attributes.dropped,
-                    (), fields["_events"].dropped, (), fields["_links"].dropped,
-                    status._status_code._value_, status._description or "",
-                ))
-                continue
-        resource = span.resource
+        fields = span.__dict__ if type(span) is fast else None
+        if fields is not None and not fields["_events"] and not fields["_links"]:
+            resource, scope = fields["_resource"], fields["_instrumentation_scope"]
+        else:
+            fields = None
+            resource, scope = span.resource, span.instrumentation_scope
         r = resource_at.get(id(resource))
         if r is None:
             r = resource_at[id(resource)] = len(resources)
             resources.append((_plain(resource.attributes) if resource is not None else _NO_ATTRIBUTES,
                               (resource.schema_url or "") if resource is not None else "", 0))
-        scope = span.instrumentation_scope
         key = (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", "")
         s = scope_at.get(key)
         if s is None:
             s = scope_at[key] = len(scopes)
             scopes.append(key + (_plain(getattr(scope, "attributes", None)),))
+        if fields is not None:
+            trace_id, span_id, _, flags, trace_state = fields["_context"][:5]
+            parent = fields["_parent"]
+            status = fields["_status"]
+            attributes = fields["_attributes"]
+            append((
+                r, s, "%032x" % trace_id, "%016x" % span_id,
+                "%016x" % parent[1] if parent is not None else "",
+                trace_state.to_header() if trace_state else "",
+                0x100 | flags | (0x200 if parent is not None and parent[2] else 0),
+                fields["_name"], fields["_kind"]._value_ + 1, fields["_start_time"] or 0,
+                fields["_end_time"] or 0, _plain(attributes), attributes.dropped,
+                (), fields["_events"].dropped, (), fields["_links"].dropped,
+                status._status_code._value_, status._description or "",
+            ))
+            continue
         context = span.context
         parent = span.parent
         status = span.status
