@@ -169,6 +169,14 @@ fn curl_script(dir: &Path) -> String {
         post("/v1/traces", "application/json", "'{not json'"),
         post("/v1/traces", "application/x-protobuf", "'garbage-bytes'"),
         post("/v1/traces", "text/plain", "'x'"),
+        // otel-run's compact span encoding as marshal data: cut short, and
+        // a value that is not a batch.
+        post(
+            "/v1/traces",
+            "application/x-otel-run-spans+marshal",
+            "'(garbage'",
+        ),
+        post("/v1/traces", "application/x-otel-run-spans+marshal", "'N'"),
         post("/v1/metrics", "application/json", "'{}'"),
         post("/v1/logs", "application/json", "'{}'"),
         post("/v1/unknown", "application/json", "'{}'"),
@@ -185,7 +193,12 @@ fn raw_otlp_json_is_accepted_and_malformed_requests_get_clear_statuses() {
     let (out, spans) = run_console(&["sh", "-c", &curl_script(dir.path())], &[]);
     assert_success(&out);
     let statuses: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
-    assert_eq!(statuses, ["200", "400", "400", "415", "200", "200", "404"]);
+    assert_eq!(
+        statuses,
+        [
+            "200", "400", "400", "415", "400", "400", "200", "200", "404"
+        ]
+    );
     let json_span = spans
         .iter()
         .find(|s| s["name"] == "from-json")
