@@ -217,6 +217,7 @@ def _parent_work_to_the_process_span():
             context = process
         return start_span(self, name, context, kind, *args, **kwargs)
 
+    start_span_under_process.__wrapped__ = start_span
     Tracer.start_span = start_span_under_process
 
 

@@ -20,12 +20,19 @@ goes the SDK's own way. The span processors receive the ended span itself, a
 `ReadableSpan` as the SDK's span is (the SDK ignores every change to an ended
 span), not a copy of its fields.
 
+Two more savings at a span's start: a span without events or links holds
+one shared empty list of each until its first (`Span._add_event`), and the
+SDK's `Tracer.start_span` makes the span through `new_span` instead of the
+class's call (`_make_spans_directly`).
+
 `install()` replaces the SDK's `_Span`, which its tracers create spans
 from, only after building one span both ways and finding the same fields: an
 SDK whose spans hold other fields keeps its own.
 """
 
+import dis
 import threading
+import types
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
@@ -42,6 +49,9 @@ _Lock = threading.Lock
 _new = object.__new__
 # The value types stored as they are given: bool is an int, but its own type.
 _PLAIN = frozenset((bool, int, float))
+# The events and links of every span that has none (Span._add_event says why).
+_NO_EVENTS = BoundedList(None)
+_NO_LINKS = BoundedList(None)
 
 
 class Attributes(BoundedAttributes):
@@ -99,6 +109,34 @@ def new_attributes(maxlen, initial, max_value_len):
     return made
 
 
+def _fill(span, name, context, parent, sampler, trace_config, resource, attributes, kind, span_processor,
+          instrumentation_info, record_exception, set_status_on_exception, limits, instrumentation_scope,
+          record_end_metrics):
+    """The fields of a span started without events or links, as the SDK's
+    `_Span.__init__` sets them."""
+    span._name = name
+    span._context = context
+    span._kind = kind
+    span._instrumentation_info = instrumentation_info
+    span._instrumentation_scope = instrumentation_scope
+    span._parent = parent
+    span._start_time = None
+    span._end_time = None
+    span._resource = resource if resource is not None else Resource.create({})
+    span._status = _UNSET_STATUS
+    span._sampler = sampler
+    span._trace_config = trace_config
+    span._record_exception = record_exception
+    span._set_status_on_exception = set_status_on_exception
+    span._span_processor = span_processor
+    span._limits = limits
+    span._lock = _Lock()
+    span._attributes = new_attributes(limits.max_span_attributes, attributes, limits.max_span_attribute_length)
+    span._events = _NO_EVENTS
+    span._links = _NO_LINKS
+    span._record_end_metrics = record_end_metrics
+
+
 class Span(_SDK_SPAN):
     """The SDK's span, built and ended with less work (the module says how)."""
 
@@ -113,27 +151,24 @@ class Span(_SDK_SPAN):
                                record_exception, set_status_on_exception, limits, instrumentation_scope,
                                record_end_metrics=record_end_metrics)
             return
-        self._name = name
-        self._context = context
-        self._kind = kind
-        self._instrumentation_info = instrumentation_info
-        self._instrumentation_scope = instrumentation_scope
-        self._parent = parent
-        self._start_time = None
-        self._end_time = None
-        self._resource = resource if resource is not None else Resource.create({})
-        self._status = _UNSET_STATUS
-        self._sampler = sampler
-        self._trace_config = trace_config
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
-        self._span_processor = span_processor
-        self._limits = limits
-        self._lock = _Lock()
-        self._attributes = new_attributes(limits.max_span_attributes, attributes, limits.max_span_attribute_length)
-        self._events = BoundedList(limits.max_events)
-        self._links = BoundedList(limits.max_links)
-        self._record_end_metrics = record_end_metrics
+        _fill(self, name, context, parent, sampler, trace_config, resource, attributes, kind, span_processor,
+              instrumentation_info, record_exception, set_status_on_exception, limits, instrumentation_scope,
+              record_end_metrics)
+
+    # A span's events and links are the shared empty lists until its first of
+    # each: most spans have none, and two lists (each a deque and a lock) were a
+    # tenth of a span's start. The SDK changes them only in these two methods.
+    def _add_event(self, event):
+        with self._lock:
+            if self._events is _NO_EVENTS and self._end_time is None:
+                self._events = BoundedList(self._limits.max_events)
+        _SDK_SPAN._add_event(self, event)
+
+    def _add_link(self, link):
+        with self._lock:
+            if self._links is _NO_LINKS and self._end_time is None:
+                self._links = BoundedList(self._limits.max_links)
+        _SDK_SPAN._add_link(self, link)
 
     def set_attribute(self, key, value):
         # The span's lock alone: every change to its attributes (the SDK's
@@ -160,6 +195,35 @@ class Span(_SDK_SPAN):
         return self
 
 
+def new_span(name, context, parent=None, sampler=None, trace_config=None, resource=None, attributes=None,
+             events=None, links=(), kind=_INTERNAL, span_processor=_NO_PROCESSOR, instrumentation_info=None,
+             record_exception=True, set_status_on_exception=True, limits=_UNSET_LIMITS,
+             instrumentation_scope=None, *, record_end_metrics=None, **more):
+    """`_Span(...)`, as the SDK's `Tracer.start_span` calls it once
+    `_make_spans_directly` is done, without the class's call: that passes the
+    fifteen keyword arguments as a dict through the SDK's `__new__` and then
+    `__init__`, a sixth of a span's start. The class makes the span when the
+    SDK's module names another (a program replaced it), and for events, links
+    or arguments this module does not know."""
+    if events or links or more or sdk_trace._Span is not Span:
+        arguments = dict(name=name, context=context, parent=parent, sampler=sampler, resource=resource,
+                         attributes=attributes, span_processor=span_processor, kind=kind, links=links,
+                         instrumentation_info=instrumentation_info, record_exception=record_exception,
+                         set_status_on_exception=set_status_on_exception, limits=limits,
+                         instrumentation_scope=instrumentation_scope, record_end_metrics=record_end_metrics,
+                         **more)
+        if events:
+            arguments["events"] = events
+        if trace_config is not None:
+            arguments["trace_config"] = trace_config
+        return sdk_trace._Span(**arguments)
+    span = _new(Span)
+    _fill(span, name, context, parent, sampler, trace_config, resource, attributes, kind, span_processor,
+          instrumentation_info, record_exception, set_status_on_exception, limits, instrumentation_scope,
+          record_end_metrics)
+    return span
+
+
 def _readable_view(span):
     """What a processor reads of a ReadableSpan."""
     return (span.name, span.context, span.kind, span.parent, span.start_time, span.end_time,
@@ -176,6 +240,7 @@ def _fields_match():
                                     trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED))
     limits = sdk_trace.SpanLimits()
     resource = Resource.create({})
+    linked = trace_api.SpanContext(0x3, 0x4, is_remote=True)
     given = {"k": "v", "n": 1}
     built = []
     for cls in (_SDK_SPAN, Span):
@@ -186,7 +251,19 @@ def _fields_match():
         readable = span._readable_span()
         built.append((sorted(vars(span)), isinstance(readable, _READABLE), _readable_view(readable),
                       type(span._events), type(span._links)))
-    return built[0] == built[1]
+        # Events and links added as a program does: each span gets its own lists.
+        for other in range(2):
+            span = cls(name="check", context=context, resource=resource, limits=limits)
+            span._start_time = 1
+            span.add_event("event", {"e": other})
+            span.record_exception(ValueError("check"), timestamp=2)
+            span.add_link(linked, {"l": other})
+            span._end_time = 3
+            readable = span._readable_span()
+            built.append(([(e.name, dict(e.attributes)) for e in readable.events], readable.dropped_events,
+                          [(l.context, dict(l.attributes)) for l in readable.links], readable.dropped_links,
+                          type(span._events), type(span._links)))
+    return built[:3] == built[3:] and not _NO_EVENTS and not _NO_LINKS
 
 
 _installed = False
@@ -208,4 +285,41 @@ def install():
         return False
     sdk_trace._Span = Span
     _installed = True
+    try:
+        _make_spans_directly()
+    except Exception as error:  # the SDK's start_span calls the class
+        _shim._debug("the SDK's tracers make spans through the class: %r" % error)
+    return True
+
+
+_NEW_SPAN = "_otel_run_new_span"
+
+
+def _sdk_start_span():
+    """The SDK's own `Tracer.start_span` function, under any wrappers that say
+    what they wrap (otel_run_sdk.py's parenting to the process span does)."""
+    function = sdk_trace.Tracer.__dict__.get("start_span")
+    for _ in range(8):
+        if getattr(function, "__module__", None) == sdk_trace.__name__:
+            break
+        function = getattr(function, "__wrapped__", None)
+    if type(function) is not types.FunctionType or function.__module__ != sdk_trace.__name__:
+        return None
+    return function
+
+
+def _make_spans_directly():
+    """Has the SDK's `Tracer.start_span` call `new_span` where it calls the
+    class `_Span`: its code is the SDK's own, with that one global name read
+    under another. Done only if `_Span` is read nowhere else in it. Returns
+    whether it is done."""
+    start_span = _sdk_start_span()
+    if start_span is None:
+        return False
+    code = start_span.__code__
+    uses = [i.opname for i in dis.get_instructions(code) if i.argval == "_Span"]
+    if uses != ["LOAD_GLOBAL"] or _NEW_SPAN in code.co_names:
+        return False
+    setattr(sdk_trace, _NEW_SPAN, new_span)
+    start_span.__code__ = code.replace(co_names=tuple(_NEW_SPAN if n == "_Span" else n for n in code.co_names))
     return True

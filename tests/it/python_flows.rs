@@ -872,8 +872,14 @@ fn otel_runs_spans_deliver_what_the_sdks_do() {
             "{stdout}\n{}",
             text(&out.stderr)
         );
-        // The spans compared are otel-run's own, not the SDK's.
+        // The spans compared are otel-run's own, not the SDK's, made without
+        // the class's call and without lists of their own until they need them;
+        // a class the program names instead makes its spans.
         assert!(stdout.contains("span type otel_run_spans"), "{stdout}");
+        assert!(stdout.contains("made directly True"), "{stdout}");
+        assert!(stdout.contains("no lists of its own True"), "{stdout}");
+        assert!(stdout.contains("replaced span made by Replaced"), "{stdout}");
+        assert!(stdout.contains("shared lists still empty True"), "{stdout}");
         assert!(stdout.contains("tracer steps aside True"), "{stdout}");
         assert!(stdout.contains("use_span from otel_run_api"), "{stdout}");
         assert!(stdout.contains(&format!("sent as {sent}")), "{stdout}");
