@@ -75,12 +75,9 @@ class Attributes(BoundedAttributes):
         BoundedAttributes.__setitem__(self, key, value)
 
     def _set_items(self, attributes):
-        for key, value in attributes.items():
-            kind = type(value)
-            if not ((kind is str and (self.max_value_len is None or len(value) <= self.max_value_len))
-                    or kind in _PLAIN) or type(key) is not str or not key:
-                BoundedAttributes._set_items(self, attributes)
-                return
+        if not _all_plain(attributes, self.max_value_len):
+            BoundedAttributes._set_items(self, attributes)
+            return
         if self._immutable or (self.maxlen is not None and len(self._dict) + len(attributes) > self.maxlen):
             BoundedAttributes._set_items(self, attributes)
             return
@@ -90,6 +87,22 @@ class Attributes(BoundedAttributes):
                 if key in stored:
                     del stored[key]
                 stored[key] = value
+
+
+def _all_plain(attributes, max_value_len):
+    """Whether every key is a non-empty `str` and every value one stored as it is
+    given (a `str` within `max_value_len`, a `bool`, `int` or `float`)."""
+    for key, value in attributes.items():
+        kind = type(value)
+        if not ((kind is str and (max_value_len is None or len(value) <= max_value_len))
+                or kind in _PLAIN) or type(key) is not str or not key:
+            return False
+    return True
+
+
+# The mappings a span's first attributes are copied from in one step: a dict,
+# and the read-only view of one a sampler's result holds them in.
+_COPIED = frozenset((dict, types.MappingProxyType))
 
 
 def new_attributes(maxlen, initial, max_value_len):
@@ -105,6 +118,12 @@ def new_attributes(maxlen, initial, max_value_len):
     made._lock = _Lock()
     made._immutable = False
     if initial:
+        if (type(initial) in _COPIED and (maxlen is None or len(initial) <= maxlen)
+                and _all_plain(initial, max_value_len)):
+            copied = initial.copy()
+            if type(copied) is dict:
+                made._dict = copied
+                return made
         made._set_items(initial)
     return made
 
