@@ -4,6 +4,8 @@
 #   A. start-up:   python -c pass, bare / under otel-run / under opentelemetry-instrument
 #   B. throughput: a Flask or Django app under gunicorn, bare / otel-run / opentelemetry-instrument,
 #                  driven by wrk, both instrumented rows exporting spans to a real collector
+#   C. instructions (--only instructions): the same app's WSGI callable called in one
+#                  process, the instructions per request counted by callgrind, same rows
 #
 # Usage: bench/python/run.sh [OPTIONS]   (see --help and bench/python/README.md)
 # shellcheck disable=SC2034  # A_CMD_* / B_PREFIX_* are read through `declare -n`
@@ -25,6 +27,13 @@ B. throughput, in interleaved rounds (each round runs every row once, one after
      opentelemetry-instrument --service_name bench --exporter_otlp_endpoint http://127.0.0.1:GRPC gunicorn ...
    GRPC is a local OpenTelemetry Collector (otlp receiver -> file exporter) started by
    this script; the spans it receives are counted per configuration.
+C. instructions (only with --only instructions), in interleaved rounds: the rows of B
+   with `python wsgi_loop.py APP PATH N` (bench/python/wsgi_loop.py: the app's WSGI
+   callable called N times in one process, no server, no load generator) in place of
+   gunicorn, python run under valgrind's callgrind. Each row runs twice, with 200 and
+   200 + REQUESTS requests; the difference / REQUESTS is the instructions per request
+   of the whole process (every thread: the export's too), which a shared host does not
+   move as it moves time. Slow: about a minute per row and round.
 
 Options:
   -n, --rounds N        interleaved rounds of the rows (A and B)  (env BENCH_ROUNDS,      default 5)
@@ -37,7 +46,9 @@ Options:
       --workers N       gunicorn workers                          (env BENCH_WORKERS,     default 2)
       --app APP         `flask` or `django` (B)                   (env BENCH_APP,         default flask)
       --path PATH       URL path to load         (env BENCH_PATH, default /users/7 for flask, / for django)
-      --only PART       run only `startup` (A) or `throughput` (B) (env BENCH_ONLY,       default both)
+      --requests N      requests counted per row and round (C)    (env BENCH_REQUESTS,    default 1000)
+      --only PART       run only `startup` (A), `throughput` (B) or `instructions` (C)
+                                                                  (env BENCH_ONLY, default A and B)
   -h, --help            show this help
   Durations are wrk durations: 15s, 1m, ...
 
@@ -67,6 +78,7 @@ WORKERS="${BENCH_WORKERS:-2}"
 APP="${BENCH_APP:-flask}"
 URL_PATH="${BENCH_PATH:-}"
 ONLY="${BENCH_ONLY:-}"
+REQUESTS="${BENCH_REQUESTS:-1000}"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -90,13 +102,15 @@ while [[ $# -gt 0 ]]; do
     --app=*)          APP="${1#*=}"; shift ;;
     --path)           URL_PATH="${2:?--path needs a value}"; shift 2 ;;
     --path=*)         URL_PATH="${1#*=}"; shift ;;
+    --requests)       REQUESTS="${2:?--requests needs a value}"; shift 2 ;;
+    --requests=*)     REQUESTS="${1#*=}"; shift ;;
     --only)           ONLY="${2:?--only needs a value}"; shift 2 ;;
     --only=*)         ONLY="${1#*=}"; shift ;;
     -h|--help)        usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in RUNS WARMUP ROUNDS THREADS CONNECTIONS WORKERS; do
+for v in RUNS WARMUP ROUNDS THREADS CONNECTIONS WORKERS REQUESTS; do
   if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
     echo "run.sh: $v must be a non-negative integer, got '${!v}'" >&2; exit 2
   fi
@@ -106,8 +120,8 @@ for v in DURATION WRK_WARMUP; do
     echo "run.sh: $v must be a wrk duration such as 15s or 1m, got '${!v}'" >&2; exit 2
   fi
 done
-if (( RUNS < 2 || ROUNDS < 1 || THREADS < 1 || WORKERS < 1 || CONNECTIONS < THREADS )); then
-  echo "run.sh: need --runs >= 2, --rounds >= 1, --threads >= 1, --workers >= 1, --connections >= --threads" >&2; exit 2
+if (( RUNS < 2 || ROUNDS < 1 || THREADS < 1 || WORKERS < 1 || CONNECTIONS < THREADS || REQUESTS < 1 )); then
+  echo "run.sh: need --runs >= 2, --rounds >= 1, --threads >= 1, --workers >= 1, --connections >= --threads, --requests >= 1" >&2; exit 2
 fi
 # Each app's module for gunicorn, the file that shows the directory holds it, and
 # the path loaded: Django's index, as /articles/N/ writes to one SQLite file that
@@ -120,10 +134,11 @@ esac
 URL_PATH="${URL_PATH:-$DEFAULT_PATH}"
 [[ "$URL_PATH" == /* ]] || { echo "run.sh: --path must start with /" >&2; exit 2; }
 case "$ONLY" in
-  "")         DO_A=1; DO_B=1 ;;
-  startup)    DO_A=1; DO_B=0 ;;
-  throughput) DO_A=0; DO_B=1 ;;
-  *) echo "run.sh: --only must be startup or throughput, got '$ONLY'" >&2; exit 2 ;;
+  "")           DO_A=1; DO_B=1; DO_C=0 ;;
+  startup)      DO_A=1; DO_B=0; DO_C=0 ;;
+  throughput)   DO_A=0; DO_B=1; DO_C=0 ;;
+  instructions) DO_A=0; DO_B=0; DO_C=1 ;;
+  *) echo "run.sh: --only must be startup, throughput or instructions, got '$ONLY'" >&2; exit 2 ;;
 esac
 
 
@@ -140,6 +155,7 @@ APP_DIR="${BENCH_APP_DIR:-$REPO_ROOT/tests/fixtures/python}"
 missing=()
 if (( DO_A )); then command -v hyperfine >/dev/null || missing+=(hyperfine); fi
 if (( DO_B )); then command -v wrk >/dev/null || missing+=(wrk); fi
+if (( DO_C )); then command -v valgrind >/dev/null || missing+=(valgrind); fi
 command -v setsid >/dev/null || missing+=(util-linux)
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 if (( DO_A )); then
@@ -171,7 +187,7 @@ GUNICORN="$VENV_BIN/gunicorn"
 for f in "$VENV_PY" "$OTEL_INSTRUMENT" "$GUNICORN"; do
   [[ -x "$f" ]] || die "$f missing: the venv needs python, opentelemetry-distro and gunicorn"
 done
-if (( DO_B )); then
+if (( DO_B || DO_C )); then
   [[ -f "$APP_DIR/$APP_FILE" ]] || die "$APP_DIR/$APP_FILE not found (set BENCH_APP_DIR)"
   APP_DIR="$(cd "$APP_DIR" && pwd -P)"
 fi
@@ -298,7 +314,7 @@ settle_spans() {  # wait until the collector's output stops growing (1 s quiet, 
 }
 
 mkdir -p "$RESULTS_DIR"
-rm -f "$RESULTS_DIR"/{hyperfine-*.json,wrk-*.json,wrk-*.txt,server-*.log,collector.log,segments.tsv,rounds-*.tsv,summary.md,summary.json}
+rm -f "$RESULTS_DIR"/{hyperfine-*.json,wrk-*.json,wrk-*.txt,server-*.log,callgrind-*,collector.log,segments.tsv,rounds-*.tsv,summary.md,summary.json}
 "$VENV_PY" -m pip freeze --disable-pip-version-check > "$RESULTS_DIR/venv-freeze.txt" 2>/dev/null || true
 
 LOAD_BEFORE="$(load_average)"
@@ -460,6 +476,52 @@ b_row() {  # b_row INDEX ROUND: one row of B, once: its own server, a wrk warm-u
 if (( DO_B )); then
   log "B. throughput: $ROUNDS interleaved rounds, wrk -t$THREADS -c$CONNECTIONS, $WRK_WARMUP warm-up + $DURATION per row, gunicorn -w $WORKERS"
   interleave_rounds "$ROUNDS" b_row "${!B_NAMES[@]}"
+fi
+
+# --- C. instructions -------------------------------------------------------------------------------
+# python, as each row's command: under callgrind for the loop itself, plain for
+# anything else (otel-run and the distro look at the interpreter first). The name
+# stays `python`, which is how otel-run knows what it runs.
+C_PYTHON="$WORK_DIR/c/python"
+C_TSV="$RESULTS_DIR/rounds-instructions.tsv"
+if (( DO_C )); then
+  mkdir -p "$WORK_DIR/c"
+  cat > "$C_PYTHON" <<SH
+#!/bin/sh
+case "\$1" in
+  */wsgi_loop.py) exec valgrind --tool=callgrind --callgrind-out-file=/dev/null --log-file="\$C_LOG" "$VENV_PY" "\$@" ;;
+esac
+exec "$VENV_PY" "\$@"
+SH
+  chmod +x "$C_PYTHON"
+  printf 'round\trow\tmetric\tvalue\n' > "$C_TSV"
+fi
+
+c_instructions() {  # c_instructions INDEX ROUND REQUESTS: the loop's instructions, all threads
+  local i="$1" round="$2" n="$3" c_log count
+  declare -n prefix="B_PREFIX_$i"
+  c_log="$RESULTS_DIR/callgrind-$i-r$round-$n.log"
+  ( cd "$APP_DIR" && C_LOG="$c_log" WSGI_LOOP_WARMUP=100 \
+      "${prefix[@]}" "$C_PYTHON" "$SCRIPT_DIR/wsgi_loop.py" "$APP_MODULE" "$URL_PATH" "$n" ) \
+    > "$RESULTS_DIR/callgrind-$i-r$round-$n.out" 2>&1 \
+    || die "C$i (${B_NAMES[$i]}) failed (log: $RESULTS_DIR/callgrind-$i-r$round-$n.out)"
+  unset -n prefix
+  count="$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$c_log" | tail -n1)"
+  [[ -n "$count" ]] || die "C$i: callgrind reported no count (log: $c_log)"
+  printf '%s\n' "$count"
+}
+
+c_row() {  # c_row INDEX ROUND: one row of C, once
+  local i="$1" round="$2" base more
+  log "C$i. ${B_NAMES[$i]}: $((200 + REQUESTS)) and 200 requests under callgrind"
+  more="$(c_instructions "$i" "$round" $((200 + REQUESTS)))"
+  base="$(c_instructions "$i" "$round" 200)"
+  printf '%s\t%s\tinstructions per request\t%s\n' "$round" "${B_NAMES[$i]}" $(((more - base) / REQUESTS)) >> "$C_TSV"
+}
+
+if (( DO_C )); then
+  log "C. instructions: $ROUNDS interleaved rounds, $REQUESTS requests per row, GET $URL_PATH of $APP_MODULE"
+  interleave_rounds "$ROUNDS" c_row "${!B_NAMES[@]}"
 fi
 
 # --- summary ------------------------------------------------------------------------------------------
@@ -657,6 +719,10 @@ fi
 if (( DO_B )); then
   { echo "## B. Throughput over rounds"; echo; rounds_report "$RESULTS_DIR/rounds-throughput.tsv" "${B_NAMES[2]}"; } \
     >> "$RESULTS_DIR/summary.md"
+fi
+if (( DO_C )); then
+  { echo "## C. Instructions per request (callgrind, $REQUESTS requests of GET $URL_PATH, $APP_MODULE in one process)"
+    echo; rounds_report "$C_TSV" "${B_NAMES[2]}"; } >> "$RESULTS_DIR/summary.md"
 fi
 echo
 cat "$RESULTS_DIR/summary.md"
