@@ -878,7 +878,10 @@ fn otel_runs_spans_deliver_what_the_sdks_do() {
         assert!(stdout.contains("span type otel_run_spans"), "{stdout}");
         assert!(stdout.contains("made directly True"), "{stdout}");
         assert!(stdout.contains("no lists of its own True"), "{stdout}");
-        assert!(stdout.contains("replaced span made by Replaced"), "{stdout}");
+        assert!(
+            stdout.contains("replaced span made by Replaced"),
+            "{stdout}"
+        );
         assert!(stdout.contains("shared lists still empty True"), "{stdout}");
         assert!(stdout.contains("tracer steps aside True"), "{stdout}");
         assert!(stdout.contains("use_span from otel_run_api"), "{stdout}");
