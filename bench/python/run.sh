@@ -483,6 +483,8 @@ fi
 # anything else (otel-run and the distro look at the interpreter first). The name
 # stays `python`, which is how otel-run knows what it runs.
 C_PYTHON="$WORK_DIR/c/python"
+C_NAMES=()   # B's rows, each running the loop where B runs gunicorn
+for name in "${B_NAMES[@]}"; do C_NAMES+=("${name//gunicorn/python wsgi_loop.py}"); done
 C_TSV="$RESULTS_DIR/rounds-instructions.tsv"
 if (( DO_C )); then
   mkdir -p "$WORK_DIR/c"
@@ -504,7 +506,7 @@ c_instructions() {  # c_instructions INDEX ROUND REQUESTS: the loop's instructio
   ( cd "$APP_DIR" && C_LOG="$c_log" WSGI_LOOP_WARMUP=100 \
       "${prefix[@]}" "$C_PYTHON" "$SCRIPT_DIR/wsgi_loop.py" "$APP_MODULE" "$URL_PATH" "$n" ) \
     > "$RESULTS_DIR/callgrind-$i-r$round-$n.out" 2>&1 \
-    || die "C$i (${B_NAMES[$i]}) failed (log: $RESULTS_DIR/callgrind-$i-r$round-$n.out)"
+    || die "C$i (${C_NAMES[$i]}) failed (log: $RESULTS_DIR/callgrind-$i-r$round-$n.out)"
   unset -n prefix
   count="$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$c_log" | tail -n1)"
   [[ -n "$count" ]] || die "C$i: callgrind reported no count (log: $c_log)"
@@ -513,10 +515,11 @@ c_instructions() {  # c_instructions INDEX ROUND REQUESTS: the loop's instructio
 
 c_row() {  # c_row INDEX ROUND: one row of C, once
   local i="$1" round="$2" base more
-  log "C$i. ${B_NAMES[$i]}: $((200 + REQUESTS)) and 200 requests under callgrind"
+  log "C$i. ${C_NAMES[$i]}: $((200 + REQUESTS)) and 200 requests under callgrind"
   more="$(c_instructions "$i" "$round" $((200 + REQUESTS)))"
   base="$(c_instructions "$i" "$round" 200)"
-  printf '%s\t%s\tinstructions per request\t%s\n' "$round" "${B_NAMES[$i]}" $(((more - base) / REQUESTS)) >> "$C_TSV"
+  printf '%s\t%s\tthousand instructions per request\t%s.%s\n' "$round" "${C_NAMES[$i]}" \
+    $(((more - base) / REQUESTS / 1000)) $(((more - base) / REQUESTS / 100 % 10)) >> "$C_TSV"
 }
 
 if (( DO_C )); then
@@ -722,7 +725,7 @@ if (( DO_B )); then
 fi
 if (( DO_C )); then
   { echo "## C. Instructions per request (callgrind, $REQUESTS requests of GET $URL_PATH, $APP_MODULE in one process)"
-    echo; rounds_report "$C_TSV" "${B_NAMES[2]}"; } >> "$RESULTS_DIR/summary.md"
+    echo; rounds_report "$C_TSV" "${C_NAMES[2]}"; } >> "$RESULTS_DIR/summary.md"
 fi
 echo
 cat "$RESULTS_DIR/summary.md"
