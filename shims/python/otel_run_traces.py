@@ -38,11 +38,26 @@ class AgentSpanExporter(SpanExporter):
     def __init__(self, endpoint):
         self._endpoint = endpoint
         self._client = _wire.AgentClient(endpoint, "/v1/traces")
+        self._tables = _Tables(_MAX_TABLE)
+        lock = self._tables._lock
+        if hasattr(os, "register_at_fork") and hasattr(lock, "_at_fork_reinit"):
+            # A fork while another thread held it would leave the child's copy held.
+            os.register_at_fork(after_in_child=lock._at_fork_reinit)
+
+    def record(self, span):
+        """What `export` is then given for the span: its record, made now, when
+        the batch will go as marshal data, which writes any record; else (or
+        when the tables are full) None, and the span itself is queued."""
+        if not _MARSHAL_WRITES_AS_READ:
+            return None
+        return _record(span, self._tables, _our_span_type())
 
     def export(self, spans):
         try:
-            body, content_type = _compact_body(_compact_spans(spans))
+            body, content_type = _compact_body(_compact_spans(spans, tables=self._tables))
         except (TypeError, ValueError):
+            if any(type(item) is tuple for item in spans):
+                raise  # records: marshal data writes any, and did not
             ok = self._client.send(_encode_spans(spans))
         else:
             ok = self._client.send_body(body, content_type)
@@ -50,6 +65,10 @@ class AgentSpanExporter(SpanExporter):
 
     def shutdown(self):
         self._client.close()
+
+
+# The resources and scopes an exporter's records may name.
+_MAX_TABLE = 1024
 
 
 _COMPACT = "application/x-otel-run-spans+json"
@@ -157,74 +176,129 @@ def _our_span_type():
     return spans.Span
 
 
-def _compact_spans(spans, ours=True):
-    """`[1, resources, scopes, spans]`, in the order receiver/compact.rs reads.
+class _Tables:
+    """The resources and scopes a batch's spans name by their index in these
+    lists, in the form the agent reads them.
+
+    An exporter keeps one for the records it makes as spans end (`record`),
+    so that a record holds two numbers where a span held the objects; they
+    are few (a resource per provider, a scope per tracer's name) and bounded
+    all the same: past `limit` entries, no index is given."""
+
+    def __init__(self, limit=None):
+        self.resources, self._resource_at = [], {}
+        self.scopes, self._scope_at = [], {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def copy(self):
+        """A table holding what this one does, with no limit: a batch's own."""
+        made = _Tables()
+        with self._lock:
+            made.resources, made._resource_at = list(self.resources), dict(self._resource_at)
+            made.scopes, made._scope_at = list(self.scopes), dict(self._scope_at)
+        return made
+
+    def resource(self, resource):
+        """The index of `resource`, or None when the table is full."""
+        entry = self._resource_at.get(id(resource))
+        if entry is not None:
+            return entry[0]
+        with self._lock:
+            entry = self._resource_at.get(id(resource))
+            if entry is None:
+                if self._limit is not None and len(self.resources) >= self._limit:
+                    return None
+                # The entry holds the resource: its id names no other while it is here.
+                entry = self._resource_at[id(resource)] = (len(self.resources), resource)
+                self.resources.append(
+                    (_plain(resource.attributes) if resource is not None else _NO_ATTRIBUTES,
+                     (resource.schema_url or "") if resource is not None else "", 0))
+            return entry[0]
+
+    def scope(self, scope):
+        """The index of `scope` (by name, version and schema), or None when the table is full."""
+        key = (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", "")
+        index = self._scope_at.get(key)
+        if index is not None:
+            return index
+        with self._lock:
+            index = self._scope_at.get(key)
+            if index is None:
+                if self._limit is not None and len(self.scopes) >= self._limit:
+                    return None
+                index = self._scope_at[key] = len(self.scopes)
+                self.scopes.append(key + (_plain(getattr(scope, "attributes", None)),))
+            return index
+
+
+def _record(span, tables, fast):
+    """The span as the tuple the agent reads (receiver/compact.rs), its resource
+    and scope as indexes into `tables`; None when `tables` has no room for them.
 
     otel-run's own spans without events or links (a request's, mostly) are read
-    from their fields, the rest through the ReadableSpan properties (a dozen
-    Python calls a span, two of them building tuples): with `ours` false, all."""
-    resources, resource_at = [], {}
-    scopes, scope_at = [], {}
-    out = []
-    append = out.append
+    from their fields (`fast` is their class), the rest through the
+    ReadableSpan properties (a dozen Python calls a span, two of them building
+    tuples). A record holds only strings, numbers, tuples and the attributes'
+    dict, none of which refers back to anything: the cyclic garbage collector
+    stops following it at its first pass, where a queued span and its parts
+    lived long enough to be moved to the oldest generation, whose full
+    collections then came every few thousand requests."""
+    fields = span.__dict__ if type(span) is fast else None
+    if fields is not None and not fields["_events"] and not fields["_links"]:
+        r, s = tables.resource(fields["_resource"]), tables.scope(fields["_instrumentation_scope"])
+        if r is None or s is None:
+            return None
+        trace_id, span_id, _, flags, trace_state = fields["_context"][:5]
+        parent = fields["_parent"]
+        status = fields["_status"]
+        attributes = fields["_attributes"]
+        return (
+            r, s, "%032x" % trace_id, "%016x" % span_id,
+            "%016x" % parent[1] if parent is not None else "",
+            trace_state.to_header() if trace_state else "",
+            0x100 | flags | (0x200 if parent is not None and parent[2] else 0),
+            fields["_name"], fields["_kind"]._value_ + 1, fields["_start_time"] or 0,
+            fields["_end_time"] or 0, _plain(attributes), attributes.dropped,
+            (), fields["_events"].dropped, (), fields["_links"].dropped,
+            status._status_code._value_, status._description or "",
+        )
+    r, s = tables.resource(span.resource), tables.scope(span.instrumentation_scope)
+    if r is None or s is None:
+        return None
+    context = span.context
+    parent = span.parent
+    status = span.status
+    events = span.events
+    links = span.links
+    return (
+        r, s, "%032x" % context.trace_id, "%016x" % context.span_id,
+        "%016x" % parent.span_id if parent is not None else "",
+        context.trace_state.to_header() if context.trace_state else "",
+        0x100 | context.trace_flags | (0x200 if parent is not None and parent.is_remote else 0),
+        span.name, span.kind.value + 1, span.start_time or 0, span.end_time or 0,
+        _plain(getattr(span, "_attributes", None) or span.attributes), span.dropped_attributes,
+        tuple([(e.timestamp, e.name, _plain(e.attributes), getattr(e, "dropped_attributes", 0)) for e in events])
+        if events else (),
+        span.dropped_events,
+        tuple([("%032x" % l.context.trace_id, "%016x" % l.context.span_id,
+                l.context.trace_state.to_header() if l.context.trace_state else "",
+                _plain(l.attributes), 0x100 | l.context.trace_flags | (0x200 if l.context.is_remote else 0),
+                getattr(l, "dropped_attributes", 0)) for l in links])
+        if links else (),
+        span.dropped_links,
+        status.status_code.value, status.description or "",
+    )
+
+
+def _compact_spans(spans, ours=True, tables=None):
+    """`[1, resources, scopes, spans]`, in the order receiver/compact.rs reads:
+    the spans, or records `_record` made with `tables`, as records. With
+    `ours` false, every span is read through its properties."""
+    tables = tables.copy() if tables is not None else _Tables()
     fast = _our_span_type() if ours else None
-    for span in spans:
-        fields = span.__dict__ if type(span) is fast else None
-        if fields is not None and not fields["_events"] and not fields["_links"]:
-            resource, scope = fields["_resource"], fields["_instrumentation_scope"]
-        else:
-            fields = None
-            resource, scope = span.resource, span.instrumentation_scope
-        r = resource_at.get(id(resource))
-        if r is None:
-            r = resource_at[id(resource)] = len(resources)
-            resources.append((_plain(resource.attributes) if resource is not None else _NO_ATTRIBUTES,
-                              (resource.schema_url or "") if resource is not None else "", 0))
-        key = (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", "")
-        s = scope_at.get(key)
-        if s is None:
-            s = scope_at[key] = len(scopes)
-            scopes.append(key + (_plain(getattr(scope, "attributes", None)),))
-        if fields is not None:
-            trace_id, span_id, _, flags, trace_state = fields["_context"][:5]
-            parent = fields["_parent"]
-            status = fields["_status"]
-            attributes = fields["_attributes"]
-            append((
-                r, s, "%032x" % trace_id, "%016x" % span_id,
-                "%016x" % parent[1] if parent is not None else "",
-                trace_state.to_header() if trace_state else "",
-                0x100 | flags | (0x200 if parent is not None and parent[2] else 0),
-                fields["_name"], fields["_kind"]._value_ + 1, fields["_start_time"] or 0,
-                fields["_end_time"] or 0, _plain(attributes), attributes.dropped,
-                (), fields["_events"].dropped, (), fields["_links"].dropped,
-                status._status_code._value_, status._description or "",
-            ))
-            continue
-        context = span.context
-        parent = span.parent
-        status = span.status
-        events = span.events
-        links = span.links
-        append((
-            r, s, "%032x" % context.trace_id, "%016x" % context.span_id,
-            "%016x" % parent.span_id if parent is not None else "",
-            context.trace_state.to_header() if context.trace_state else "",
-            0x100 | context.trace_flags | (0x200 if parent is not None and parent.is_remote else 0),
-            span.name, span.kind.value + 1, span.start_time or 0, span.end_time or 0,
-            _plain(getattr(span, "_attributes", None) or span.attributes), span.dropped_attributes,
-            [(e.timestamp, e.name, _plain(e.attributes), getattr(e, "dropped_attributes", 0)) for e in events]
-            if events else (),
-            span.dropped_events,
-            [("%032x" % l.context.trace_id, "%016x" % l.context.span_id,
-              l.context.trace_state.to_header() if l.context.trace_state else "",
-              _plain(l.attributes), 0x100 | l.context.trace_flags | (0x200 if l.context.is_remote else 0),
-              getattr(l, "dropped_attributes", 0)) for l in links]
-            if links else (),
-            span.dropped_links,
-            status.status_code.value, status.description or "",
-        ))
-    return (1, resources, scopes, out)
+    return (1, tables.resources, tables.scopes,
+            [item if type(item) is tuple else _record(item, tables, fast) for item in spans])
 
 
 def _encode_spans(spans):
@@ -373,13 +447,22 @@ class _CountedExporter(SpanExporter):
 class CountedBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's BatchSpanProcessor, counting what it drops. One that is
     `left_out` takes no more spans: a processor of the program's sends them to
-    the same place."""
+    the same place.
+
+    When its exporter makes records (AgentSpanExporter.record) and the SDK's
+    queue takes any item (its `_batch_processor.emit`), an ended span is
+    queued as its record: the span itself is then freed with the request that
+    made it."""
 
     def __init__(self, exporter):
         super().__init__(_CountedExporter(exporter))
         self.exporter = exporter
         self.left_out = False
         self._counted_open = True
+        self._make_record = getattr(exporter, "record", None)
+        self._emit = getattr(getattr(self, "_batch_processor", None), "emit", None)
+        if self._emit is None:
+            self._make_record = None
         _counts.processors.append(self)
 
     def leave_out(self):
@@ -388,8 +471,17 @@ class CountedBatchSpanProcessor(BatchSpanProcessor):
     def on_end(self, span):
         if self.left_out:
             return
-        if span.context is not None and span.context.trace_flags.sampled:
-            _counts.one_ended(self._counted_open)
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return
+        _counts.one_ended(self._counted_open)
+        if self._make_record is not None:
+            try:
+                record = self._make_record(span)
+            except Exception:  # a span of a kind not foreseen: queued as it is
+                record = None
+            self._emit(record if record is not None else span)
+            return
         super().on_end(span)
 
     def shutdown(self):

@@ -854,17 +854,20 @@ fn otel_runs_spans_deliver_what_the_sdks_do() {
     let theirs_shapes = span_shapes(&theirs.raw);
     // Each form the shim sends spans in: marshal data wherever the interpreter
     // writes it as the agent reads it (the odd values' batch too), JSON else.
+    // In marshal form an ended span is queued as its record, in JSON as itself.
     let forms = [
         (
             &["python", "span_shapes.py"][..],
             "['application/x-otel-run-spans+marshal']",
+            "queued as tuple",
         ),
         (
             &["python", "span_shapes.py", "json"][..],
             "['application/x-otel-run-spans+json']",
+            "queued as Span",
         ),
     ];
-    for (argv, sent) in forms {
+    for (argv, sent, queued) in forms {
         let (out, ours) = run(Launcher::OtelRun, &python, argv, &env);
         let stdout = text(&out.stdout);
         assert!(
@@ -886,6 +889,7 @@ fn otel_runs_spans_deliver_what_the_sdks_do() {
         assert!(stdout.contains("tracer steps aside True"), "{stdout}");
         assert!(stdout.contains("use_span from otel_run_api"), "{stdout}");
         assert!(stdout.contains(&format!("sent as {sent}")), "{stdout}");
+        assert!(stdout.contains(queued), "{stdout}");
         compare_shapes(
             &span_shapes(&ours.raw),
             &theirs_shapes,
