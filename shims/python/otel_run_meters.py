@@ -37,8 +37,10 @@ import time
 import types
 import weakref
 
+from opentelemetry import context as _context_api
 from opentelemetry import metrics as _api
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, TraceFlags, get_current_span
+from opentelemetry.trace import Span as _ApiSpan
 
 _wire = _shim._sibling("otel_run_wire")
 
@@ -72,6 +74,45 @@ try:
     _CONTEXT_FIELDS_KNOWN = _context_fields_known()
 except Exception:  # another API version: read through the properties
     _CONTEXT_FIELDS_KNOWN = False
+
+
+def _current_span_reader():
+    """(runtime context, the context variable's `get`, the span's key) when the
+    API keeps the current context in a context variable of its own
+    ContextVarsRuntimeContext, as it does unless OTEL_PYTHON_CONTEXT names
+    another: the current span is then that context's entry under the key, as
+    `get_current_span()` finds it four calls down. Else None."""
+    import contextvars
+
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+    from opentelemetry.trace import propagation
+
+    runtime = getattr(_context_api, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    key = getattr(propagation, "_SPAN_KEY", None)
+    if (type(runtime) is not ContextVarsRuntimeContext or type(variable) is not contextvars.ContextVar
+            or not isinstance(key, str) or _context_api.get_current() is not variable.get()):
+        return None
+    return runtime, variable.get, key
+
+
+try:
+    _CURRENT_SPAN = _current_span_reader()
+except Exception:  # another API version: asked through get_current_span()
+    _CURRENT_SPAN = None
+
+
+def _current_span_context(context):
+    """get_current_span(context).get_span_context(), read straight from the
+    context variable when `_CURRENT_SPAN` says how and the API still uses that
+    runtime context."""
+    if context is None and _CURRENT_SPAN is not None and _context_api._RUNTIME_CONTEXT is _CURRENT_SPAN[0]:
+        span = _CURRENT_SPAN[1]().get(_CURRENT_SPAN[2])
+        if span is None:
+            return INVALID_SPAN_CONTEXT
+        if isinstance(span, _ApiSpan):
+            return span.get_span_context()
+    return get_current_span(context).get_span_context()
 
 
 def usable():
@@ -192,7 +233,7 @@ class _Instrument:
         chosen = self._provider.exemplar_filter
         if chosen == "always_off":
             return None
-        span_context = get_current_span(context).get_span_context()
+        span_context = _current_span_context(context)
         if _CONTEXT_FIELDS_KNOWN and type(span_context) is SpanContext:
             # The tuple's own fields, without a property call for each.
             trace_id, span_id, _, flags, _, valid = span_context[:6]
