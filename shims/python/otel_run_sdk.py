@@ -153,10 +153,17 @@ def tracer_provider_built(provider):
         return
     _adopted.add(provider)
     _parent_work_to_the_process_span()
+    spans = None
     try:
-        _shim._sibling("otel_run_spans").install()
+        spans = _shim._sibling("otel_run_spans")
+        spans.install()
     except Exception as error:  # an SDK without what it builds on: its own spans stay
         _shim._debug("the SDK's spans stay its own: %r" % error)
+    try:
+        if spans is not None:
+            spans.lighter_sampler(provider)
+    except Exception as error:  # another SDK's sampler: it stays
+        _shim._debug("the SDK's sampler stays: %r" % error)
     traces = _shim._sibling("otel_run_traces")
     for exporter in _span_exporters():
         provider.add_span_processor(traces.CountedBatchSpanProcessor(exporter))

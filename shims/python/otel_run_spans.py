@@ -23,7 +23,9 @@ span), not a copy of its fields.
 Two more savings at a span's start: a span without events or links holds
 one shared empty list of each until its first (`Span._add_event`), and the
 SDK's `Tracer.start_span` makes the span through `new_span` instead of the
-class's call (`_make_spans_directly`).
+class's call (`_make_spans_directly`). And a provider whose sampler is the
+SDK's default, ParentBased(ALWAYS_ON), gets an instance of that class
+deciding the same in one step (`lighter_sampler`).
 
 `install()` replaces the SDK's `_Span`, which its tracers create spans
 from, only after building one span both ways and finding the same fields: an
@@ -89,14 +91,23 @@ class Attributes(BoundedAttributes):
                 stored[key] = value
 
 
+_PLAIN_OR_STR = _PLAIN | {str}
+_STR = frozenset((str,))
+
+
 def _all_plain(attributes, max_value_len):
     """Whether every key is a non-empty `str` and every value one stored as it is
-    given (a `str` within `max_value_len`, a `bool`, `int` or `float`)."""
-    for key, value in attributes.items():
-        kind = type(value)
-        if not ((kind is str and (max_value_len is None or len(value) <= max_value_len))
-                or kind in _PLAIN) or type(key) is not str or not key:
-            return False
+    given (a `str` within `max_value_len`, a `bool`, `int` or `float`). The
+    types are checked by sets taking `map`s, in C: a loop of Python code was a
+    tenth of a span's start."""
+    if not _PLAIN_OR_STR.issuperset(map(type, attributes.values())) or not _STR.issuperset(map(type, attributes)):
+        return False
+    if "" in attributes:
+        return False
+    if max_value_len is not None:
+        for value in attributes.values():
+            if type(value) is str and len(value) > max_value_len:
+                return False
     return True
 
 
@@ -341,4 +352,93 @@ def _make_spans_directly():
         return False
     setattr(sdk_trace, _NEW_SPAN, new_span)
     start_span.__code__ = code.replace(co_names=tuple(_NEW_SPAN if n == "_Span" else n for n in code.co_names))
+    return True
+
+
+# --- The default sampler, deciding in one step ---------------------------------
+
+_sampling = None
+
+
+def _sampling_module():
+    global _sampling
+    if _sampling is None:
+        from opentelemetry.sdk.trace import sampling
+
+        _sampling = sampling
+    return _sampling
+
+
+def _is_default(sampler):
+    """Whether `sampler` is the SDK's default, ParentBased(ALWAYS_ON) with the
+    default delegates, as the SDK's own classes, unchanged."""
+    sampling = _sampling_module()
+    on, off = sampling.ALWAYS_ON, sampling.ALWAYS_OFF
+    return (type(sampler) is sampling.ParentBased and type(on) is sampling.StaticSampler
+            and type(off) is sampling.StaticSampler
+            and sampler._root is on and sampler._remote_parent_sampled is on
+            and sampler._remote_parent_not_sampled is off and sampler._local_parent_sampled is on
+            and sampler._local_parent_not_sampled is off
+            and all(getattr(cls.should_sample, "__module__", None) == sampling.__name__
+                    for cls in (sampling.ParentBased, sampling.StaticSampler)))
+
+
+def _parent_based_always_on():
+    """An instance of the SDK's ParentBased(ALWAYS_ON) whose `should_sample`
+    decides as the SDK's does, asking for the parent's span context once: the
+    SDK's asks twice (the second time for its trace state), four calls down
+    each time, and calls the chosen delegate with six keyword arguments."""
+    from opentelemetry.trace import get_current_span
+
+    sampling = _sampling_module()
+    result, sample, drop = sampling.SamplingResult, sampling.Decision.RECORD_AND_SAMPLE, sampling.Decision.DROP
+
+    class ParentBasedAlwaysOn(sampling.ParentBased):
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
+                          trace_state=None):
+            parent = get_current_span(parent_context).get_span_context()
+            if parent is not None and parent.is_valid:
+                # Remote or local, a sampled parent's delegate is ALWAYS_ON, another's ALWAYS_OFF.
+                if parent.trace_flags.sampled:
+                    return result(sample, attributes, parent.trace_state)
+                return result(drop, None, parent.trace_state)
+            return result(sample, attributes, None)
+
+    return ParentBasedAlwaysOn(sampling.ALWAYS_ON)
+
+
+def _samplers_agree(ours, theirs):
+    """Whether the two samplers decide alike: no parent, an invalid one, and
+    local and remote parents, sampled or not, with a trace state."""
+    from opentelemetry import trace as trace_api
+    from opentelemetry.context import Context
+
+    state = trace_api.TraceState([("k", "v")])
+    contexts = [None, Context(), trace_api.set_span_in_context(trace_api.INVALID_SPAN)]
+    for remote in (False, True):
+        for flags in (trace_api.TraceFlags.SAMPLED, trace_api.TraceFlags.DEFAULT):
+            parent = trace_api.SpanContext(0x5, 0x6, is_remote=remote, trace_flags=trace_api.TraceFlags(flags),
+                                           trace_state=state)
+            contexts.append(trace_api.set_span_in_context(trace_api.NonRecordingSpan(parent)))
+    given = {"a": 1}
+    for context in contexts:
+        mine, sdks = (s.should_sample(context, 0x5, "check", trace_api.SpanKind.SERVER, given, ())
+                      for s in (ours, theirs))
+        if (mine.decision, dict(mine.attributes), mine.trace_state) != (
+                sdks.decision, dict(sdks.attributes), sdks.trace_state):
+            return False
+    return True
+
+
+def lighter_sampler(provider):
+    """Gives `provider` the one-step equivalent of its sampler when that is the
+    SDK's default, and both decide alike. Returns whether it did."""
+    sampler = getattr(provider, "sampler", None)
+    if not _is_default(sampler):
+        return False
+    ours = _parent_based_always_on()
+    if not _samplers_agree(ours, sampler):
+        _shim._debug("the SDK's sampler stays: otel-run's decides otherwise")
+        return False
+    provider.sampler = ours
     return True

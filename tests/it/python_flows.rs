@@ -890,6 +890,7 @@ fn otel_runs_spans_deliver_what_the_sdks_do() {
         assert!(stdout.contains("use_span from otel_run_api"), "{stdout}");
         assert!(stdout.contains(&format!("sent as {sent}")), "{stdout}");
         assert!(stdout.contains(queued), "{stdout}");
+        assert!(stdout.contains("sampler ParentBasedAlwaysOn"), "{stdout}");
         compare_shapes(
             &span_shapes(&ours.raw),
             &theirs_shapes,
@@ -897,6 +898,22 @@ fn otel_runs_spans_deliver_what_the_sdks_do() {
             &theirs.raw,
         );
     }
+    // A sampler other than the default is the program's to keep.
+    let env = [env[0], env[1], ("OTEL_TRACES_SAMPLER", "always_on")];
+    let (out, ours) = run(
+        Launcher::OtelRun,
+        &python,
+        &["python", "span_shapes.py"],
+        &env,
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("sampler StaticSampler"), "{stdout}");
+    compare_shapes(
+        &span_shapes(&ours.raw),
+        &theirs_shapes,
+        &ours.raw,
+        &theirs.raw,
+    );
 }
 
 fn compare_shapes(
