@@ -167,12 +167,19 @@ except Exception:  # another API version: spans are read through their propertie
     _CONTEXT_LAYOUT_KNOWN = False
 
 
+_ours = None  # (span class, attributes class), once the SDK's tracers make them
+
+
 def _our_span_type():
     """otel-run's span class, when the SDK's tracers make it (otel_run_spans.py)
     and its fields can be read directly."""
+    global _ours
+    if _ours is not None:
+        return _ours[0]
     spans = sys.modules.get("otel_run_spans")
     if spans is None or not spans._installed or not _CONTEXT_LAYOUT_KNOWN:
         return None
+    _ours = (spans.Span, spans.Attributes)
     return spans.Span
 
 
@@ -188,6 +195,7 @@ class _Tables:
     def __init__(self, limit=None):
         self.resources, self._resource_at = [], {}
         self.scopes, self._scope_at = [], {}
+        self._scope_of = {}  # id(scope) -> (index, scope): a scope's key read once
         self._limit = limit
         self._lock = threading.Lock()
 
@@ -197,6 +205,7 @@ class _Tables:
         with self._lock:
             made.resources, made._resource_at = list(self.resources), dict(self._resource_at)
             made.scopes, made._scope_at = list(self.scopes), dict(self._scope_at)
+            made._scope_of = dict(self._scope_of)
         return made
 
     def resource(self, resource):
@@ -218,6 +227,9 @@ class _Tables:
 
     def scope(self, scope):
         """The index of `scope` (by name, version and schema), or None when the table is full."""
+        known = self._scope_of.get(id(scope))
+        if known is not None:
+            return known[0]
         key = (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", "")
         index = self._scope_at.get(key)
         if index is not None:
@@ -229,6 +241,9 @@ class _Tables:
                     return None
                 index = self._scope_at[key] = len(self.scopes)
                 self.scopes.append(key + (_plain(getattr(scope, "attributes", None)),))
+            if len(self._scope_of) < 4 * (self._limit or len(self.scopes)):
+                # The entry holds the scope: its id names no other while it is here.
+                self._scope_of[id(scope)] = (index, scope)
             return index
 
 
@@ -259,7 +274,8 @@ def _record(span, tables, fast):
             trace_state.to_header() if trace_state else "",
             0x100 | flags | (0x200 if parent is not None and parent[2] else 0),
             fields["_name"], fields["_kind"]._value_ + 1, fields["_start_time"] or 0,
-            fields["_end_time"] or 0, _plain(attributes), attributes.dropped,
+            fields["_end_time"] or 0,
+            attributes._dict if type(attributes) is _ours[1] else _plain(attributes), attributes.dropped,
             (), fields["_events"].dropped, (), fields["_links"].dropped,
             status._status_code._value_, status._description or "",
         )
