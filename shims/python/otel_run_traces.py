@@ -13,6 +13,8 @@ records spans needs.
   the agent reads it (a value of a subclass, an IntEnum, as its base type, as
   the OTLP exporters send it); else as JSON, and a batch JSON cannot write
   (bytes, NaN) as OTLP/JSON. otel-run's own spans are read from their fields.
+  In marshal form a span is made into its record as it ends and queued as
+  that, so the span is freed with its request (`_record` says why).
 - The batch span processor the shim adds to each tracer provider, counted: the
   spans the SDK drops (its queue full, an export that failed, spans still queued
   at exit) are told to otel-run, which says them in its summary at exit. Each
