@@ -445,6 +445,32 @@ if (( DO_B )) && "$GUNICORN" --help 2>/dev/null | grep -q -- '--no-control-socke
   GUNICORN_EXTRA=(--no-control-socket)
 fi
 
+tree_ticks() {  # tree_ticks PID: CPU clock ticks (user + system) of PID and all its descendants
+  "$VENV_PY" -I -c '
+import os, sys
+children = {}
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append((int(entry), int(fields[11]) + int(fields[12])))
+total, todo = 0, [int(sys.argv[1])]
+try:
+    with open("/proc/%s/stat" % sys.argv[1]) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    total = int(fields[11]) + int(fields[12])
+except OSError:
+    pass
+while todo:
+    for pid, ticks in children.get(todo.pop(), ()):
+        total += ticks
+        todo.append(pid)
+print(total)' "$1"
+}
+
 b_row() {  # b_row INDEX ROUND: one row of B, once: its own server, a wrk warm-up, the measured run
   local i="$1" round="$2" port server server_log url pid seg
   declare -n prefix="B_PREFIX_$i"
@@ -464,10 +490,17 @@ b_row() {  # b_row INDEX ROUND: one row of B, once: its own server, a wrk warm-u
   WRK_REPORT="$RESULTS_DIR/wrk-$i-r$round-warmup.json" \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WRK_WARMUP" -s "$WORK_DIR/report.lua" "$url" >/dev/null
   alive "$pid" || die "server '${B_NAMES[$i]}' died during the warm-up (log: $server_log)"
+  local row0 col0
+  row0="$(tree_ticks "$pid")"; col0="$(tree_ticks "$COLLECTOR_PID")"
   WRK_REPORT="$RESULTS_DIR/wrk-$i-r$round.json" \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK_DIR/report.lua" "$url" \
     > "$RESULTS_DIR/wrk-$i-r$round.txt"
   alive "$pid" || die "server '${B_NAMES[$i]}' died during the run (log: $server_log)"
+  # What the row's processes (the tool, gunicorn, its workers) and the collector
+  # spent during the measured run, in clock ticks.
+  printf '{"row_ticks": %s, "collector_ticks": %s, "ticks_per_s": %s}\n' \
+    "$(( $(tree_ticks "$pid") - row0 ))" "$(( $(tree_ticks "$COLLECTOR_PID") - col0 ))" "$(getconf CLK_TCK)" \
+    > "$RESULTS_DIR/cpu-$i-r$round.json"
   stop_bg "$pid" 60
   settle_spans
   printf 'B\t%s\t%s\t%s\t%s\t%s\n' "$i" "$round" "${B_NAMES[$i]}" "$seg" "$(file_size)" >> "$SEGMENTS"
@@ -640,6 +673,8 @@ if do_b:
                 wrk = json.load(f)
             with open(os.path.join(results_dir, f"wrk-{i}-r{r}-warmup.json")) as f:
                 warm = json.load(f)
+            with open(os.path.join(results_dir, f"cpu-{i}-r{r}.json")) as f:
+                cpu = json.load(f)
             total, spans_txt, points, logs = fmt_spans(segments[("B", i, r)])
             served = wrk["requests"] + warm["requests"] + 1        # + the readiness probe
             rows.append({"config": name, "index": i, "round": r,
@@ -650,12 +685,16 @@ if do_b:
                          "mean_ms": wrk["latency_us"]["mean"] / 1e3,
                          "spans": total, "spans_text": spans_txt, "metric_points": points,
                          "log_records": logs, "requests_incl_warmup": served,
-                         "spans_per_request": ratio(total, served)})
+                         "spans_per_request": ratio(total, served),
+                         "cpu_us": cpu["row_ticks"] / cpu["ticks_per_s"] * 1e6 / max(wrk["requests"], 1),
+                         "collector_cpu_us": cpu["collector_ticks"] / cpu["ticks_per_s"] * 1e6
+                         / max(wrk["requests"], 1)})
     # The statistics over rounds come from bench/lib.sh's rounds_report, appended below.
     with open(os.path.join(results_dir, "rounds-throughput.tsv"), "w") as f:
         f.write("round\trow\tmetric\tvalue\n")
         for r in rows:
-            for metric, key in (("req/s", "rps"), ("p50 (ms)", "p50_ms"), ("p99 (ms)", "p99_ms")):
+            for metric, key in (("req/s", "rps"), ("p50 (ms)", "p50_ms"), ("p99 (ms)", "p99_ms"),
+                                ("CPU µs/request", "cpu_us"), ("collector CPU µs/request", "collector_cpu_us")):
                 f.write(f"{r['round']}\t{r['config']}\t{metric}\t{r[key]}\n")
     by = {(r["index"], r["round"]): r for r in rows}
     per_round = [ratio(by[(1, k)]["rps"], by[(2, k)]["rps"]) for k in range(1, rounds + 1)]
