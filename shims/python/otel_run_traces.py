@@ -233,9 +233,6 @@ class _Tables:
         if known is not None:
             return known[0]
         key = (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", "")
-        index = self._scope_at.get(key)
-        if index is not None:
-            return index
         with self._lock:
             index = self._scope_at.get(key)
             if index is None:
@@ -243,7 +240,7 @@ class _Tables:
                     return None
                 index = self._scope_at[key] = len(self.scopes)
                 self.scopes.append(key + (_plain(getattr(scope, "attributes", None)),))
-            if len(self._scope_of) < 4 * (self._limit or len(self.scopes)):
+            if len(self._scope_of) < 4 * _MAX_TABLE:
                 # The entry holds the scope: its id names no other while it is here.
                 self._scope_of[id(scope)] = (index, scope)
             return index
