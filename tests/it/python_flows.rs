@@ -916,6 +916,47 @@ fn otel_runs_spans_deliver_what_the_sdks_do() {
     );
 }
 
+#[test]
+fn spans_of_more_scopes_than_the_exporter_tables_all_arrive_under_their_own() {
+    let Some(python) = apps_python() else { return };
+    let (out, ours) = run(
+        Launcher::OtelRun,
+        &python,
+        &["python", "many_scopes.py"],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("spans made"), "{stdout}");
+    // The table stops at its bound; the spans past it were queued as spans.
+    assert!(stdout.contains("scopes in the table 1024"), "{stdout}");
+    let mut under: BTreeSet<(String, String)> = BTreeSet::new();
+    for line in ours.raw.lines().filter(|l| !l.trim().is_empty()) {
+        let data: Value = serde_json::from_str(line).expect("collector output is JSON lines");
+        for rs in data["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                let scope = ss["scope"]["name"].as_str().unwrap_or_default();
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    let name = span["name"].as_str().unwrap_or_default();
+                    if let Some(n) = name.strip_prefix("span-") {
+                        under.insert((n.to_string(), scope.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = (0..1100)
+        .map(|n| (n.to_string(), format!("scope-{n}")))
+        .collect();
+    let missing: Vec<_> = expected.difference(&under).take(5).collect();
+    let odd: Vec<_> = under.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && odd.is_empty(),
+        "{} of 1100 spans missing under their scope (such as {missing:?}); unexpected: {odd:?}\n{}",
+        expected.difference(&under).count(),
+        text(&out.stderr)
+    );
+}
+
 fn compare_shapes(
     ours_shapes: &std::collections::BTreeMap<String, Value>,
     theirs_shapes: &std::collections::BTreeMap<String, Value>,
